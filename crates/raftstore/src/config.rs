@@ -1,0 +1,124 @@
+//! Store configuration: tick intervals, log GC thresholds, split thresholds and limits.
+//!
+//! Every interval is a multiple of the base tick so one timer in the poller drives them all.
+
+use std::time::Duration;
+
+/// Raftstore settings. [`Config::default`] is for production; [`Config::for_tests`] shrinks
+/// every interval so scenario tests run in seconds.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// One raft tick. Election and heartbeat timeouts are counted in these.
+    pub raft_base_tick_interval: Duration,
+    /// Ticks between leader heartbeats.
+    pub raft_heartbeat_ticks: usize,
+    /// Ticks without a leader before a follower campaigns (randomised up to 2x by raft-rs).
+    pub raft_election_timeout_ticks: usize,
+    /// Largest total size of entries in one append message.
+    pub raft_max_size_per_msg: u64,
+    /// Most in-flight append messages per follower.
+    pub raft_max_inflight_msgs: usize,
+    /// Largest encoded command a client may propose; bigger ones get `RaftEntryTooLarge`.
+    pub raft_entry_max_size: u64,
+
+    /// How often the leader considers compacting its log.
+    pub raft_log_gc_tick_interval: Duration,
+    /// Compact once the log holds more than this many entries past the truncated index,
+    /// even if a follower has not caught up (it will get a snapshot).
+    pub raft_log_gc_count_limit: u64,
+    /// Compact once the log holds more than this many bytes, even if a follower lags.
+    pub raft_log_gc_size_limit: u64,
+    /// Compact up to the slowest follower's match index once this many entries are behind it.
+    pub raft_log_gc_threshold: u64,
+
+    /// How often the leader checks whether its region should split.
+    pub split_region_check_tick_interval: Duration,
+    /// A region larger than this is split.
+    pub region_max_size: u64,
+    /// Target size of the left part of a split.
+    pub region_split_size: u64,
+    /// A region with more keys than this is split.
+    pub region_max_keys: u64,
+    /// Target key count of the left part of a split.
+    pub region_split_keys: u64,
+
+    /// How often a leader reports its region to the scheduler.
+    pub region_heartbeat_tick_interval: Duration,
+    /// How often the store reports itself to the scheduler.
+    pub store_heartbeat_tick_interval: Duration,
+
+    /// Most messages the poller takes from its mailbox in one round.
+    pub max_batch_messages: usize,
+    /// A snapshot generation that has not finished after this long is started again.
+    pub snap_gen_timeout: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            raft_base_tick_interval: Duration::from_millis(200),
+            raft_heartbeat_ticks: 2,
+            raft_election_timeout_ticks: 10,
+            raft_max_size_per_msg: 1024 * 1024,
+            raft_max_inflight_msgs: 256,
+            raft_entry_max_size: 8 * 1024 * 1024,
+            raft_log_gc_tick_interval: Duration::from_secs(3),
+            raft_log_gc_count_limit: 20_000,
+            raft_log_gc_size_limit: 64 * 1024 * 1024,
+            raft_log_gc_threshold: 50,
+            split_region_check_tick_interval: Duration::from_secs(10),
+            region_max_size: 144 * 1024 * 1024,
+            region_split_size: 96 * 1024 * 1024,
+            region_max_keys: 1_440_000,
+            region_split_keys: 960_000,
+            region_heartbeat_tick_interval: Duration::from_secs(10),
+            store_heartbeat_tick_interval: Duration::from_secs(10),
+            max_batch_messages: 4096,
+            snap_gen_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+impl Config {
+    /// Small intervals for in-process scenario tests (50 ms ticks, 500 ms elections).
+    pub fn for_tests() -> Self {
+        Config {
+            raft_base_tick_interval: Duration::from_millis(50),
+            raft_log_gc_tick_interval: Duration::from_millis(50),
+            split_region_check_tick_interval: Duration::from_millis(100),
+            region_heartbeat_tick_interval: Duration::from_millis(100),
+            store_heartbeat_tick_interval: Duration::from_millis(500),
+            snap_gen_timeout: Duration::from_secs(5),
+            ..Config::default()
+        }
+    }
+
+    /// Number of base ticks in `interval` (at least one).
+    pub fn ticks(&self, interval: Duration) -> u64 {
+        let base = self.raft_base_tick_interval.as_millis().max(1);
+        ((interval.as_millis() / base) as u64).max(1)
+    }
+
+    /// Checks the settings for contradictions.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.raft_heartbeat_ticks == 0 {
+            return Err("raft_heartbeat_ticks must be positive".into());
+        }
+        if self.raft_election_timeout_ticks <= self.raft_heartbeat_ticks {
+            return Err("raft_election_timeout_ticks must be greater than raft_heartbeat_ticks".into());
+        }
+        if self.raft_base_tick_interval.is_zero() {
+            return Err("raft_base_tick_interval must be positive".into());
+        }
+        if self.region_split_size > self.region_max_size {
+            return Err("region_split_size must not exceed region_max_size".into());
+        }
+        if self.region_split_keys > self.region_max_keys {
+            return Err("region_split_keys must not exceed region_max_keys".into());
+        }
+        if self.raft_log_gc_count_limit == 0 {
+            return Err("raft_log_gc_count_limit must be positive".into());
+        }
+        Ok(())
+    }
+}

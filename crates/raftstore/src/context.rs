@@ -1,0 +1,80 @@
+//! State shared by every peer during one poller round.
+//!
+//! Peers stage their work here instead of doing I/O themselves: log writes go into one
+//! [`LogWriteBatch`] for the writer, applied commands into one KV write batch, callbacks into
+//! a list fired only after that batch is written. One round therefore costs one KV write and
+//! one hand-off to the log writer, however many regions were busy.
+
+use crossbeam_channel::Sender;
+use engine::{Engine, WriteBatch as _};
+
+use crate::config::Config;
+use crate::msg::{Callback, CmdResponse, RaftMessage};
+use crate::router::Router;
+use crate::storage::write::{WriteMsg, WriteTask};
+use crate::storage::{LogWriteBatch, RaftLogEngine};
+use crate::transport::Transport;
+use crate::worker::raftlog_gc::GcTask;
+use crate::worker::region::RegionTask;
+
+/// Everything a peer needs from its store while handling messages and readies.
+pub struct PollContext<E: Engine, T: Transport> {
+    /// Store configuration.
+    pub cfg: Config,
+    /// This store's id.
+    pub store_id: u64,
+    /// The KV engine.
+    pub engine: E,
+    /// The raft log engine.
+    pub raft_engine: RaftLogEngine,
+    /// This store's router (for workers' replies).
+    pub router: Router<E::Snapshot>,
+    /// Outbound raft messages.
+    pub transport: T,
+    /// Queue of the region worker.
+    pub region_scheduler: Sender<RegionTask>,
+    /// Queue of the raft-log-gc worker.
+    pub gc_scheduler: Sender<GcTask>,
+    /// Queue of the log writer.
+    pub writer: Sender<WriteMsg>,
+
+    /// Log writes staged this round.
+    pub log_batch: LogWriteBatch,
+    /// Per-peer follow-ups of this round's log writes.
+    pub write_tasks: Vec<WriteTask>,
+    /// Whether this round's log writes must be fsynced.
+    pub need_sync: bool,
+    /// Applied commands staged this round.
+    pub kv_wb: E::WriteBatch,
+    /// Results to deliver after `kv_wb` is written.
+    pub callbacks: Vec<(Callback<E::Snapshot>, CmdResponse<E::Snapshot>)>,
+}
+
+impl<E: Engine, T: Transport> PollContext<E, T> {
+    /// Sends a message now (leaders may send before persisting).
+    pub fn send(&mut self, msg: RaftMessage) -> Result<(), crate::transport::TransportError> {
+        self.transport.send(msg)
+    }
+
+    /// Writes the KV batch staged so far (callbacks still wait for the end of the round).
+    pub fn flush_kv(&mut self) -> engine::Result<()> {
+        if self.kv_wb.is_empty() {
+            return Ok(());
+        }
+        let wb = std::mem::replace(&mut self.kv_wb, self.engine.write_batch());
+        self.engine.write(wb, false)
+    }
+
+    /// Hands this round's log writes to the writer, if any.
+    pub fn submit_log_writes(&mut self) {
+        if self.write_tasks.is_empty() && self.log_batch.is_empty() {
+            return;
+        }
+        let batch = std::mem::take(&mut self.log_batch);
+        let tasks = std::mem::take(&mut self.write_tasks);
+        let sync = std::mem::replace(&mut self.need_sync, false);
+        if self.writer.send(WriteMsg { batch, tasks, sync }).is_err() {
+            tracing::error!("store {}: log writer is gone", self.store_id);
+        }
+    }
+}

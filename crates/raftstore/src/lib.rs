@@ -1,0 +1,53 @@
+//! Tessera's multi-Raft store: many regions, each a raft-rs group, on one store.
+//!
+//! # What it owns
+//! Everything between "a command for region R arrived" and "it is durable, replicated,
+//! applied and answered": peers (one per region), the poller that drives them, the log
+//! writer, apply, and the store's workers (region/snapshot, raft-log-gc).
+//!
+//! # How data moves
+//! ```text
+//! Router ──► poller mailbox ──► Peer::on_command ──► RawNode::propose
+//!                                   │                      │
+//!   Transport ◄── leader msgs ◄─────┴── Ready ─────────────┘
+//!                                   │
+//!      committed entries ──► apply into ONE KV batch per round ──► engine.write
+//!                                   │                                   │
+//!      new entries + hard state ──► ONE raft-engine batch ──► log writer (one fsync)
+//!                                                                       │
+//!      callbacks fire after the KV write ◄──────────────────────────────┘
+//!      persisted notices ──► on_persist_ready ──► more commits ──► apply
+//! ```
+//! Numbered steps of a round are in [`poller`]; the order within one Ready is in
+//! [`peer::ready`].
+//!
+//! # Durability
+//! An entry is acknowledged only after it is committed, which requires it to be fsynced in
+//! a quorum's raft logs. Applied data is written to the KV engine without fsync; after a
+//! crash the entries are applied again from the log (the apply state in the KV engine says
+//! where to resume). Log entries are deleted only after the KV engine is synced.
+
+pub mod apply;
+pub mod config;
+pub mod context;
+pub mod error;
+pub mod msg;
+pub mod operation;
+pub mod peer;
+pub mod poller;
+pub mod region_snapshot;
+pub mod router;
+pub mod storage;
+pub mod store;
+pub mod transport;
+pub mod util;
+pub mod worker;
+
+pub use config::Config;
+pub use error::{Error, Result};
+pub use msg::{Callback, CmdResponse, PeerMsg, RaftMessage};
+pub use region_snapshot::RegionSnapshot;
+pub use router::Router;
+pub use storage::RaftLogEngine;
+pub use store::Store;
+pub use transport::{Transport, TransportError};

@@ -1,0 +1,188 @@
+//! Messages that flow into the poller, and the callbacks that carry results back out.
+//!
+//! Everything a store's raft poller does starts as a [`PollerMsg`] in its one mailbox: raft
+//! messages from other stores, client commands, notifications from the log writer and from
+//! the background workers. Answers leave through the [`Callback`] attached to a command.
+
+use std::fmt;
+
+use proto::metapb;
+use proto::raft_cmdpb::{RaftCmdRequest, RaftCmdResponse};
+use proto::raft_serverpb;
+use raft::eraftpb;
+
+use crate::region_snapshot::RegionSnapshot;
+use crate::{Error, Result};
+
+/// A raft message between two peers of one region, as raftstore handles it internally.
+///
+/// The raft payload stays a raft-rs (rust-protobuf) message inside the store; it is
+/// converted to our prost `eraftpb` only when it crosses a process boundary
+/// ([`RaftMessage::to_proto`], [`RaftMessage::from_proto`]).
+#[derive(Clone, Debug, Default)]
+pub struct RaftMessage {
+    /// Region the message belongs to.
+    pub region_id: u64,
+    /// Sending peer.
+    pub from_peer: metapb::Peer,
+    /// Receiving peer.
+    pub to_peer: metapb::Peer,
+    /// Sender's view of the region epoch.
+    pub region_epoch: metapb::RegionEpoch,
+    /// Tells the receiver that its peer was removed and should be destroyed.
+    pub is_tombstone: bool,
+    /// Region start key, attached by initialized senders so receivers can check overlap.
+    pub start_key: Vec<u8>,
+    /// Region end key (empty = unbounded).
+    pub end_key: Vec<u8>,
+    /// The raft payload.
+    pub message: eraftpb::Message,
+}
+
+impl RaftMessage {
+    /// Encodes to the kvproto-compatible wire form.
+    pub fn to_proto(&self) -> raft_serverpb::RaftMessage {
+        use protobuf::Message as _;
+        // rust-protobuf and prost share the wire format, so bytes are the bridge.
+        let bytes = self
+            .message
+            .write_to_bytes()
+            .expect("encoding an in-memory raft message cannot fail");
+        let message =
+            <proto::eraftpb::Message as prost::Message>::decode(bytes.as_slice()).ok();
+        raft_serverpb::RaftMessage {
+            region_id: self.region_id,
+            from_peer: Some(self.from_peer.clone()),
+            to_peer: Some(self.to_peer.clone()),
+            message,
+            region_epoch: Some(self.region_epoch.clone()),
+            is_tombstone: self.is_tombstone,
+            start_key: self.start_key.clone(),
+            end_key: self.end_key.clone(),
+            ..Default::default()
+        }
+    }
+
+    /// Decodes from the wire form; a message without its raft payload or peers is rejected.
+    pub fn from_proto(m: raft_serverpb::RaftMessage) -> Result<RaftMessage> {
+        use protobuf::Message as _;
+        let payload = m
+            .message
+            .ok_or_else(|| Error::InvalidRequest("raft message without payload".into()))?;
+        let bytes = prost::Message::encode_to_vec(&payload);
+        let message = eraftpb::Message::parse_from_bytes(&bytes)
+            .map_err(|e| Error::Decode(e.to_string()))?;
+        Ok(RaftMessage {
+            region_id: m.region_id,
+            from_peer: m
+                .from_peer
+                .ok_or_else(|| Error::InvalidRequest("raft message without from_peer".into()))?,
+            to_peer: m
+                .to_peer
+                .ok_or_else(|| Error::InvalidRequest("raft message without to_peer".into()))?,
+            region_epoch: m.region_epoch.unwrap_or_default(),
+            is_tombstone: m.is_tombstone,
+            start_key: m.start_key,
+            end_key: m.end_key,
+            message,
+        })
+    }
+}
+
+/// What a command's callback receives.
+pub struct CmdResponse<S> {
+    /// The response; `header.error` is set on failure.
+    pub response: RaftCmdResponse,
+    /// For a `Snap` read: a consistent view of the region's data at a safe read point.
+    pub snapshot: Option<RegionSnapshot<S>>,
+}
+
+impl<S> CmdResponse<S> {
+    /// A response that carries only `err`.
+    pub fn error(err: Error) -> Self {
+        CmdResponse {
+            response: crate::util::err_resp(err, 0),
+            snapshot: None,
+        }
+    }
+}
+
+/// Called exactly once with the outcome of a command.
+pub type Callback<S> = Box<dyn FnOnce(CmdResponse<S>) + Send>;
+
+/// A client or admin command for one region.
+pub struct RaftCommand<S> {
+    /// The request; `header.region_id` selects the peer.
+    pub request: RaftCmdRequest,
+    /// Receives the result.
+    pub callback: Callback<S>,
+}
+
+/// A message for one peer.
+pub enum PeerMsg<S> {
+    /// A raft message from another store.
+    RaftMessage(Box<RaftMessage>),
+    /// A command to propose (writes, admin) or serve (reads).
+    RaftCommand(RaftCommand<S>),
+    /// The region worker finished generating a snapshot.
+    SnapshotGenerated {
+        /// The snapshot, or the reason it could not be built.
+        snapshot: std::result::Result<Box<eraftpb::Snapshot>, String>,
+    },
+    /// The region worker finished applying a received snapshot.
+    SnapshotApplied {
+        /// Ready number whose persistence the apply completed.
+        ready_number: u64,
+        /// Whether it succeeded.
+        result: std::result::Result<(), String>,
+    },
+    /// The transport finished (or failed) sending a snapshot to `to_peer_id`.
+    SnapshotSent {
+        /// Receiving peer.
+        to_peer_id: u64,
+        /// Whether it arrived.
+        ok: bool,
+    },
+    /// Start an election now (a fresh single-voter region, or an operator's request).
+    Campaign,
+}
+
+/// Persistence progress reported by the log writer for one peer.
+#[derive(Debug)]
+pub struct Persisted {
+    /// Region of the peer.
+    pub region_id: u64,
+    /// Peer id (a notification for a destroyed and recreated peer is ignored).
+    pub peer_id: u64,
+    /// All readies up to this number are durable.
+    pub ready_number: u64,
+}
+
+/// A store-level message.
+pub enum StoreMsg {
+    /// The log writer made these readies durable.
+    Persisted(Vec<Persisted>),
+    /// Stop the poller.
+    Stop,
+}
+
+/// One item of the poller's mailbox.
+pub enum PollerMsg<S> {
+    /// For the peer of `region_id` on this store.
+    Peer(u64, PeerMsg<S>),
+    /// For the store itself.
+    Store(StoreMsg),
+}
+
+impl<S> fmt::Debug for PeerMsg<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PeerMsg::RaftMessage(m) => write!(f, "RaftMessage({:?})", m.message.get_msg_type()),
+            PeerMsg::RaftCommand(_) => write!(f, "RaftCommand"),
+            PeerMsg::SnapshotGenerated { .. } => write!(f, "SnapshotGenerated"),
+            PeerMsg::SnapshotApplied { .. } => write!(f, "SnapshotApplied"),
+            PeerMsg::SnapshotSent { .. } => write!(f, "SnapshotSent"),
+            PeerMsg::Campaign => write!(f, "Campaign"),
+        }
+    }
+}

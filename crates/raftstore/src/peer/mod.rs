@@ -1,0 +1,220 @@
+//! A peer: this store's replica of one region, wrapping a raft-rs `RawNode`.
+//!
+//! The poller drives every peer through the same steps (see the crate docs): incoming
+//! messages and commands ([`propose`]), the Ready of raft-rs ([`ready`]), applying committed
+//! entries (`crate::apply`) and serving reads once they are safe ([`read`]).
+
+pub mod propose;
+pub mod read;
+pub mod ready;
+
+use std::collections::{HashMap, VecDeque};
+
+use engine::Engine;
+use proto::metapb;
+use raft::{RawNode, StateRole};
+
+use crate::config::Config;
+use crate::msg::{Callback, RaftMessage};
+use crate::storage::PeerStorage;
+use crate::Result;
+
+/// A proposed command waiting for its entry to be applied.
+pub struct Proposal<S> {
+    /// Log index the entry was appended at.
+    pub index: u64,
+    /// Term it was proposed in; a different term at that index means it was overwritten.
+    pub term: u64,
+    /// Receives the result.
+    pub callback: Callback<S>,
+}
+
+/// A received snapshot being applied by the region worker.
+pub struct ApplyingSnapshot {
+    /// Ready number to report as persisted once applied.
+    pub ready_number: u64,
+    /// Region described by the snapshot.
+    pub region: metapb::Region,
+    /// Snapshot index.
+    pub index: u64,
+    /// Snapshot term.
+    pub term: u64,
+    /// Messages to send once the snapshot is durable.
+    pub messages: Vec<RaftMessage>,
+}
+
+/// One region's replica on this store.
+pub struct Peer<E: Engine> {
+    /// This peer's identity.
+    pub meta: metapb::Peer,
+    /// The raft state machine.
+    pub raft_group: RawNode<PeerStorage<E>>,
+    /// Log prefix naming region and peer.
+    pub tag: String,
+    /// Proposals in log order.
+    pub proposals: VecDeque<Proposal<E::Snapshot>>,
+    /// Reads waiting for a safe read index.
+    pub reads: read::ReadQueue<E::Snapshot>,
+    /// Peers of the region by id, including ones learnt from messages.
+    pub peer_cache: HashMap<u64, metapb::Peer>,
+    /// Readies handed to the log writer and not yet persisted: (number, last index).
+    pub unpersisted: VecDeque<(u64, u64)>,
+    /// A snapshot being applied; the peer takes no new ready meanwhile.
+    pub applying_snapshot: Option<ApplyingSnapshot>,
+    /// Base ticks since the last raft-log-gc check.
+    pub gc_tick_count: u64,
+    /// Approximate bytes in the raft log since the truncated index.
+    pub raft_log_size_hint: u64,
+    /// Whether this round applied anything (so post-apply work runs).
+    pub applied_this_round: bool,
+    /// Log compaction to schedule once the apply batch is written (end index).
+    pub pending_gc: Option<u64>,
+}
+
+impl<E: Engine> Peer<E> {
+    /// Creates the peer `meta` of the region held by `storage`.
+    pub fn new(cfg: &Config, storage: PeerStorage<E>, meta: metapb::Peer) -> Result<Peer<E>> {
+        let tag = format!("[region {} peer {}]", storage.region().id, meta.id);
+        let applied = storage.applied_index();
+        let raft_cfg = raft::Config {
+            id: meta.id,
+            election_tick: cfg.raft_election_timeout_ticks,
+            heartbeat_tick: cfg.raft_heartbeat_ticks,
+            applied,
+            max_size_per_msg: cfg.raft_max_size_per_msg,
+            max_inflight_msgs: cfg.raft_max_inflight_msgs,
+            check_quorum: true,
+            pre_vote: true,
+            read_only_option: raft::ReadOnlyOption::Safe,
+            skip_bcast_commit: false,
+            batch_append: true,
+            ..Default::default()
+        };
+        let mut peer_cache = HashMap::new();
+        for p in &storage.region().peers {
+            peer_cache.insert(p.id, p.clone());
+        }
+        let logger = slog::Logger::root(slog::Discard, slog::o!());
+        let raft_group = RawNode::new(&raft_cfg, storage, &logger)?;
+        Ok(Peer {
+            meta,
+            raft_group,
+            tag,
+            proposals: VecDeque::new(),
+            reads: read::ReadQueue::default(),
+            peer_cache,
+            unpersisted: VecDeque::new(),
+            applying_snapshot: None,
+            gc_tick_count: 0,
+            raft_log_size_hint: 0,
+            applied_this_round: false,
+            pending_gc: None,
+        })
+    }
+
+    /// Region id.
+    pub fn region_id(&self) -> u64 {
+        self.region().id
+    }
+
+    /// The region as this peer knows it.
+    pub fn region(&self) -> &metapb::Region {
+        self.raft_group.store().region()
+    }
+
+    /// Peer storage.
+    pub fn storage(&self) -> &PeerStorage<E> {
+        self.raft_group.store()
+    }
+
+    /// Mutable peer storage.
+    pub fn storage_mut(&mut self) -> &mut PeerStorage<E> {
+        self.raft_group.mut_store()
+    }
+
+    /// True if this peer is the raft leader.
+    pub fn is_leader(&self) -> bool {
+        self.raft_group.raft.state == StateRole::Leader
+    }
+
+    /// Current raft term.
+    pub fn term(&self) -> u64 {
+        self.raft_group.raft.term
+    }
+
+    /// The leader this peer believes in, if known.
+    pub fn leader(&self) -> Option<metapb::Peer> {
+        let id = self.raft_group.raft.leader_id;
+        if id == raft::INVALID_ID {
+            return None;
+        }
+        self.peer_cache.get(&id).cloned()
+    }
+
+    /// Wraps a raft-rs message for the transport; `None` if the target peer is unknown.
+    pub fn build_raft_message(&self, msg: raft::eraftpb::Message) -> Option<RaftMessage> {
+        let to_peer = match self.peer_cache.get(&msg.to) {
+            Some(p) => p.clone(),
+            None => {
+                tracing::warn!("{} dropping {:?} to unknown peer {}", self.tag, msg.get_msg_type(), msg.to);
+                return None;
+            }
+        };
+        let region = self.region();
+        let (start_key, end_key) = if self.storage().is_initialized() {
+            (region.start_key.clone(), region.end_key.clone())
+        } else {
+            (Vec::new(), Vec::new())
+        };
+        Some(RaftMessage {
+            region_id: region.id,
+            from_peer: self.meta.clone(),
+            to_peer,
+            region_epoch: crate::util::epoch(region),
+            is_tombstone: false,
+            start_key,
+            end_key,
+            message: msg,
+        })
+    }
+
+    /// Steps a message from another peer into raft.
+    pub fn step(&mut self, msg: RaftMessage) -> Result<()> {
+        if msg.to_peer.id != self.meta.id {
+            tracing::debug!("{} ignoring message for peer {}", self.tag, msg.to_peer.id);
+            return Ok(());
+        }
+        self.peer_cache
+            .entry(msg.from_peer.id)
+            .or_insert_with(|| msg.from_peer.clone());
+        if msg.message.get_msg_type() == raft::eraftpb::MessageType::MsgSnapshot
+            && !self.snapshot_acceptable(&msg)
+        {
+            return Ok(());
+        }
+        self.raft_group.step(msg.message)?;
+        Ok(())
+    }
+
+    fn snapshot_acceptable(&self, msg: &RaftMessage) -> bool {
+        let snap = msg.message.get_snapshot();
+        match crate::storage::snapshot::decode(snap.get_data()) {
+            Ok(body) => {
+                let region = body.region.unwrap_or_default();
+                if region.id != self.region_id() {
+                    tracing::warn!("{} dropping snapshot of region {}", self.tag, region.id);
+                    return false;
+                }
+                if crate::util::find_peer_by_id(&region, self.meta.id).is_none() {
+                    tracing::warn!("{} dropping snapshot that does not contain this peer", self.tag);
+                    return false;
+                }
+                true
+            }
+            Err(e) => {
+                tracing::warn!("{} dropping undecodable snapshot: {e}", self.tag);
+                false
+            }
+        }
+    }
+}

@@ -1,0 +1,234 @@
+//! Turning client commands into proposals (writes, admin) or queued reads.
+//!
+//! Checks run in TiKV's order, cheapest and most informative first: store, leadership,
+//! peer id, term, epoch; then the request itself (keys inside the region, known column
+//! families, size under the raft entry limit). Nothing reaches the log that would fail
+//! these checks at propose time.
+
+use engine::Engine;
+use proto::raft_cmdpb::{AdminCmdType, CmdType, RaftCmdRequest};
+
+use super::read::ReadCmd;
+use super::{Peer, Proposal};
+use crate::context::PollContext;
+use crate::msg::{CmdResponse, RaftCommand};
+use crate::transport::Transport;
+use crate::util::check_key_in_region;
+use crate::{Error, Result};
+
+/// What kind of command a request is.
+enum CmdKind {
+    Read,
+    Write,
+    Admin(AdminCmdType),
+}
+
+fn classify(req: &RaftCmdRequest) -> Result<CmdKind> {
+    if let Some(admin) = &req.admin_request {
+        if !req.requests.is_empty() {
+            return Err(Error::InvalidRequest(
+                "admin and normal requests in one command".into(),
+            ));
+        }
+        let t = AdminCmdType::try_from(admin.cmd_type)
+            .map_err(|_| Error::InvalidRequest(format!("unknown admin type {}", admin.cmd_type)))?;
+        return Ok(CmdKind::Admin(t));
+    }
+    if req.requests.is_empty() {
+        return Err(Error::InvalidRequest("empty command".into()));
+    }
+    let mut reads = 0;
+    for r in &req.requests {
+        match CmdType::try_from(r.cmd_type) {
+            Ok(CmdType::Get) | Ok(CmdType::Snap) => reads += 1,
+            Ok(CmdType::Put) | Ok(CmdType::Delete) | Ok(CmdType::DeleteRange) => {}
+            _ => {
+                return Err(Error::InvalidRequest(format!(
+                    "unsupported command type {}",
+                    r.cmd_type
+                )))
+            }
+        }
+    }
+    match reads {
+        0 => Ok(CmdKind::Write),
+        n if n == req.requests.len() => Ok(CmdKind::Read),
+        _ => Err(Error::InvalidRequest("reads and writes in one command".into())),
+    }
+}
+
+impl<E: Engine> Peer<E> {
+    fn pre_propose_check<T: Transport>(
+        &self,
+        ctx: &PollContext<E, T>,
+        req: &RaftCmdRequest,
+    ) -> Result<()> {
+        let header = req
+            .header
+            .as_ref()
+            .ok_or_else(|| Error::InvalidRequest("missing header".into()))?;
+        if let Some(p) = &header.peer {
+            if p.store_id != 0 && p.store_id != ctx.store_id {
+                return Err(Error::StoreNotMatch {
+                    to_store_id: p.store_id,
+                    my_store_id: ctx.store_id,
+                });
+            }
+        }
+        if !self.is_leader() {
+            return Err(Error::NotLeader {
+                region_id: self.region_id(),
+                leader: self.leader(),
+            });
+        }
+        if let Some(p) = &header.peer {
+            if p.id != 0 && p.id != self.meta.id {
+                return Err(Error::Other(format!(
+                    "mismatch peer id {} != {}",
+                    p.id, self.meta.id
+                )));
+            }
+        }
+        if header.term > 0 && self.term() > header.term + 1 {
+            return Err(Error::StaleCommand);
+        }
+        crate::util::check_region_epoch(req, self.region())
+    }
+
+    fn check_write_keys(&self, req: &RaftCmdRequest) -> Result<()> {
+        let region = self.region();
+        for r in &req.requests {
+            match CmdType::try_from(r.cmd_type) {
+                Ok(CmdType::Put) => {
+                    let put = r
+                        .put
+                        .as_ref()
+                        .ok_or_else(|| Error::InvalidRequest("Put without body".into()))?;
+                    crate::apply::cf_name(&put.cf)?;
+                    check_key_in_region(&put.key, region)?;
+                }
+                Ok(CmdType::Delete) => {
+                    let del = r
+                        .delete
+                        .as_ref()
+                        .ok_or_else(|| Error::InvalidRequest("Delete without body".into()))?;
+                    crate::apply::cf_name(&del.cf)?;
+                    check_key_in_region(&del.key, region)?;
+                }
+                Ok(CmdType::DeleteRange) => {
+                    let dr = r.delete_range.as_ref().ok_or_else(|| {
+                        Error::InvalidRequest("DeleteRange without body".into())
+                    })?;
+                    crate::apply::cf_name(&dr.cf)?;
+                    check_key_in_region(&dr.start_key, region)?;
+                    if !dr.end_key.is_empty() {
+                        if dr.end_key < dr.start_key {
+                            return Err(Error::InvalidRequest(
+                                "DeleteRange end before start".into(),
+                            ));
+                        }
+                        if !region.end_key.is_empty() && dr.end_key > region.end_key {
+                            check_key_in_region(&dr.end_key, region)?;
+                        }
+                    } else if !region.end_key.is_empty() {
+                        return Err(Error::KeyNotInRegion {
+                            key: Vec::new(),
+                            region_id: region.id,
+                            start_key: region.start_key.clone(),
+                            end_key: region.end_key.clone(),
+                        });
+                    }
+                }
+                _ => unreachable!("classified as a write"),
+            }
+        }
+        Ok(())
+    }
+
+    /// Handles one command: queue a read, or propose a write or admin command.
+    pub fn on_command<T: Transport>(&mut self, ctx: &mut PollContext<E, T>, cmd: RaftCommand<E::Snapshot>) {
+        let RaftCommand { request, callback } = cmd;
+        let kind = match classify(&request).and_then(|k| {
+            self.pre_propose_check(ctx, &request)?;
+            Ok(k)
+        }) {
+            Ok(k) => k,
+            Err(e) => {
+                let term = self.term();
+                callback(CmdResponse {
+                    response: crate::util::err_resp(e, term),
+                    snapshot: None,
+                });
+                return;
+            }
+        };
+        let res = match kind {
+            CmdKind::Read => {
+                self.reads.push(ReadCmd { request, callback });
+                return;
+            }
+            CmdKind::Write => self
+                .check_write_keys(&request)
+                .and_then(|_| self.propose_normal(ctx, &request)),
+            CmdKind::Admin(t) => self.propose_admin(ctx, t, &request),
+        };
+        match res {
+            Ok(Some(index)) => self.proposals.push_back(Proposal {
+                index,
+                term: self.term(),
+                callback,
+            }),
+            Ok(None) => callback(CmdResponse {
+                response: crate::apply::ok_admin_response(&request, self.term()),
+                snapshot: None,
+            }),
+            Err(e) => {
+                let term = self.term();
+                callback(CmdResponse {
+                    response: crate::util::err_resp(e, term),
+                    snapshot: None,
+                })
+            }
+        }
+    }
+
+    /// Appends an encoded command to the log; returns its index.
+    pub fn propose_normal<T: Transport>(
+        &mut self,
+        ctx: &PollContext<E, T>,
+        req: &RaftCmdRequest,
+    ) -> Result<Option<u64>> {
+        let data = prost::Message::encode_to_vec(req);
+        if data.len() as u64 > ctx.cfg.raft_entry_max_size {
+            return Err(Error::RaftEntryTooLarge {
+                region_id: self.region_id(),
+                entry_size: data.len() as u64,
+            });
+        }
+        let last = self.raft_group.raft.raft_log.last_index();
+        self.raft_group.propose(vec![], data)?;
+        let index = self.raft_group.raft.raft_log.last_index();
+        if index == last {
+            // raft-rs dropped it silently (e.g. a leader transfer is in progress).
+            return Err(Error::NotLeader {
+                region_id: self.region_id(),
+                leader: self.leader(),
+            });
+        }
+        Ok(Some(index))
+    }
+
+    fn propose_admin<T: Transport>(
+        &mut self,
+        ctx: &mut PollContext<E, T>,
+        t: AdminCmdType,
+        req: &RaftCmdRequest,
+    ) -> Result<Option<u64>> {
+        match t {
+            AdminCmdType::CompactLog => self.propose_normal(ctx, req),
+            other => Err(Error::InvalidRequest(format!(
+                "admin command {other:?} is not supported"
+            ))),
+        }
+    }
+}

@@ -1,0 +1,207 @@
+//! The raft log engine: raft-engine holding every region's entries and raft state.
+//!
+//! All regions of a store share one raft-engine instance, so one [`LogWriteBatch`] can carry
+//! the entries of many regions and be made durable with a single fsync.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use codec::keys;
+use proto::raft_serverpb::RaftLocalState;
+use raft::eraftpb::Entry;
+use raft_engine::{Command, LogBatch, ReadableSize};
+
+use crate::{Error, Result};
+
+/// Tells raft-engine how to find the index of an entry.
+pub struct EntryExt;
+
+impl raft_engine::MessageExt for EntryExt {
+    type Entry = Entry;
+
+    fn index(e: &Entry) -> u64 {
+        e.index
+    }
+}
+
+/// Shared handle to the store's raft log.
+#[derive(Clone)]
+pub struct RaftLogEngine {
+    inner: Arc<raft_engine::Engine>,
+}
+
+impl RaftLogEngine {
+    /// Opens (or creates) the raft log under `dir`.
+    pub fn open(dir: &Path) -> Result<RaftLogEngine> {
+        let cfg = raft_engine::Config {
+            dir: dir.to_string_lossy().into_owned(),
+            target_file_size: ReadableSize::mb(64),
+            purge_threshold: ReadableSize::gb(1),
+            batch_compression_threshold: ReadableSize::kb(8),
+            ..Default::default()
+        };
+        let inner = raft_engine::Engine::open(cfg)?;
+        Ok(RaftLogEngine {
+            inner: Arc::new(inner),
+        })
+    }
+
+    /// Writes `batch` atomically; with `sync` it is durable on return. Returns bytes written.
+    pub fn write(&self, batch: &mut LogWriteBatch, sync: bool) -> Result<usize> {
+        let n = batch.batches.len();
+        let mut bytes = 0;
+        for (i, b) in batch.batches.iter_mut().enumerate() {
+            if b.is_empty() && !(sync && i + 1 == n) {
+                continue;
+            }
+            if b.is_empty() {
+                self.inner.sync()?;
+            } else {
+                bytes += self.inner.write(b, sync && i + 1 == n)?;
+            }
+        }
+        Ok(bytes)
+    }
+
+    /// The persisted raft state of a region.
+    pub fn raft_state(&self, region_id: u64) -> Result<Option<RaftLocalState>> {
+        match self.inner.get(region_id, &keys::raft_state_key(region_id)) {
+            None => Ok(None),
+            Some(v) => Ok(Some(prost::Message::decode(v.as_slice())?)),
+        }
+    }
+
+    /// Appends entries `[low, high)` of a region to `out`, stopping once `max_size` bytes
+    /// are collected (at least one entry is returned). Returns how many were fetched.
+    pub fn fetch_entries(
+        &self,
+        region_id: u64,
+        low: u64,
+        high: u64,
+        max_size: Option<usize>,
+        out: &mut Vec<Entry>,
+    ) -> Result<usize> {
+        Ok(self
+            .inner
+            .fetch_entries_to::<EntryExt>(region_id, low, high, max_size, out)?)
+    }
+
+    /// One entry, if stored.
+    pub fn entry(&self, region_id: u64, index: u64) -> Result<Option<Entry>> {
+        Ok(self.inner.get_entry::<EntryExt>(region_id, index)?)
+    }
+
+    /// Index of the first stored entry of a region.
+    pub fn first_index(&self, region_id: u64) -> Option<u64> {
+        self.inner.first_index(region_id)
+    }
+
+    /// Index of the last stored entry of a region.
+    pub fn last_index(&self, region_id: u64) -> Option<u64> {
+        self.inner.last_index(region_id)
+    }
+
+    /// Deletes the entries of a region below `index`. Returns how many were dropped.
+    pub fn compact_to(&self, region_id: u64, index: u64) -> u64 {
+        self.inner.compact_to(region_id, index)
+    }
+
+    /// Lets raft-engine reclaim log files whose entries were all compacted.
+    pub fn purge_expired_files(&self) -> Result<Vec<u64>> {
+        Ok(self.inner.purge_expired_files()?)
+    }
+
+    /// Bytes used on disk.
+    pub fn used_size(&self) -> u64 {
+        self.inner.get_used_size() as u64
+    }
+
+    /// Ids of the regions with anything stored.
+    pub fn raft_groups(&self) -> Vec<u64> {
+        self.inner.raft_groups()
+    }
+
+    /// Makes every write so far durable.
+    pub fn sync(&self) -> Result<()> {
+        Ok(self.inner.sync()?)
+    }
+}
+
+/// A batch of raft log writes for any number of regions.
+///
+/// raft-engine caps the size of one `LogBatch`; a larger batch here is a list of them,
+/// written in order with only the last one synced (which makes all of them durable).
+pub struct LogWriteBatch {
+    batches: Vec<LogBatch>,
+}
+
+impl Default for LogWriteBatch {
+    fn default() -> Self {
+        LogWriteBatch {
+            batches: vec![LogBatch::default()],
+        }
+    }
+}
+
+impl LogWriteBatch {
+    fn last(&mut self) -> &mut LogBatch {
+        self.batches.last_mut().expect("never empty")
+    }
+
+    /// Appends `entries` to a region's log (later entries replace a conflicting tail).
+    pub fn append(&mut self, region_id: u64, entries: &[Entry]) -> Result<()> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        match self.last().add_entries::<EntryExt>(region_id, entries) {
+            Err(raft_engine::Error::Full) => {
+                self.batches.push(LogBatch::default());
+                self.last()
+                    .add_entries::<EntryExt>(region_id, entries)
+                    .map_err(Error::from)
+            }
+            r => r.map_err(Error::from),
+        }
+    }
+
+    /// Records the raft state of a region.
+    pub fn put_raft_state(&mut self, region_id: u64, state: &RaftLocalState) -> Result<()> {
+        let key = keys::raft_state_key(region_id);
+        let value = prost::Message::encode_to_vec(state);
+        match self.last().put(region_id, key.clone(), value.clone()) {
+            Err(raft_engine::Error::Full) => {
+                self.batches.push(LogBatch::default());
+                self.last().put(region_id, key, value).map_err(Error::from)
+            }
+            r => r.map_err(Error::from),
+        }
+    }
+
+    /// Removes everything stored for a region (entries and state).
+    pub fn clean(&mut self, region_id: u64) {
+        self.last().add_command(region_id, Command::Clean);
+    }
+
+    /// Moves everything from `other` into this batch, keeping order.
+    pub fn merge(&mut self, other: &mut LogWriteBatch) {
+        for mut b in other.batches.drain(..) {
+            if b.is_empty() {
+                continue;
+            }
+            if self.last().merge(&mut b).is_err() {
+                self.batches.push(b);
+            }
+        }
+        other.batches.push(LogBatch::default());
+    }
+
+    /// True when nothing was added.
+    pub fn is_empty(&self) -> bool {
+        self.batches.iter().all(|b| b.is_empty())
+    }
+
+    /// Approximate encoded size.
+    pub fn approximate_size(&self) -> usize {
+        self.batches.iter().map(|b| b.approximate_size()).sum()
+    }
+}

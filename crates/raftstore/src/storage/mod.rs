@@ -1,0 +1,11 @@
+//! Durable state of a store: the raft log, peer storage, the log writer and bootstrap.
+
+pub mod bootstrap;
+pub mod entry_cache;
+pub mod log_engine;
+pub mod peer_storage;
+pub mod snapshot;
+pub mod write;
+
+pub use log_engine::{LogWriteBatch, RaftLogEngine};
+pub use peer_storage::PeerStorage;

@@ -1,0 +1,153 @@
+//! Starting and stopping a store: load every region's peer from disk, start the poller,
+//! the log writer and the workers.
+//!
+//! Threads of one store:
+//! - `raft-poller`: all peers (messages, ticks, Ready, apply);
+//! - `raft-log-writer`: raft-engine writes and fsyncs for all regions;
+//! - `region-worker`: snapshot generate / apply, region data destroy;
+//! - `raft-gc-worker`: log compaction after syncing the KV engine.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use engine::Engine;
+use proto::raft_serverpb::PeerState;
+
+use crate::config::Config;
+use crate::context::PollContext;
+use crate::peer::Peer;
+use crate::poller::Poller;
+use crate::router::Router;
+use crate::storage::bootstrap::{load_region_states, load_store_ident};
+use crate::storage::write::{self, WriterStats};
+use crate::storage::{LogWriteBatch, PeerStorage, RaftLogEngine};
+use crate::transport::Transport;
+use crate::worker::region::RegionRunner;
+use crate::worker::{self, raftlog_gc};
+use crate::{Error, Result};
+
+/// A running store.
+pub struct Store<E: Engine> {
+    store_id: u64,
+    router: Router<E::Snapshot>,
+    threads: Vec<JoinHandle<()>>,
+    writer_stats: Arc<WriterStats>,
+}
+
+impl<E: Engine> Store<E> {
+    /// Starts the store whose identity and regions are in `engine` and `raft_engine`.
+    pub fn start<T: Transport + Clone>(
+        cfg: Config,
+        engine: E,
+        raft_engine: RaftLogEngine,
+        transport: T,
+    ) -> Result<Store<E>> {
+        cfg.validate().map_err(Error::Other)?;
+        let ident = load_store_ident(&engine)?
+            .ok_or_else(|| Error::Other("store is not bootstrapped".into()))?;
+        let store_id = ident.store_id;
+        let (router, rx) = Router::new();
+        let (region_tx, region_rx) = crossbeam_channel::unbounded();
+        let (gc_tx, gc_rx) = crossbeam_channel::unbounded();
+        let (writer_tx, writer_rx) = crossbeam_channel::unbounded();
+
+        let mut peers = HashMap::new();
+        for state in load_region_states(&engine)? {
+            let region = state.region.unwrap_or_default();
+            if state.state != PeerState::Normal as i32 {
+                continue;
+            }
+            let Some(meta) = crate::util::find_peer(&region, store_id).cloned() else {
+                tracing::warn!("store {store_id}: region {} has no peer here, skipping", region.id);
+                continue;
+            };
+            let tag = format!("[region {} peer {}]", region.id, meta.id);
+            let storage = PeerStorage::new(
+                engine.clone(),
+                raft_engine.clone(),
+                region.clone(),
+                region_tx.clone(),
+                cfg.snap_gen_timeout,
+                tag,
+            )?;
+            let mut peer = Peer::new(&cfg, storage, meta)?;
+            if region.peers.len() == 1 {
+                // A single voter elects itself without waiting for a timeout.
+                let _ = peer.raft_group.campaign();
+            }
+            peers.insert(region.id, peer);
+        }
+        tracing::info!("store {store_id}: starting with {} regions", peers.len());
+
+        let writer_stats = Arc::new(WriterStats::default());
+        let mut threads = Vec::new();
+        threads.push(write::spawn(
+            raft_engine.clone(),
+            writer_rx,
+            router.clone(),
+            transport.clone(),
+            writer_stats.clone(),
+        ));
+        let mut region_runner = RegionRunner::new(engine.clone(), raft_engine.clone(), router.clone());
+        threads.push(worker::spawn("region-worker", region_rx, move |t| {
+            region_runner.handle(t)
+        }));
+        threads.push(raftlog_gc::spawn(engine.clone(), raft_engine.clone(), gc_rx));
+
+        let ctx = PollContext {
+            kv_wb: engine.write_batch(),
+            cfg,
+            store_id,
+            engine,
+            raft_engine,
+            router: router.clone(),
+            transport,
+            region_scheduler: region_tx,
+            gc_scheduler: gc_tx,
+            writer: writer_tx,
+            log_batch: LogWriteBatch::default(),
+            write_tasks: Vec::new(),
+            need_sync: false,
+            callbacks: Vec::new(),
+        };
+        let poller = Poller::new(ctx, peers, rx);
+        threads.push(
+            std::thread::Builder::new()
+                .name(format!("raft-poller-{store_id}"))
+                .spawn(move || poller.run())
+                .map_err(|e| Error::Other(format!("spawning the poller: {e}")))?,
+        );
+        Ok(Store {
+            store_id,
+            router,
+            threads,
+            writer_stats,
+        })
+    }
+
+    /// This store's id.
+    pub fn store_id(&self) -> u64 {
+        self.store_id
+    }
+
+    /// A handle for sending commands and raft messages to this store.
+    pub fn router(&self) -> Router<E::Snapshot> {
+        self.router.clone()
+    }
+
+    /// Counters of the log writer.
+    pub fn writer_stats(&self) -> Arc<WriterStats> {
+        self.writer_stats.clone()
+    }
+
+    /// Stops every thread of the store and waits for them. Pending commands are answered
+    /// with `StoreStopped`; everything acknowledged is already durable in the raft log.
+    pub fn stop(self) {
+        let _ = self.router.send_store(crate::msg::StoreMsg::Stop);
+        drop(self.router);
+        for t in self.threads.into_iter().rev() {
+            let _ = t.join();
+        }
+    }
+}
