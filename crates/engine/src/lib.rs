@@ -16,8 +16,8 @@ mod fjall;
 mod mem;
 mod traits;
 
-pub use self::fjall::{FjallConfig, FjallEngine};
-pub use mem::MemEngine;
+pub use self::fjall::{FjallConfig, FjallEngine, FjallSnapshot, FjallWriteBatch};
+pub use mem::{MemEngine, MemSnapshot, MemWriteBatch};
 pub use traits::*;
 
 /// An engine failure.
