@@ -20,7 +20,8 @@ use crate::peer::Peer;
 use crate::poller::Poller;
 use crate::router::Router;
 use crate::storage::bootstrap::{load_region_states, load_store_ident};
-use crate::storage::write::{self, WriterStats};
+use crate::stats::StoreStats;
+use crate::storage::write;
 use crate::storage::{LogWriteBatch, PeerStorage, RaftLogEngine};
 use crate::transport::Transport;
 use crate::worker::region::RegionRunner;
@@ -32,7 +33,7 @@ pub struct Store<E: Engine> {
     store_id: u64,
     router: Router<E::Snapshot>,
     threads: Vec<JoinHandle<()>>,
-    writer_stats: Arc<WriterStats>,
+    stats: Arc<StoreStats>,
 }
 
 impl<E: Engine> Store<E> {
@@ -80,16 +81,21 @@ impl<E: Engine> Store<E> {
         }
         tracing::info!("store {store_id}: starting with {} regions", peers.len());
 
-        let writer_stats = Arc::new(WriterStats::default());
+        let stats = Arc::new(StoreStats::default());
         let mut threads = Vec::new();
         threads.push(write::spawn(
             raft_engine.clone(),
             writer_rx,
             router.clone(),
             transport.clone(),
-            writer_stats.clone(),
+            stats.clone(),
         ));
-        let mut region_runner = RegionRunner::new(engine.clone(), raft_engine.clone(), router.clone());
+        let mut region_runner = RegionRunner::new(
+            engine.clone(),
+            raft_engine.clone(),
+            router.clone(),
+            stats.clone(),
+        );
         threads.push(worker::spawn("region-worker", region_rx, move |t| {
             region_runner.handle(t)
         }));
@@ -122,7 +128,7 @@ impl<E: Engine> Store<E> {
             store_id,
             router,
             threads,
-            writer_stats,
+            stats,
         })
     }
 
@@ -136,9 +142,9 @@ impl<E: Engine> Store<E> {
         self.router.clone()
     }
 
-    /// Counters of the log writer.
-    pub fn writer_stats(&self) -> Arc<WriterStats> {
-        self.writer_stats.clone()
+    /// Counters of the store's threads.
+    pub fn stats(&self) -> Arc<StoreStats> {
+        self.stats.clone()
     }
 
     /// Stops every thread of the store and waits for them. Pending commands are answered

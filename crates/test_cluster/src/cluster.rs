@@ -194,8 +194,8 @@ impl Cluster {
     }
 
     /// Writer counters of a running store.
-    pub fn writer_stats(&self, id: u64) -> Arc<raftstore::storage::write::WriterStats> {
-        self.stores.lock().get(&id).expect("running store").store.writer_stats()
+    pub fn stats(&self, id: u64) -> Arc<raftstore::StoreStats> {
+        self.stores.lock().get(&id).expect("running store").store.stats()
     }
 
     /// Adds a network filter.

@@ -3,99 +3,172 @@
 //! Every store gets a [`SimTransport`] handle onto one shared [`SimNet`]. A message goes
 //! through the net's filters when it is sent (drop, partition, isolate, delay, by message
 //! type), is buffered per destination store, and is delivered into that store's router on
-//! `flush`, once per poller round, like a real batching transport. Delayed messages are
-//! queued by time and delivered by one background thread, which ends when the net is
-//! dropped.
+//! `flush` — once per poller round, like a real batching transport.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use parking_lot::{Condvar, Mutex, RwLock};
+use parking_lot::RwLock;
+use rand::rngs::StdRng;
+use rand::Rng;
+use raft::eraftpb::MessageType;
 use raftstore::{RaftMessage, Router, Transport, TransportError};
 
-use crate::filter::{decide_all, Decision, Filter};
-use crate::seed::SeededRng;
+/// The router type of an in-process store.
+pub type StoreRouter = Router<engine::FjallSnapshot>;
 
-/// Counters of what the network did with the messages it was given.
-#[derive(Debug, Default)]
-pub struct NetStats {
-    /// Messages handed to a router (directly or after a delay).
-    pub delivered: AtomicU64,
-    /// Messages a filter dropped.
-    pub dropped: AtomicU64,
-    /// Messages a filter delayed.
-    pub delayed: AtomicU64,
-    /// Messages addressed to a stopped store.
-    pub unreachable: AtomicU64,
+/// What a filter decides for one message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// Let it through.
+    Pass,
+    /// Discard it.
+    Drop,
+    /// Deliver it after this long.
+    Delay(Duration),
 }
 
-struct Delayed<S> {
+/// A rule applied to every store-to-store message.
+pub trait Filter: Send + Sync {
+    /// Decides the fate of `msg` going from store `from` to store `to`.
+    fn decide(&self, from: u64, to: u64, msg: &RaftMessage, rng: &mut StdRng) -> Decision;
+}
+
+/// Drops each message with probability `rate`.
+pub struct DropFilter {
+    /// Fraction of messages dropped, 0.0..=1.0.
+    pub rate: f64,
+}
+
+impl Filter for DropFilter {
+    fn decide(&self, _: u64, _: u64, _: &RaftMessage, rng: &mut StdRng) -> Decision {
+        if rng.gen_bool(self.rate.clamp(0.0, 1.0)) {
+            Decision::Drop
+        } else {
+            Decision::Pass
+        }
+    }
+}
+
+/// Drops every message between the two sets of stores, both ways.
+pub struct PartitionFilter {
+    /// One side.
+    pub s1: Vec<u64>,
+    /// The other side.
+    pub s2: Vec<u64>,
+}
+
+impl Filter for PartitionFilter {
+    fn decide(&self, from: u64, to: u64, _: &RaftMessage, _: &mut StdRng) -> Decision {
+        let crosses = (self.s1.contains(&from) && self.s2.contains(&to))
+            || (self.s2.contains(&from) && self.s1.contains(&to));
+        if crosses {
+            Decision::Drop
+        } else {
+            Decision::Pass
+        }
+    }
+}
+
+/// Cuts one store off from all others.
+pub struct IsolationFilter(pub u64);
+
+impl Filter for IsolationFilter {
+    fn decide(&self, from: u64, to: u64, _: &RaftMessage, _: &mut StdRng) -> Decision {
+        if (from == self.0) != (to == self.0) {
+            Decision::Drop
+        } else {
+            Decision::Pass
+        }
+    }
+}
+
+/// Delays every message by a random time in `[min, max]`.
+pub struct DelayFilter {
+    /// Shortest delay.
+    pub min: Duration,
+    /// Longest delay.
+    pub max: Duration,
+}
+
+impl Filter for DelayFilter {
+    fn decide(&self, _: u64, _: u64, _: &RaftMessage, rng: &mut StdRng) -> Decision {
+        let span = self.max.saturating_sub(self.min).as_micros() as u64;
+        let extra = if span == 0 { 0 } else { rng.gen_range(0..=span) };
+        Decision::Delay(self.min + Duration::from_micros(extra))
+    }
+}
+
+/// Drops messages of one raft type, optionally only those to one store.
+pub struct MessageTypeFilter {
+    /// The type dropped.
+    pub msg_type: MessageType,
+    /// Only messages to this store (None = any).
+    pub to_store: Option<u64>,
+}
+
+impl Filter for MessageTypeFilter {
+    fn decide(&self, _: u64, to: u64, msg: &RaftMessage, _: &mut StdRng) -> Decision {
+        if msg.message.get_msg_type() == self.msg_type && self.to_store.is_none_or(|s| s == to) {
+            Decision::Drop
+        } else {
+            Decision::Pass
+        }
+    }
+}
+
+struct Delayed {
     at: Instant,
     seq: u64,
     to: u64,
     msg: RaftMessage,
-    _s: std::marker::PhantomData<fn() -> S>,
 }
 
-impl<S> PartialEq for Delayed<S> {
+impl PartialEq for Delayed {
     fn eq(&self, o: &Self) -> bool {
         (self.at, self.seq) == (o.at, o.seq)
     }
 }
-impl<S> Eq for Delayed<S> {}
-impl<S> PartialOrd for Delayed<S> {
+impl Eq for Delayed {}
+impl PartialOrd for Delayed {
     fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
         Some(self.cmp(o))
     }
 }
-impl<S> Ord for Delayed<S> {
+impl Ord for Delayed {
     fn cmp(&self, o: &Self) -> std::cmp::Ordering {
         (self.at, self.seq).cmp(&(o.at, o.seq))
     }
 }
 
-struct DelayQueue<S> {
-    heap: BinaryHeap<Reverse<Delayed<S>>>,
+#[derive(Default)]
+struct DelayQueue {
+    heap: BinaryHeap<Reverse<Delayed>>,
     seq: u64,
     closed: bool,
 }
 
-struct DelayShared<S> {
-    queue: Mutex<DelayQueue<S>>,
-    cv: Condvar,
-}
-
-/// The shared network of one cluster: store routers, filters and the seeded RNG.
-pub struct SimNet<S> {
-    routers: RwLock<HashMap<u64, Router<S>>>,
+/// The shared network: store routers, filters and the harness's seeded RNG.
+pub struct SimNet {
+    routers: RwLock<HashMap<u64, StoreRouter>>,
     filters: RwLock<Vec<Arc<dyn Filter>>>,
-    rng: SeededRng,
-    delayed: Arc<DelayShared<S>>,
-    stats: NetStats,
+    rng: Mutex<StdRng>,
+    delayed: Arc<(Mutex<DelayQueue>, Condvar)>,
 }
 
-impl<S: Send + 'static> SimNet<S> {
-    /// A network whose random choices come from `rng`; starts the delay thread.
-    pub fn new(rng: SeededRng) -> Arc<SimNet<S>> {
-        let delayed = Arc::new(DelayShared {
-            queue: Mutex::new(DelayQueue {
-                heap: BinaryHeap::new(),
-                seq: 0,
-                closed: false,
-            }),
-            cv: Condvar::new(),
-        });
+impl SimNet {
+    /// A network whose random choices come from `rng`.
+    pub fn new(rng: StdRng) -> Arc<SimNet> {
         let net = Arc::new(SimNet {
             routers: RwLock::new(HashMap::new()),
             filters: RwLock::new(Vec::new()),
-            rng,
-            delayed: delayed.clone(),
-            stats: NetStats::default(),
+            rng: Mutex::new(rng),
+            delayed: Arc::new((Mutex::new(DelayQueue::default()), Condvar::new())),
         });
         let weak = Arc::downgrade(&net);
+        let delayed = net.delayed.clone();
         std::thread::Builder::new()
             .name("sim-net-delay".into())
             .spawn(move || delivery_loop(delayed, weak))
@@ -104,21 +177,16 @@ impl<S: Send + 'static> SimNet<S> {
     }
 
     /// Connects a started store.
-    pub fn register(&self, store_id: u64, router: Router<S>) {
+    pub fn register(&self, store_id: u64, router: StoreRouter) {
         self.routers.write().insert(store_id, router);
     }
 
-    /// Disconnects a stopped store: messages to it are dropped as unreachable.
+    /// Disconnects a stopped store: messages to it fail as unreachable.
     pub fn unregister(&self, store_id: u64) {
         self.routers.write().remove(&store_id);
     }
 
-    /// True while store `store_id` is connected.
-    pub fn is_connected(&self, store_id: u64) -> bool {
-        self.routers.read().contains_key(&store_id)
-    }
-
-    /// Adds a filter after the existing ones.
+    /// Adds a filter.
     pub fn add_filter(&self, f: Arc<dyn Filter>) {
         self.filters.write().push(f);
     }
@@ -128,19 +196,9 @@ impl<S: Send + 'static> SimNet<S> {
         self.filters.write().clear();
     }
 
-    /// Number of installed filters.
-    pub fn filter_count(&self) -> usize {
-        self.filters.read().len()
-    }
-
-    /// The cluster's seeded RNG.
-    pub fn rng(&self) -> &SeededRng {
-        &self.rng
-    }
-
-    /// What the network has done so far.
-    pub fn stats(&self) -> &NetStats {
-        &self.stats
+    /// Runs `f` with the harness RNG.
+    pub fn with_rng<R>(&self, f: impl FnOnce(&mut StdRng) -> R) -> R {
+        f(&mut self.rng.lock().unwrap())
     }
 
     fn decide(&self, from: u64, to: u64, msg: &RaftMessage) -> Decision {
@@ -148,29 +206,34 @@ impl<S: Send + 'static> SimNet<S> {
         if filters.is_empty() {
             return Decision::Pass;
         }
-        self.rng.with(|rng| decide_all(&filters, from, to, msg, rng))
+        let mut rng = self.rng.lock().unwrap();
+        let mut delay = Duration::ZERO;
+        for f in filters.iter() {
+            match f.decide(from, to, msg, &mut rng) {
+                Decision::Drop => return Decision::Drop,
+                Decision::Delay(d) => delay = delay.max(d),
+                Decision::Pass => {}
+            }
+        }
+        if delay.is_zero() {
+            Decision::Pass
+        } else {
+            Decision::Delay(delay)
+        }
     }
 
     fn deliver(&self, to: u64, msgs: Vec<RaftMessage>) {
         let router = self.routers.read().get(&to).cloned();
-        let Some(router) = router else {
-            self.stats
-                .unreachable
-                .fetch_add(msgs.len() as u64, Ordering::Relaxed);
-            return;
-        };
-        for m in msgs {
-            if router.send_raft_message(m).is_ok() {
-                self.stats.delivered.fetch_add(1, Ordering::Relaxed);
-            } else {
-                self.stats.unreachable.fetch_add(1, Ordering::Relaxed);
+        if let Some(r) = router {
+            for m in msgs {
+                let _ = r.send_raft_message(m);
             }
         }
     }
 
     fn delay(&self, to: u64, msg: RaftMessage, d: Duration) {
-        self.stats.delayed.fetch_add(1, Ordering::Relaxed);
-        let mut q = self.delayed.queue.lock();
+        let (lock, cv) = &*self.delayed;
+        let mut q = lock.lock().unwrap();
         q.seq += 1;
         let seq = q.seq;
         q.heap.push(Reverse(Delayed {
@@ -178,21 +241,22 @@ impl<S: Send + 'static> SimNet<S> {
             seq,
             to,
             msg,
-            _s: std::marker::PhantomData,
         }));
-        self.delayed.cv.notify_one();
+        cv.notify_one();
     }
 }
 
-impl<S> Drop for SimNet<S> {
+impl Drop for SimNet {
     fn drop(&mut self) {
-        self.delayed.queue.lock().closed = true;
-        self.delayed.cv.notify_all();
+        let (lock, cv) = &*self.delayed;
+        lock.lock().unwrap().closed = true;
+        cv.notify_all();
     }
 }
 
-fn delivery_loop<S: Send + 'static>(shared: Arc<DelayShared<S>>, net: Weak<SimNet<S>>) {
-    let mut q = shared.queue.lock();
+fn delivery_loop(delayed: Arc<(Mutex<DelayQueue>, Condvar)>, net: std::sync::Weak<SimNet>) {
+    let (lock, cv) = &*delayed;
+    let mut q = lock.lock().unwrap();
     loop {
         if q.closed {
             return;
@@ -206,65 +270,46 @@ fn delivery_loop<S: Send + 'static>(shared: Arc<DelayShared<S>>, net: Weak<SimNe
                     Some(net) => net.deliver(d.to, vec![d.msg]),
                     None => return,
                 }
-                q = shared.queue.lock();
+                q = lock.lock().unwrap();
             }
             Some(Reverse(d)) => {
                 let wait = d.at - now;
-                shared.cv.wait_for(&mut q, wait);
+                q = cv.wait_timeout(q, wait).unwrap().0;
             }
             None => {
-                shared.cv.wait_for(&mut q, Duration::from_millis(200));
+                q = cv.wait_timeout(q, Duration::from_millis(200)).unwrap().0;
             }
         }
     }
 }
 
-/// One store's handle onto the [`SimNet`]: filters on send, buffers per destination,
-/// delivers on flush. Each clone (the poller's, the log writer's) has its own buffers.
-pub struct SimTransport<S> {
+/// One store's handle onto the [`SimNet`].
+#[derive(Clone)]
+pub struct SimTransport {
     store_id: u64,
-    net: Arc<SimNet<S>>,
+    net: Arc<SimNet>,
     buffers: HashMap<u64, Vec<RaftMessage>>,
 }
 
-impl<S> Clone for SimTransport<S> {
-    fn clone(&self) -> Self {
-        SimTransport {
-            store_id: self.store_id,
-            net: self.net.clone(),
-            buffers: HashMap::new(),
-        }
-    }
-}
-
-impl<S: Send + 'static> SimTransport<S> {
+impl SimTransport {
     /// The transport of store `store_id`.
-    pub fn new(store_id: u64, net: Arc<SimNet<S>>) -> Self {
+    pub fn new(store_id: u64, net: Arc<SimNet>) -> Self {
         SimTransport {
             store_id,
             net,
             buffers: HashMap::new(),
         }
     }
-
-    /// The store this transport sends from.
-    pub fn store_id(&self) -> u64 {
-        self.store_id
-    }
 }
 
-impl<S: Send + 'static> Transport for SimTransport<S> {
+impl Transport for SimTransport {
     fn send(&mut self, msg: RaftMessage) -> Result<(), TransportError> {
         let to = msg.to_peer.store_id;
-        if !self.net.is_connected(to) {
-            self.net.stats.unreachable.fetch_add(1, Ordering::Relaxed);
+        if !self.net.routers.read().contains_key(&to) {
             return Err(TransportError::Unreachable(to));
         }
         match self.net.decide(self.store_id, to, &msg) {
-            Decision::Drop => {
-                self.net.stats.dropped.fetch_add(1, Ordering::Relaxed);
-                Err(TransportError::Dropped)
-            }
+            Decision::Drop => Err(TransportError::Dropped),
             Decision::Delay(d) => {
                 self.net.delay(to, msg, d);
                 Ok(())
@@ -282,65 +327,5 @@ impl<S: Send + 'static> Transport for SimTransport<S> {
                 self.net.deliver(*to, std::mem::take(msgs));
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use raft::eraftpb::MessageType;
-    use raftstore::msg::{PeerMsg, PollerMsg};
-
-    use super::*;
-    use crate::filter::{DelayFilter, IsolationFilter};
-
-    type Snap = engine::MemSnapshot;
-
-    fn msg_to(store: u64, region: u64) -> RaftMessage {
-        let mut m = RaftMessage {
-            region_id: region,
-            ..Default::default()
-        };
-        m.to_peer.store_id = store;
-        m.message.set_msg_type(MessageType::MsgHeartbeat);
-        m
-    }
-
-    fn region_of(m: PollerMsg<Snap>) -> u64 {
-        match m {
-            PollerMsg::Peer(region, PeerMsg::RaftMessage(_)) => region,
-            _ => panic!("expected a raft message"),
-        }
-    }
-
-    #[test]
-    fn buffers_until_flush_and_filters() {
-        let net = SimNet::<Snap>::new(SeededRng::new(3));
-        let (router, rx) = Router::new();
-        net.register(2, router);
-        let mut t = SimTransport::new(1, net.clone());
-        t.send(msg_to(2, 7)).unwrap();
-        assert!(rx.try_recv().is_err(), "nothing arrives before flush");
-        t.flush();
-        assert_eq!(region_of(rx.try_recv().unwrap()), 7);
-
-        assert!(matches!(
-            t.send(msg_to(9, 1)),
-            Err(TransportError::Unreachable(9))
-        ));
-        net.add_filter(Arc::new(IsolationFilter(2)));
-        assert!(matches!(t.send(msg_to(2, 1)), Err(TransportError::Dropped)));
-        net.clear_filters();
-
-        net.add_filter(Arc::new(DelayFilter {
-            min: Duration::from_millis(30),
-            max: Duration::from_millis(30),
-        }));
-        let start = Instant::now();
-        t.send(msg_to(2, 8)).unwrap();
-        t.flush();
-        let got = rx.recv_timeout(Duration::from_secs(2)).unwrap();
-        assert_eq!(region_of(got), 8);
-        assert!(start.elapsed() >= Duration::from_millis(30));
-        assert_eq!(net.stats().delayed.load(Ordering::Relaxed), 1);
     }
 }

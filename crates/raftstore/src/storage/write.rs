@@ -7,7 +7,7 @@
 //! which readies are now persisted. Under load this is group commit: the more regions
 //! propose at once, the more entries share each fsync.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use crossbeam_channel::Receiver;
@@ -15,6 +15,7 @@ use crossbeam_channel::Receiver;
 use super::{LogWriteBatch, RaftLogEngine};
 use crate::msg::{Persisted, RaftMessage, StoreMsg};
 use crate::router::Router;
+use crate::stats::StoreStats;
 use crate::transport::Transport;
 
 /// What one peer's ready needs once its writes are durable.
@@ -39,26 +40,13 @@ pub struct WriteMsg {
     pub sync: bool,
 }
 
-/// Counters of the writer, shared with whoever wants to observe it (benchmarks, metrics).
-#[derive(Default, Debug)]
-pub struct WriterStats {
-    /// fsyncs issued.
-    pub fsyncs: AtomicU64,
-    /// Poller rounds whose writes were persisted.
-    pub rounds: AtomicU64,
-    /// Peer readies persisted.
-    pub readies: AtomicU64,
-    /// Bytes written to the raft log.
-    pub bytes: AtomicU64,
-}
-
 /// Starts the writer thread. It exits when the poller drops its sender.
 pub fn spawn<S: Send + 'static, T: Transport>(
     raft_engine: RaftLogEngine,
     rx: Receiver<WriteMsg>,
     router: Router<S>,
     mut transport: T,
-    stats: Arc<WriterStats>,
+    stats: Arc<StoreStats>,
 ) -> std::thread::JoinHandle<()> {
     std::thread::Builder::new()
         .name("raft-log-writer".into())

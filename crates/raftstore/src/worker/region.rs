@@ -4,6 +4,9 @@
 //! the poller answering every other region meanwhile. The peer that asked waits (it takes no
 //! new ready) until the result comes back through the router.
 
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
 use engine::{Engine, DATA_CFS};
 use proto::metapb;
 use proto::raft_serverpb::{PeerState, RaftApplyState, RaftLocalState, RaftTruncatedState};
@@ -11,6 +14,7 @@ use raft::eraftpb::{Entry, Snapshot};
 
 use crate::msg::PeerMsg;
 use crate::router::Router;
+use crate::stats::StoreStats;
 use crate::storage::peer_storage::{write_apply_state, write_region_state};
 use crate::storage::snapshot;
 use crate::storage::{LogWriteBatch, RaftLogEngine};
@@ -57,15 +61,22 @@ pub struct RegionRunner<E: Engine> {
     engine: E,
     raft_engine: RaftLogEngine,
     router: Router<E::Snapshot>,
+    stats: Arc<StoreStats>,
 }
 
 impl<E: Engine> RegionRunner<E> {
     /// Creates the runner.
-    pub fn new(engine: E, raft_engine: RaftLogEngine, router: Router<E::Snapshot>) -> Self {
+    pub fn new(
+        engine: E,
+        raft_engine: RaftLogEngine,
+        router: Router<E::Snapshot>,
+        stats: Arc<StoreStats>,
+    ) -> Self {
         RegionRunner {
             engine,
             raft_engine,
             router,
+            stats,
         }
     }
 
@@ -76,6 +87,9 @@ impl<E: Engine> RegionRunner<E> {
                 let res = snapshot::generate(&self.engine, region_id)
                     .map(Box::new)
                     .map_err(|e| e.to_string());
+                if res.is_ok() {
+                    self.stats.snapshots_generated.fetch_add(1, Ordering::Relaxed);
+                }
                 let _ = self
                     .router
                     .send(region_id, PeerMsg::SnapshotGenerated { snapshot: res });
@@ -84,6 +98,9 @@ impl<E: Engine> RegionRunner<E> {
                 let region_id = task.region_id;
                 let ready_number = task.ready_number;
                 let result = self.apply(*task).map_err(|e| e.to_string());
+                if result.is_ok() {
+                    self.stats.snapshots_applied.fetch_add(1, Ordering::Relaxed);
+                }
                 if let Err(e) = &result {
                     tracing::error!("[region {region_id}] applying snapshot failed: {e}");
                 }
