@@ -97,7 +97,12 @@ mod tests {
         keys.sort();
         keys.dedup();
         for w in keys.windows(2) {
-            assert!(encode_bytes(&w[0]) < encode_bytes(&w[1]), "{:?} {:?}", w[0], w[1]);
+            assert!(
+                encode_bytes(&w[0]) < encode_bytes(&w[1]),
+                "{:?} {:?}",
+                w[0],
+                w[1]
+            );
         }
         for k in &keys {
             let mut enc = encode_bytes(k);

@@ -128,7 +128,10 @@ mod tests {
         assert!(origin_key(b"xabc").is_err());
         assert!(origin_key(b"").is_err());
         let k = region_state_key(42);
-        assert_eq!(decode_region_meta_key(&k).unwrap(), (42, REGION_STATE_SUFFIX));
+        assert_eq!(
+            decode_region_meta_key(&k).unwrap(),
+            (42, REGION_STATE_SUFFIX)
+        );
         assert!(decode_region_meta_key(&apply_state_key(42)).is_err());
     }
 

@@ -75,7 +75,10 @@ mod tests {
     #[test]
     fn boundary_drops_ts_only_for_mvcc_keys() {
         let k = encode_key(b"user-key-longer-than-8", 42);
-        assert_eq!(user_key_boundary(&k), encode_bytes(b"user-key-longer-than-8"));
+        assert_eq!(
+            user_key_boundary(&k),
+            encode_bytes(b"user-key-longer-than-8")
+        );
         // Every version of the user key sorts at or after the boundary.
         assert!(user_key_boundary(&k) <= encode_key(b"user-key-longer-than-8", u64::MAX));
         // Raw keys are left alone.

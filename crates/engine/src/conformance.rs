@@ -24,7 +24,13 @@ fn put<E: Engine>(e: &E, cf: &'static str, k: &[u8], v: &[u8]) {
     e.write(wb, false).unwrap();
 }
 
-fn keys_of<E: Engine>(e: &E, cf: &'static str, start: &[u8], end: &[u8], reverse: bool) -> Vec<Vec<u8>> {
+fn keys_of<E: Engine>(
+    e: &E,
+    cf: &'static str,
+    start: &[u8],
+    end: &[u8],
+    reverse: bool,
+) -> Vec<Vec<u8>> {
     e.snapshot()
         .scan(cf, start, end, reverse)
         .map(|kv| kv.unwrap().0)
@@ -56,7 +62,11 @@ pub fn batch_is_atomic_across_cfs<E: Engine>(e: &E) {
     wb.put(CF_RAFT, b"state", b"3");
     assert_eq!(wb.count(), 3);
     assert_eq!(wb.data_size(), 1 + 1 + 1 + 1 + 5 + 1);
-    assert_eq!(e.get(CF_DEFAULT, b"a").unwrap(), None, "nothing before write");
+    assert_eq!(
+        e.get(CF_DEFAULT, b"a").unwrap(),
+        None,
+        "nothing before write"
+    );
     e.write(wb, false).unwrap();
     let after = e.snapshot();
     assert_eq!(after.get(CF_DEFAULT, b"a").unwrap(), Some(b"1".to_vec()));
@@ -95,7 +105,10 @@ pub fn snapshot_is_isolated<E: Engine>(e: &E) {
     assert_eq!(snap.get(CF_DEFAULT, b"s1").unwrap(), Some(b"old".to_vec()));
     assert_eq!(snap.get(CF_DEFAULT, b"s2").unwrap(), None);
     let clone = snap.clone();
-    let ks: Vec<_> = clone.scan(CF_DEFAULT, b"s", b"t", false).map(|kv| kv.unwrap()).collect();
+    let ks: Vec<_> = clone
+        .scan(CF_DEFAULT, b"s", b"t", false)
+        .map(|kv| kv.unwrap())
+        .collect();
     assert_eq!(ks, vec![(b"s1".to_vec(), b"old".to_vec())]);
     assert_eq!(e.get(CF_DEFAULT, b"s1").unwrap(), None);
 }
@@ -106,14 +119,29 @@ pub fn scan_bounds_and_order<E: Engine>(e: &E) {
         put(e, CF_WRITE, k, b"v");
     }
     put(e, CF_LOCK, b"c", b"other cf");
-    assert_eq!(keys_of(e, CF_WRITE, b"b", b"d", false), vec![b"b".to_vec(), b"c".to_vec()]);
-    assert_eq!(keys_of(e, CF_WRITE, b"b", b"d", true), vec![b"c".to_vec(), b"b".to_vec()]);
-    assert_eq!(keys_of(e, CF_WRITE, b"c", b"", false), vec![b"c".to_vec(), b"d".to_vec(), b"e".to_vec()]);
+    assert_eq!(
+        keys_of(e, CF_WRITE, b"b", b"d", false),
+        vec![b"b".to_vec(), b"c".to_vec()]
+    );
+    assert_eq!(
+        keys_of(e, CF_WRITE, b"b", b"d", true),
+        vec![b"c".to_vec(), b"b".to_vec()]
+    );
+    assert_eq!(
+        keys_of(e, CF_WRITE, b"c", b"", false),
+        vec![b"c".to_vec(), b"d".to_vec(), b"e".to_vec()]
+    );
     assert_eq!(keys_of(e, CF_WRITE, b"", b"", true).len(), 5);
     assert_eq!(keys_of(e, CF_WRITE, b"", b"", true)[0], b"e".to_vec());
     assert!(keys_of(e, CF_WRITE, b"x", b"z", false).is_empty());
-    assert!(keys_of(e, CF_WRITE, b"d", b"b", false).is_empty(), "start after end");
-    assert!(keys_of(e, CF_WRITE, b"c", b"c", false).is_empty(), "empty range");
+    assert!(
+        keys_of(e, CF_WRITE, b"d", b"b", false).is_empty(),
+        "start after end"
+    );
+    assert!(
+        keys_of(e, CF_WRITE, b"c", b"c", false).is_empty(),
+        "empty range"
+    );
     assert_eq!(keys_of(e, CF_LOCK, b"", b"", false), vec![b"c".to_vec()]);
 }
 
@@ -123,14 +151,27 @@ pub fn binary_keys<E: Engine>(e: &E) {
     wb.put(CF_DEFAULT, b"ok", b"1");
     wb.put(CF_DEFAULT, b"", b"empty");
     assert!(e.write(wb, false).is_err(), "an empty key must be rejected");
-    assert_eq!(e.get(CF_DEFAULT, b"ok").unwrap(), None, "a rejected batch writes nothing");
-    let keys: Vec<Vec<u8>> = vec![vec![0x00], vec![0x00, 0x00], vec![0x01], vec![0xFF], vec![0xFF, 0xFF, 0x00]];
+    assert_eq!(
+        e.get(CF_DEFAULT, b"ok").unwrap(),
+        None,
+        "a rejected batch writes nothing"
+    );
+    let keys: Vec<Vec<u8>> = vec![
+        vec![0x00],
+        vec![0x00, 0x00],
+        vec![0x01],
+        vec![0xFF],
+        vec![0xFF, 0xFF, 0x00],
+    ];
     for k in &keys {
         put(e, CF_DEFAULT, k, k);
     }
     let got = keys_of(e, CF_DEFAULT, b"", b"", false);
     assert_eq!(got, keys);
-    assert_eq!(keys_of(e, CF_DEFAULT, &[0x00], &[0x01], false), vec![vec![0x00], vec![0x00, 0x00]]);
+    assert_eq!(
+        keys_of(e, CF_DEFAULT, &[0x00], &[0x01], false),
+        vec![vec![0x00], vec![0x00, 0x00]]
+    );
 }
 
 /// delete_range_into removes exactly the range.
@@ -139,7 +180,9 @@ pub fn delete_range<E: Engine>(e: &E) {
         put(e, CF_LOCK, &[b'r', i], b"v");
     }
     let mut wb = e.write_batch();
-    let n = e.delete_range_into(&mut wb, CF_LOCK, &[b'r', 5], &[b'r', 15]).unwrap();
+    let n = e
+        .delete_range_into(&mut wb, CF_LOCK, &[b'r', 5], &[b'r', 15])
+        .unwrap();
     assert_eq!(n, 10);
     e.write(wb, false).unwrap();
     let left = keys_of(e, CF_LOCK, b"r", b"s", false);

@@ -53,7 +53,10 @@ impl FjallEngine {
             .map_err(err)?;
         let mut cfs = Vec::with_capacity(ALL_CFS.len());
         for cf in ALL_CFS {
-            cfs.push(db.keyspace(cf, KeyspaceCreateOptions::default).map_err(err)?);
+            cfs.push(
+                db.keyspace(cf, KeyspaceCreateOptions::default)
+                    .map_err(err)?,
+            );
         }
         Ok(FjallEngine {
             db,

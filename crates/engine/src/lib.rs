@@ -42,10 +42,9 @@ pub type Result<T> = std::result::Result<T, Error>;
 
 /// Position of `cf` in [`ALL_CFS`].
 pub(crate) fn cf_index(cf: CfName) -> usize {
-    ALL_CFS
-        .iter()
-        .position(|c| *c == cf)
-        .unwrap_or_else(|| panic!("unknown column family {cf:?}: CF names are compile-time constants"))
+    ALL_CFS.iter().position(|c| *c == cf).unwrap_or_else(|| {
+        panic!("unknown column family {cf:?}: CF names are compile-time constants")
+    })
 }
 
 /// Checks a key against the engine contract (1 to [`MAX_KEY_LEN`] bytes).

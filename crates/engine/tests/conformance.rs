@@ -1,6 +1,8 @@
 //! Runs the engine conformance suite against every engine.
 
-use engine::{conformance, Engine, FjallConfig, FjallEngine, MemEngine, WriteBatch, CF_DEFAULT, CF_RAFT};
+use engine::{
+    conformance, Engine, FjallConfig, FjallEngine, MemEngine, WriteBatch, CF_DEFAULT, CF_RAFT,
+};
 
 #[test]
 fn mem_engine_conforms() {

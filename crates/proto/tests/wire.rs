@@ -37,7 +37,10 @@ fn region_fields_have_kvproto_numbers() {
         role: metapb::PeerRole::Learner as i32,
         is_witness: false,
     };
-    assert_eq!(p.encode_to_vec(), vec![tag(1, 0), 7, tag(2, 0), 9, tag(3, 0), 1]);
+    assert_eq!(
+        p.encode_to_vec(),
+        vec![tag(1, 0), 7, tag(2, 0), 9, tag(3, 0), 1]
+    );
 }
 
 #[test]
@@ -80,16 +83,26 @@ fn raft_message_fields_match_eraftpb() {
     assert_eq!(
         m.encode_to_vec(),
         vec![
-            tag(1, 0), 3,
-            tag(2, 0), 2,
-            tag(3, 0), 3,
-            tag(4, 0), 4,
-            tag(5, 0), 5,
-            tag(6, 0), 6,
-            tag(8, 0), 8,
-            tag(10, 0), 1,
-            tag(11, 0), 11,
-            tag(13, 0), 13,
+            tag(1, 0),
+            3,
+            tag(2, 0),
+            2,
+            tag(3, 0),
+            3,
+            tag(4, 0),
+            4,
+            tag(5, 0),
+            5,
+            tag(6, 0),
+            6,
+            tag(8, 0),
+            8,
+            tag(10, 0),
+            1,
+            tag(11, 0),
+            11,
+            tag(13, 0),
+            13,
         ]
     );
 }
@@ -114,7 +127,10 @@ fn commands_round_trip() {
         ..Default::default()
     };
     let bytes = req.encode_to_vec();
-    assert_eq!(raft_cmdpb::RaftCmdRequest::decode(bytes.as_slice()).unwrap(), req);
+    assert_eq!(
+        raft_cmdpb::RaftCmdRequest::decode(bytes.as_slice()).unwrap(),
+        req
+    );
     // AdminRequest.splits is field 10.
     let admin = req.admin_request.clone().unwrap().encode_to_vec();
     assert!(admin.contains(&tag(10, 2)));
@@ -133,5 +149,8 @@ fn commands_round_trip() {
         ..Default::default()
     };
     let bytes = msg.encode_to_vec();
-    assert_eq!(raft_serverpb::RaftMessage::decode(bytes.as_slice()).unwrap(), msg);
+    assert_eq!(
+        raft_serverpb::RaftMessage::decode(bytes.as_slice()).unwrap(),
+        msg
+    );
 }

@@ -105,7 +105,9 @@ impl Config {
             return Err("raft_heartbeat_ticks must be positive".into());
         }
         if self.raft_election_timeout_ticks <= self.raft_heartbeat_ticks {
-            return Err("raft_election_timeout_ticks must be greater than raft_heartbeat_ticks".into());
+            return Err(
+                "raft_election_timeout_ticks must be greater than raft_heartbeat_ticks".into(),
+            );
         }
         if self.raft_base_tick_interval.is_zero() {
             return Err("raft_base_tick_interval must be positive".into());

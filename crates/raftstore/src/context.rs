@@ -17,6 +17,9 @@ use crate::transport::Transport;
 use crate::worker::raftlog_gc::GcTask;
 use crate::worker::region::RegionTask;
 
+/// A callback and the response it gets once the round's KV batch is written.
+pub type PendingCallback<S> = (Callback<S>, CmdResponse<S>);
+
 /// Everything a peer needs from its store while handling messages and readies.
 pub struct PollContext<E: Engine, T: Transport> {
     /// Store configuration.
@@ -47,7 +50,7 @@ pub struct PollContext<E: Engine, T: Transport> {
     /// Applied commands staged this round.
     pub kv_wb: E::WriteBatch,
     /// Results to deliver after `kv_wb` is written.
-    pub callbacks: Vec<(Callback<E::Snapshot>, CmdResponse<E::Snapshot>)>,
+    pub callbacks: Vec<PendingCallback<E::Snapshot>>,
 }
 
 impl<E: Engine, T: Transport> PollContext<E, T> {

@@ -48,18 +48,16 @@ impl RaftMessage {
             .message
             .write_to_bytes()
             .expect("encoding an in-memory raft message cannot fail");
-        let message =
-            <proto::eraftpb::Message as prost::Message>::decode(bytes.as_slice()).ok();
+        let message = <proto::eraftpb::Message as prost::Message>::decode(bytes.as_slice()).ok();
         raft_serverpb::RaftMessage {
             region_id: self.region_id,
-            from_peer: Some(self.from_peer.clone()),
-            to_peer: Some(self.to_peer.clone()),
+            from_peer: Some(self.from_peer),
+            to_peer: Some(self.to_peer),
             message,
-            region_epoch: Some(self.region_epoch.clone()),
+            region_epoch: Some(self.region_epoch),
             is_tombstone: self.is_tombstone,
             start_key: self.start_key.clone(),
             end_key: self.end_key.clone(),
-            ..Default::default()
         }
     }
 
@@ -70,8 +68,8 @@ impl RaftMessage {
             .message
             .ok_or_else(|| Error::InvalidRequest("raft message without payload".into()))?;
         let bytes = prost::Message::encode_to_vec(&payload);
-        let message = eraftpb::Message::parse_from_bytes(&bytes)
-            .map_err(|e| Error::Decode(e.to_string()))?;
+        let message =
+            eraftpb::Message::parse_from_bytes(&bytes).map_err(|e| Error::Decode(e.to_string()))?;
         Ok(RaftMessage {
             region_id: m.region_id,
             from_peer: m
@@ -123,7 +121,7 @@ pub enum PeerMsg<S> {
     /// A raft message from another store.
     RaftMessage(Box<RaftMessage>),
     /// A command to propose (writes, admin) or serve (reads).
-    RaftCommand(RaftCommand<S>),
+    RaftCommand(Box<RaftCommand<S>>),
     /// The region worker finished generating a snapshot.
     SnapshotGenerated {
         /// The snapshot, or the reason it could not be built.

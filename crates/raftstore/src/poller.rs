@@ -68,7 +68,11 @@ impl<E: Engine, T: Transport> Poller<E, T> {
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => break,
             }
-            batch.extend(self.rx.try_iter().take(max_batch - batch.len().min(max_batch)));
+            batch.extend(
+                self.rx
+                    .try_iter()
+                    .take(max_batch - batch.len().min(max_batch)),
+            );
             for m in batch.drain(..) {
                 if !self.handle_msg(m) {
                     stopping = true;
@@ -174,7 +178,10 @@ impl<E: Engine, T: Transport> Poller<E, T> {
         }
         if let Err(e) = self.ctx.flush_kv() {
             // Acknowledging writes that are not in the engine would lose them.
-            panic!("store {}: writing applied data failed: {e}", self.ctx.store_id);
+            panic!(
+                "store {}: writing applied data failed: {e}",
+                self.ctx.store_id
+            );
         }
         for (cb, resp) in self.ctx.callbacks.drain(..) {
             cb(resp);
@@ -187,7 +194,11 @@ impl<E: Engine, T: Transport> Poller<E, T> {
         self.ctx.submit_log_writes();
         self.ctx.transport.flush();
         for id in touched {
-            if self.peers.get(&id).is_some_and(|p| p.has_actionable_ready()) {
+            if self
+                .peers
+                .get(&id)
+                .is_some_and(|p| p.has_actionable_ready())
+            {
                 self.touched.insert(id);
             }
         }

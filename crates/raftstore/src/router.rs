@@ -53,8 +53,11 @@ impl<S: Send + 'static> Router<S> {
     /// Submits a command; `callback` is always called, with an error if the store is gone.
     pub fn send_command(&self, request: RaftCmdRequest, callback: Callback<S>) {
         let region_id = request.header.as_ref().map_or(0, |h| h.region_id);
-        let cmd = RaftCommand { request, callback };
-        if let Err(e) = self.tx.send(PollerMsg::Peer(region_id, PeerMsg::RaftCommand(cmd))) {
+        let cmd = Box::new(RaftCommand { request, callback });
+        if let Err(e) = self
+            .tx
+            .send(PollerMsg::Peer(region_id, PeerMsg::RaftCommand(cmd)))
+        {
             if let PollerMsg::Peer(_, PeerMsg::RaftCommand(cmd)) = e.0 {
                 (cmd.callback)(CmdResponse::error(Error::StoreStopped));
             }

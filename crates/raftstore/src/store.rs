@@ -19,8 +19,8 @@ use crate::context::PollContext;
 use crate::peer::Peer;
 use crate::poller::Poller;
 use crate::router::Router;
-use crate::storage::bootstrap::{load_region_states, load_store_ident};
 use crate::stats::StoreStats;
+use crate::storage::bootstrap::{load_region_states, load_store_ident};
 use crate::storage::write;
 use crate::storage::{LogWriteBatch, PeerStorage, RaftLogEngine};
 use crate::transport::Transport;
@@ -60,7 +60,10 @@ impl<E: Engine> Store<E> {
                 continue;
             }
             let Some(meta) = crate::util::find_peer(&region, store_id).cloned() else {
-                tracing::warn!("store {store_id}: region {} has no peer here, skipping", region.id);
+                tracing::warn!(
+                    "store {store_id}: region {} has no peer here, skipping",
+                    region.id
+                );
                 continue;
             };
             let tag = format!("[region {} peer {}]", region.id, meta.id);
@@ -99,7 +102,11 @@ impl<E: Engine> Store<E> {
         threads.push(worker::spawn("region-worker", region_rx, move |t| {
             region_runner.handle(t)
         }));
-        threads.push(raftlog_gc::spawn(engine.clone(), raft_engine.clone(), gc_rx));
+        threads.push(raftlog_gc::spawn(
+            engine.clone(),
+            raft_engine.clone(),
+            gc_rx,
+        ));
 
         let ctx = PollContext {
             kv_wb: engine.write_batch(),

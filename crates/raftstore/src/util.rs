@@ -79,7 +79,7 @@ pub fn conf_state_from_region(region: &metapb::Region) -> ConfState {
 
 /// The epoch of `region` (default when missing).
 pub fn epoch(region: &metapb::Region) -> metapb::RegionEpoch {
-    region.region_epoch.clone().unwrap_or_default()
+    region.region_epoch.unwrap_or_default()
 }
 
 /// True if epoch `a` is older than `b` in either dimension.
@@ -117,7 +117,7 @@ pub fn check_region_epoch(req: &RaftCmdRequest, region: &metapb::Region) -> Resu
     let from = req
         .header
         .as_ref()
-        .and_then(|h| h.region_epoch.clone())
+        .and_then(|h| h.region_epoch)
         .ok_or_else(|| Error::InvalidRequest("missing region epoch".into()))?;
     let current = epoch(region);
     if (check_conf_ver && from.conf_ver != current.conf_ver)
@@ -144,7 +144,10 @@ mod tests {
             id: 1,
             start_key: start.to_vec(),
             end_key: end.to_vec(),
-            region_epoch: Some(metapb::RegionEpoch { conf_ver, version: ver }),
+            region_epoch: Some(metapb::RegionEpoch {
+                conf_ver,
+                version: ver,
+            }),
             peers: vec![],
             ..Default::default()
         }
@@ -154,7 +157,10 @@ mod tests {
         RaftCmdRequest {
             header: Some(RaftRequestHeader {
                 region_id: 1,
-                region_epoch: Some(metapb::RegionEpoch { conf_ver, version: ver }),
+                region_epoch: Some(metapb::RegionEpoch {
+                    conf_ver,
+                    version: ver,
+                }),
                 ..Default::default()
             }),
             admin_request: admin.map(|t| AdminRequest {
@@ -207,8 +213,17 @@ mod tests {
     fn conf_state_splits_voters_and_learners() {
         let mut r = region(b"", b"", 1, 1);
         r.peers = vec![
-            metapb::Peer { id: 1, store_id: 1, ..Default::default() },
-            metapb::Peer { id: 2, store_id: 2, role: metapb::PeerRole::Learner as i32, ..Default::default() },
+            metapb::Peer {
+                id: 1,
+                store_id: 1,
+                ..Default::default()
+            },
+            metapb::Peer {
+                id: 2,
+                store_id: 2,
+                role: metapb::PeerRole::Learner as i32,
+                ..Default::default()
+            },
         ];
         let cs = conf_state_from_region(&r);
         assert_eq!(cs.get_voters(), &[1]);

@@ -33,7 +33,9 @@ fn stats_sum(cluster: &Cluster) -> u64 {
 
 fn run_case(name: &'static str, regions: usize, secs: u64) -> Outcome {
     let cluster = Arc::new(Cluster::new(3, raftstore::Config::default()));
-    let split_keys: Vec<Vec<u8>> = (1..regions).map(|i| format!("r{i:02}").into_bytes()).collect();
+    let split_keys: Vec<Vec<u8>> = (1..regions)
+        .map(|i| format!("r{i:02}").into_bytes())
+        .collect();
     cluster.run_with_regions(&split_keys);
     // Warm up: every region elects a leader and serves a write.
     for i in 0..regions {
@@ -94,7 +96,10 @@ fn main() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(10);
-    let cases = [run_case("1 region, 64 proposers", 1, secs), run_case("64 regions, 64 proposers", 64, secs)];
+    let cases = [
+        run_case("1 region, 64 proposers", 1, secs),
+        run_case("64 regions, 64 proposers", 64, secs),
+    ];
     println!();
     println!("3 replicas in one process, fjall + raft-engine on disk, {VALUE_LEN}-byte values, {secs} s per case");
     println!(
@@ -105,7 +110,11 @@ fn main() {
         let puts_s = c.puts as f64 / c.secs;
         let fsyncs_s = c.fsyncs as f64 / c.secs;
         // Each put is written to three logs, so per log: puts / (fsyncs / 3).
-        let per_fsync = if c.fsyncs == 0 { 0.0 } else { c.puts as f64 * 3.0 / c.fsyncs as f64 };
+        let per_fsync = if c.fsyncs == 0 {
+            0.0
+        } else {
+            c.puts as f64 * 3.0 / c.fsyncs as f64
+        };
         println!(
             "{:<26} {:>10.0} {:>9.2} {:>9.2} {:>10.0} {:>14.1} {:>16}",
             c.name,

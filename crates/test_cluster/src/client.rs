@@ -120,7 +120,7 @@ impl Cluster {
                 header: Some(RaftRequestHeader {
                     region_id: region.id,
                     peer,
-                    region_epoch: region.region_epoch.clone(),
+                    region_epoch: region.region_epoch,
                     ..Default::default()
                 }),
                 requests: requests.clone(),
@@ -278,8 +278,17 @@ impl Cluster {
 
     /// The store whose peer leads `region_id`, found by a successful read.
     pub fn leader_of_region(&self, region_id: u64) -> Option<u64> {
-        let region = self.region_cache.lock().iter().find(|r| r.id == region_id).cloned()?;
-        self.request(&region.start_key, vec![Self::snap_request()], REQUEST_TIMEOUT);
+        let region = self
+            .region_cache
+            .lock()
+            .iter()
+            .find(|r| r.id == region_id)
+            .cloned()?;
+        self.request(
+            &region.start_key,
+            vec![Self::snap_request()],
+            REQUEST_TIMEOUT,
+        );
         self.leader_hints.lock().get(&region_id).copied()
     }
 }

@@ -14,12 +14,14 @@ use engine::{Engine, FjallConfig, FjallEngine};
 use parking_lot::Mutex;
 use proto::metapb;
 use proto::raft_serverpb::{RaftApplyState, RegionLocalState};
-use rand::SeedableRng;
 use raftstore::storage::bootstrap::{bootstrap_store, load_region_states, write_initial_region};
 use raftstore::storage::peer_storage::{load_apply_state, load_region_state};
 use raftstore::{Config, RaftLogEngine, Store};
+use rand::SeedableRng;
 
-use crate::transport::{Filter, IsolationFilter, PartitionFilter, SimNet, SimTransport, StoreRouter};
+use crate::transport::{
+    Filter, IsolationFilter, PartitionFilter, SimNet, SimTransport, StoreRouter,
+};
 
 /// Cluster id written into every store.
 pub const CLUSTER_ID: u64 = 1;
@@ -62,7 +64,10 @@ impl Cluster {
             cfg,
             count,
             seed,
-            dir: tempfile::Builder::new().prefix("tessera-cluster").tempdir().expect("temp dir"),
+            dir: tempfile::Builder::new()
+                .prefix("tessera-cluster")
+                .tempdir()
+                .expect("temp dir"),
             net: SimNet::new(rand::rngs::StdRng::seed_from_u64(seed)),
             stores: Mutex::new(HashMap::new()),
             leader_hints: Mutex::new(HashMap::new()),
@@ -81,8 +86,13 @@ impl Cluster {
 
     fn open_engines(&self, id: u64) -> (FjallEngine, RaftLogEngine) {
         let dir = self.store_dir(id);
-        let kv = FjallEngine::open(&dir.join("kv"), &FjallConfig { cache_size: 8 << 20 })
-            .expect("open kv engine");
+        let kv = FjallEngine::open(
+            &dir.join("kv"),
+            &FjallConfig {
+                cache_size: 8 << 20,
+            },
+        )
+        .expect("open kv engine");
         let raft = RaftLogEngine::open(&dir.join("raft")).expect("open raft engine");
         (kv, raft)
     }
@@ -114,7 +124,11 @@ impl Cluster {
                     }),
                     peers: (1..=self.count)
                         .map(|s| metapb::Peer {
-                            id: if split_keys.is_empty() { s } else { id * 1000 + s },
+                            id: if split_keys.is_empty() {
+                                s
+                            } else {
+                                id * 1000 + s
+                            },
                             store_id: s,
                             ..Default::default()
                         })
@@ -142,7 +156,8 @@ impl Cluster {
         assert!(!stores.contains_key(&id), "store {id} is already running");
         let (kv, raft) = self.open_engines(id);
         let transport = SimTransport::new(id, self.net.clone());
-        let store = Store::start(self.cfg.clone(), kv.clone(), raft, transport).expect("start store");
+        let store =
+            Store::start(self.cfg.clone(), kv.clone(), raft, transport).expect("start store");
         self.net.register(id, store.router());
         stores.insert(id, RunningStore { store, engine: kv });
     }
@@ -195,7 +210,12 @@ impl Cluster {
 
     /// Writer counters of a running store.
     pub fn stats(&self, id: u64) -> Arc<raftstore::StoreStats> {
-        self.stores.lock().get(&id).expect("running store").store.stats()
+        self.stores
+            .lock()
+            .get(&id)
+            .expect("running store")
+            .store
+            .stats()
     }
 
     /// Adds a network filter.
@@ -285,7 +305,10 @@ impl Cluster {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        panic!("store {store}: {key:?} in {cf} still present (seed {})", self.seed);
+        panic!(
+            "store {store}: {key:?} in {cf} still present (seed {})",
+            self.seed
+        );
     }
 
     /// [`Self::must_get_cf_equal`] on CF default.

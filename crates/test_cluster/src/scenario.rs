@@ -131,7 +131,8 @@ impl GenericTest {
             let chaos = if self.unreliable || self.partitions {
                 let cluster = cluster.clone();
                 let done = done.clone();
-                let (unreliable, partitions, stores) = (self.unreliable, self.partitions, self.stores);
+                let (unreliable, partitions, stores) =
+                    (self.unreliable, self.partitions, self.stores);
                 Some(thread::spawn(move || {
                     thread::sleep(Duration::from_millis(300));
                     while !done.load(Ordering::Relaxed) {

@@ -11,10 +11,10 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use parking_lot::RwLock;
-use rand::rngs::StdRng;
-use rand::Rng;
 use raft::eraftpb::MessageType;
 use raftstore::{RaftMessage, Router, Transport, TransportError};
+use rand::rngs::StdRng;
+use rand::Rng;
 
 /// The router type of an in-process store.
 pub type StoreRouter = Router<engine::FjallSnapshot>;
@@ -96,7 +96,11 @@ pub struct DelayFilter {
 impl Filter for DelayFilter {
     fn decide(&self, _: u64, _: u64, _: &RaftMessage, rng: &mut StdRng) -> Decision {
         let span = self.max.saturating_sub(self.min).as_micros() as u64;
-        let extra = if span == 0 { 0 } else { rng.gen_range(0..=span) };
+        let extra = if span == 0 {
+            0
+        } else {
+            rng.gen_range(0..=span)
+        };
         Decision::Delay(self.min + Duration::from_micros(extra))
     }
 }

@@ -14,23 +14,42 @@ fn basic_one_client() {
 #[test]
 fn concurrent_clients() {
     let _g = scenario_lock();
-    GenericTest { clients: 5, ..Default::default() }.run();
+    GenericTest {
+        clients: 5,
+        ..Default::default()
+    }
+    .run();
 }
 
 #[test]
 fn unreliable_network() {
     let _g = scenario_lock();
-    GenericTest { clients: 5, unreliable: true, ..Default::default() }.run();
+    GenericTest {
+        clients: 5,
+        unreliable: true,
+        ..Default::default()
+    }
+    .run();
 }
 
 #[test]
 fn many_partitions_one_client() {
     let _g = scenario_lock();
-    GenericTest { clients: 1, partitions: true, ..Default::default() }.run();
+    GenericTest {
+        clients: 1,
+        partitions: true,
+        ..Default::default()
+    }
+    .run();
 }
 
 #[test]
 fn many_partitions_many_clients() {
     let _g = scenario_lock();
-    GenericTest { clients: 5, partitions: true, ..Default::default() }.run();
+    GenericTest {
+        clients: 5,
+        partitions: true,
+        ..Default::default()
+    }
+    .run();
 }

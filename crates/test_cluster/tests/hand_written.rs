@@ -77,11 +77,19 @@ fn one_snapshot_catches_up_a_partitioned_store() {
     let snaps_before = cluster.stats(1).snapshots_applied.load(Ordering::Relaxed);
     cluster.partition(&[1], &[2, 3]);
     for i in 100..115 {
-        cluster.must_put_cf(CF_LOCK, format!("k{i}").as_bytes(), format!("v{i}").as_bytes());
+        cluster.must_put_cf(
+            CF_LOCK,
+            format!("k{i}").as_bytes(),
+            format!("v{i}").as_bytes(),
+        );
     }
     cluster.must_delete_cf(CF_LOCK, b"k2");
     thread::sleep(Duration::from_millis(500));
-    assert_eq!(cluster.engine_get(1, CF_LOCK, b"k100"), None, "store 1 is cut off");
+    assert_eq!(
+        cluster.engine_get(1, CF_LOCK, b"k100"),
+        None,
+        "store 1 is cut off"
+    );
 
     cluster.clear_filters();
     cluster.must_get_cf_equal(1, CF_LOCK, b"k1", b"v1");
@@ -119,7 +127,7 @@ fn restart_keeps_acknowledged_writes() {
     let _g = scenario_lock();
     let cluster = Arc::new(Cluster::new(3, raftstore::Config::for_tests()));
     cluster.run();
-    let acked: Arc<Mutex<Vec<(Vec<u8>, Vec<u8>)>>> = Arc::default();
+    let acked: Arc<Mutex<Vec<engine::KvPair>>> = Arc::default();
     let done = Arc::new(AtomicBool::new(false));
     let writers: Vec<_> = (0..3)
         .map(|w| {
@@ -150,12 +158,19 @@ fn restart_keeps_acknowledged_writes() {
         w.join().expect("writer");
     }
     let acked = acked.lock().unwrap().clone();
-    assert!(acked.len() > 100, "only {} writes acknowledged", acked.len());
+    assert!(
+        acked.len() > 100,
+        "only {} writes acknowledged",
+        acked.len()
+    );
     let mut all = cluster.scan(b"", b"");
     all.sort();
     let mut expected = acked.clone();
     expected.sort();
-    assert_eq!(all, expected, "the cluster holds exactly the acknowledged writes");
+    assert_eq!(
+        all, expected,
+        "the cluster holds exactly the acknowledged writes"
+    );
     let (last_k, last_v) = acked.last().unwrap();
     cluster.must_get_equal(2, last_k, last_v);
     for (k, v) in acked.iter().step_by(17) {

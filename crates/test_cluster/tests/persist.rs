@@ -7,25 +7,46 @@ use test_cluster::GenericTest;
 #[test]
 fn persist_one_client() {
     let _g = scenario_lock();
-    GenericTest { crash: true, ..Default::default() }.run();
+    GenericTest {
+        crash: true,
+        ..Default::default()
+    }
+    .run();
 }
 
 #[test]
 fn persist_concurrent() {
     let _g = scenario_lock();
-    GenericTest { clients: 5, crash: true, ..Default::default() }.run();
+    GenericTest {
+        clients: 5,
+        crash: true,
+        ..Default::default()
+    }
+    .run();
 }
 
 #[test]
 fn persist_concurrent_unreliable() {
     let _g = scenario_lock();
-    GenericTest { clients: 5, crash: true, unreliable: true, ..Default::default() }.run();
+    GenericTest {
+        clients: 5,
+        crash: true,
+        unreliable: true,
+        ..Default::default()
+    }
+    .run();
 }
 
 #[test]
 fn persist_partition() {
     let _g = scenario_lock();
-    GenericTest { clients: 5, crash: true, partitions: true, ..Default::default() }.run();
+    GenericTest {
+        clients: 5,
+        crash: true,
+        partitions: true,
+        ..Default::default()
+    }
+    .run();
 }
 
 #[test]

@@ -7,19 +7,36 @@ use test_cluster::GenericTest;
 #[test]
 fn snapshot_recover() {
     let _g = scenario_lock();
-    GenericTest { crash: true, max_raft_log: 100, ..Default::default() }.run();
+    GenericTest {
+        crash: true,
+        max_raft_log: 100,
+        ..Default::default()
+    }
+    .run();
 }
 
 #[test]
 fn snapshot_recover_many_clients() {
     let _g = scenario_lock();
-    GenericTest { clients: 20, crash: true, max_raft_log: 100, ..Default::default() }.run();
+    GenericTest {
+        clients: 20,
+        crash: true,
+        max_raft_log: 100,
+        ..Default::default()
+    }
+    .run();
 }
 
 #[test]
 fn snapshot_unreliable() {
     let _g = scenario_lock();
-    GenericTest { clients: 5, unreliable: true, max_raft_log: 100, ..Default::default() }.run();
+    GenericTest {
+        clients: 5,
+        unreliable: true,
+        max_raft_log: 100,
+        ..Default::default()
+    }
+    .run();
 }
 
 #[test]

@@ -29,7 +29,9 @@ pub fn cf_name(cf: &str) -> Result<CfName> {
         "" | "default" => Ok(CF_DEFAULT),
         "lock" => Ok(CF_LOCK),
         "write" => Ok(CF_WRITE),
-        other => Err(Error::InvalidRequest(format!("unknown column family {other:?}"))),
+        other => Err(Error::InvalidRequest(format!(
+            "unknown column family {other:?}"
+        ))),
     }
 }
 
@@ -48,7 +50,11 @@ pub fn ok_admin_response(req: &RaftCmdRequest, term: u64) -> RaftCmdResponse {
     }
 }
 
-fn ok_response(term: u64, responses: Vec<Response>, admin: Option<AdminResponse>) -> RaftCmdResponse {
+fn ok_response(
+    term: u64,
+    responses: Vec<Response>,
+    admin: Option<AdminResponse>,
+) -> RaftCmdResponse {
     RaftCmdResponse {
         header: Some(RaftResponseHeader {
             current_term: term,
@@ -62,7 +68,11 @@ fn ok_response(term: u64, responses: Vec<Response>, admin: Option<AdminResponse>
 
 impl<E: Engine> Peer<E> {
     /// Applies committed entries into the round's KV batch and queues their callbacks.
-    pub fn apply_committed<T: Transport>(&mut self, ctx: &mut PollContext<E, T>, entries: Vec<Entry>) {
+    pub fn apply_committed<T: Transport>(
+        &mut self,
+        ctx: &mut PollContext<E, T>,
+        entries: Vec<Entry>,
+    ) {
         for entry in entries {
             let index = entry.index;
             let term = entry.term;
@@ -73,8 +83,14 @@ impl<E: Engine> Peer<E> {
                 EntryType::EntryNormal if entry.data.is_empty() => None,
                 EntryType::EntryNormal => Some(self.apply_normal_entry(ctx, &entry)),
                 EntryType::EntryConfChange | EntryType::EntryConfChangeV2 => {
-                    tracing::warn!("{} ignoring conf change entry {index}: membership is fixed", self.tag);
-                    Some(err_resp(Error::InvalidRequest("conf change not supported".into()), term))
+                    tracing::warn!(
+                        "{} ignoring conf change entry {index}: membership is fixed",
+                        self.tag
+                    );
+                    Some(err_resp(
+                        Error::InvalidRequest("conf change not supported".into()),
+                        term,
+                    ))
                 }
             };
             self.raft_group.mut_store().set_applied(index, term);
@@ -87,7 +103,11 @@ impl<E: Engine> Peer<E> {
         self.applied_this_round = true;
     }
 
-    fn apply_normal_entry<T: Transport>(&mut self, ctx: &mut PollContext<E, T>, entry: &Entry) -> RaftCmdResponse {
+    fn apply_normal_entry<T: Transport>(
+        &mut self,
+        ctx: &mut PollContext<E, T>,
+        entry: &Entry,
+    ) -> RaftCmdResponse {
         let req: RaftCmdRequest = match prost::Message::decode(entry.data.as_ref()) {
             Ok(r) => r,
             Err(e) => {
@@ -114,7 +134,11 @@ impl<E: Engine> Peer<E> {
 
     /// Executes a write command. All checks pass before anything is staged, so a failing
     /// command leaves no partial effect.
-    fn exec_write<T: Transport>(&mut self, ctx: &mut PollContext<E, T>, req: &RaftCmdRequest) -> Result<Vec<Response>> {
+    fn exec_write<T: Transport>(
+        &mut self,
+        ctx: &mut PollContext<E, T>,
+        req: &RaftCmdRequest,
+    ) -> Result<Vec<Response>> {
         // The region may have changed between propose and apply (e.g. a split); the epoch
         // recorded in the command must still match.
         crate::util::check_region_epoch(req, self.region())?;
@@ -141,7 +165,8 @@ impl<E: Engine> Peer<E> {
                 }
                 (CmdType::DeleteRange, _, _, Some(dr)) => {
                     let cf = cf_name(&dr.cf)?;
-                    let start = keys::data_key(dr.start_key.as_slice().max(region.start_key.as_slice()));
+                    let start =
+                        keys::data_key(dr.start_key.as_slice().max(region.start_key.as_slice()));
                     let end = if dr.end_key.is_empty() {
                         keys::data_end_key(&region.end_key)
                     } else if region.end_key.is_empty() {
@@ -152,9 +177,15 @@ impl<E: Engine> Peer<E> {
                     // The range is found by scanning the engine, which cannot see writes
                     // staged earlier in this round: write them first.
                     ctx.flush_kv()?;
-                    ctx.engine.delete_range_into(&mut ctx.kv_wb, cf, &start, &end)?;
+                    ctx.engine
+                        .delete_range_into(&mut ctx.kv_wb, cf, &start, &end)?;
                 }
-                _ => return Err(Error::InvalidRequest(format!("malformed request of type {}", r.cmd_type))),
+                _ => {
+                    return Err(Error::InvalidRequest(format!(
+                        "malformed request of type {}",
+                        r.cmd_type
+                    )))
+                }
             }
             responses.push(Response {
                 cmd_type: r.cmd_type,

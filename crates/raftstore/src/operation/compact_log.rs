@@ -59,7 +59,7 @@ impl<E: Engine> Peer<E> {
         let req = RaftCmdRequest {
             header: Some(RaftRequestHeader {
                 region_id: self.region_id(),
-                peer: Some(self.meta.clone()),
+                peer: Some(self.meta),
                 region_epoch: Some(crate::util::epoch(self.region())),
                 ..Default::default()
             }),

@@ -92,7 +92,7 @@ impl<E: Engine> Peer<E> {
         };
         let mut peer_cache = HashMap::new();
         for p in &storage.region().peers {
-            peer_cache.insert(p.id, p.clone());
+            peer_cache.insert(p.id, *p);
         }
         let logger = slog::Logger::root(slog::Discard, slog::o!());
         let raft_group = RawNode::new(&raft_cfg, storage, &logger)?;
@@ -154,9 +154,14 @@ impl<E: Engine> Peer<E> {
     /// Wraps a raft-rs message for the transport; `None` if the target peer is unknown.
     pub fn build_raft_message(&self, msg: raft::eraftpb::Message) -> Option<RaftMessage> {
         let to_peer = match self.peer_cache.get(&msg.to) {
-            Some(p) => p.clone(),
+            Some(p) => *p,
             None => {
-                tracing::warn!("{} dropping {:?} to unknown peer {}", self.tag, msg.get_msg_type(), msg.to);
+                tracing::warn!(
+                    "{} dropping {:?} to unknown peer {}",
+                    self.tag,
+                    msg.get_msg_type(),
+                    msg.to
+                );
                 return None;
             }
         };
@@ -168,7 +173,7 @@ impl<E: Engine> Peer<E> {
         };
         Some(RaftMessage {
             region_id: region.id,
-            from_peer: self.meta.clone(),
+            from_peer: self.meta,
             to_peer,
             region_epoch: crate::util::epoch(region),
             is_tombstone: false,
@@ -186,7 +191,7 @@ impl<E: Engine> Peer<E> {
         }
         self.peer_cache
             .entry(msg.from_peer.id)
-            .or_insert_with(|| msg.from_peer.clone());
+            .or_insert_with(|| msg.from_peer);
         if msg.message.get_msg_type() == raft::eraftpb::MessageType::MsgSnapshot
             && !self.snapshot_acceptable(&msg)
         {
@@ -206,7 +211,10 @@ impl<E: Engine> Peer<E> {
                     return false;
                 }
                 if crate::util::find_peer_by_id(&region, self.meta.id).is_none() {
-                    tracing::warn!("{} dropping snapshot that does not contain this peer", self.tag);
+                    tracing::warn!(
+                        "{} dropping snapshot that does not contain this peer",
+                        self.tag
+                    );
                     return false;
                 }
                 true

@@ -53,7 +53,9 @@ fn classify(req: &RaftCmdRequest) -> Result<CmdKind> {
     match reads {
         0 => Ok(CmdKind::Write),
         n if n == req.requests.len() => Ok(CmdKind::Read),
-        _ => Err(Error::InvalidRequest("reads and writes in one command".into())),
+        _ => Err(Error::InvalidRequest(
+            "reads and writes in one command".into(),
+        )),
     }
 }
 
@@ -116,9 +118,10 @@ impl<E: Engine> Peer<E> {
                     check_key_in_region(&del.key, region)?;
                 }
                 Ok(CmdType::DeleteRange) => {
-                    let dr = r.delete_range.as_ref().ok_or_else(|| {
-                        Error::InvalidRequest("DeleteRange without body".into())
-                    })?;
+                    let dr = r
+                        .delete_range
+                        .as_ref()
+                        .ok_or_else(|| Error::InvalidRequest("DeleteRange without body".into()))?;
                     crate::apply::cf_name(&dr.cf)?;
                     check_key_in_region(&dr.start_key, region)?;
                     if !dr.end_key.is_empty() {
@@ -146,8 +149,12 @@ impl<E: Engine> Peer<E> {
     }
 
     /// Handles one command: queue a read, or propose a write or admin command.
-    pub fn on_command<T: Transport>(&mut self, ctx: &mut PollContext<E, T>, cmd: RaftCommand<E::Snapshot>) {
-        let RaftCommand { request, callback } = cmd;
+    pub fn on_command<T: Transport>(
+        &mut self,
+        ctx: &mut PollContext<E, T>,
+        cmd: Box<RaftCommand<E::Snapshot>>,
+    ) {
+        let RaftCommand { request, callback } = *cmd;
         let kind = match classify(&request).and_then(|k| {
             self.pre_propose_check(ctx, &request)?;
             Ok(k)

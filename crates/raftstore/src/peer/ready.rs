@@ -56,9 +56,8 @@ impl<E: Engine> Peer<E> {
 
     /// True if `handle_ready` would do something now.
     pub fn has_actionable_ready(&self) -> bool {
-        self.applying_snapshot.is_none()
-            && self.raft_group.has_ready()
-            && !(self.raft_group.snap().is_some() && !self.unpersisted.is_empty())
+        let snapshot_blocked = self.raft_group.snap().is_some() && !self.unpersisted.is_empty();
+        self.applying_snapshot.is_none() && self.raft_group.has_ready() && !snapshot_blocked
     }
 
     /// Processes the peer's pending Ready, if any.
@@ -96,14 +95,15 @@ impl<E: Engine> Peer<E> {
         }
         let persisted_msgs = rd.take_persisted_messages();
         let must_sync = rd.must_sync() || !entries.is_empty();
-        let changed = match self
-            .raft_group
-            .mut_store()
-            .append(&entries, rd.hs(), &mut ctx.log_batch)
-        {
-            Ok(changed) => changed,
-            Err(e) => panic!("{} staging raft log writes failed: {e}", self.tag),
-        };
+        let changed =
+            match self
+                .raft_group
+                .mut_store()
+                .append(&entries, rd.hs(), &mut ctx.log_batch)
+            {
+                Ok(changed) => changed,
+                Err(e) => panic!("{} staging raft log writes failed: {e}", self.tag),
+            };
         if changed || !persisted_msgs.is_empty() || !self.unpersisted.is_empty() {
             let messages = self.wrap_messages(persisted_msgs);
             let number = rd.number();
@@ -124,7 +124,11 @@ impl<E: Engine> Peer<E> {
         }
     }
 
-    fn handle_light_ready<T: Transport>(&mut self, ctx: &mut PollContext<E, T>, mut light: LightReady) {
+    fn handle_light_ready<T: Transport>(
+        &mut self,
+        ctx: &mut PollContext<E, T>,
+        mut light: LightReady,
+    ) {
         let msgs = light.take_messages();
         self.send_messages(ctx, msgs);
         let committed = light.take_committed_entries();
@@ -151,12 +155,19 @@ impl<E: Engine> Peer<E> {
         let _ = ctx;
     }
 
-    fn start_apply_snapshot<T: Transport>(&mut self, ctx: &mut PollContext<E, T>, mut rd: raft::Ready) {
+    fn start_apply_snapshot<T: Transport>(
+        &mut self,
+        ctx: &mut PollContext<E, T>,
+        mut rd: raft::Ready,
+    ) {
         let snap = rd.snapshot().clone();
         let (index, term) = (snap.get_metadata().index, snap.get_metadata().term);
         let region = match crate::storage::snapshot::decode(snap.get_data()) {
             Ok(body) => body.region.unwrap_or_default(),
-            Err(e) => panic!("{} snapshot validated on receipt no longer decodes: {e}", self.tag),
+            Err(e) => panic!(
+                "{} snapshot validated on receipt no longer decodes: {e}",
+                self.tag
+            ),
         };
         let entries = rd.take_entries();
         let store = self.raft_group.mut_store();
@@ -168,7 +179,10 @@ impl<E: Engine> Peer<E> {
         let raft_state = store.reset_to_snapshot(region.clone(), rd.hs(), index, term, &entries);
         let messages = self.wrap_messages(rd.take_persisted_messages());
         let number = rd.number();
-        tracing::info!("{} applying snapshot at index {index} term {term}", self.tag);
+        tracing::info!(
+            "{} applying snapshot at index {index} term {term}",
+            self.tag
+        );
         let task = ApplyTask {
             region_id: self.region_id(),
             ready_number: number,
@@ -177,7 +191,11 @@ impl<E: Engine> Peer<E> {
             raft_state,
             entries,
         };
-        if ctx.region_scheduler.send(RegionTask::Apply(Box::new(task))).is_err() {
+        if ctx
+            .region_scheduler
+            .send(RegionTask::Apply(Box::new(task)))
+            .is_err()
+        {
             panic!("{} region worker is gone", self.tag);
         }
         self.applying_snapshot = Some(ApplyingSnapshot {
@@ -209,7 +227,7 @@ impl<E: Engine> Peer<E> {
             panic!("{} could not apply snapshot: {e}", self.tag);
         }
         for p in &applying.region.peers {
-            self.peer_cache.insert(p.id, p.clone());
+            self.peer_cache.insert(p.id, *p);
         }
         let last = self.storage().last_index_unpersisted();
         self.raft_group.on_persist_ready(number);
@@ -226,7 +244,8 @@ impl<E: Engine> Peer<E> {
         if role != StateRole::Leader {
             let leader = self.leader();
             let region_id = self.region_id();
-            self.reads.fail_all(|| Error::NotLeader { region_id, leader: leader.clone() });
+            self.reads
+                .fail_all(|| Error::NotLeader { region_id, leader });
         } else {
             tracing::debug!("{} became leader at term {}", self.tag, self.term());
         }

@@ -10,7 +10,9 @@ use engine::{Engine, WriteBatch as _, CF_RAFT};
 use proto::metapb;
 use proto::raft_serverpb::{PeerState, StoreIdent};
 
-use super::peer_storage::{initial_apply_state, initial_raft_state, write_apply_state, write_region_state};
+use super::peer_storage::{
+    initial_apply_state, initial_raft_state, write_apply_state, write_region_state,
+};
 use super::{LogWriteBatch, RaftLogEngine};
 use crate::{Error, Result};
 
@@ -36,7 +38,11 @@ pub fn bootstrap_store<E: Engine>(engine: &E, cluster_id: u64, store_id: u64) ->
         ..Default::default()
     };
     let mut wb = engine.write_batch();
-    wb.put(CF_RAFT, keys::STORE_IDENT_KEY, &prost::Message::encode_to_vec(&ident));
+    wb.put(
+        CF_RAFT,
+        keys::STORE_IDENT_KEY,
+        &prost::Message::encode_to_vec(&ident),
+    );
     engine.write(wb, true)?;
     Ok(())
 }

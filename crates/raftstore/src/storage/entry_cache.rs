@@ -97,11 +97,10 @@ mod tests {
 
     fn ents(range: std::ops::Range<u64>, term: u64) -> Vec<Entry> {
         range
-            .map(|i| {
-                let mut e = Entry::default();
-                e.index = i;
-                e.term = term;
-                e
+            .map(|i| Entry {
+                index: i,
+                term,
+                ..Default::default()
             })
             .collect()
     }
@@ -134,7 +133,10 @@ mod tests {
         c.append(&ents(1..11, 1));
         let mut out = vec![];
         c.fetch(3, 6, &mut out);
-        assert_eq!(out.iter().map(|e| e.index).collect::<Vec<_>>(), vec![3, 4, 5]);
+        assert_eq!(
+            out.iter().map(|e| e.index).collect::<Vec<_>>(),
+            vec![3, 4, 5]
+        );
         c.compact_to(4);
         assert_eq!(c.first_index(), Some(5));
         assert_eq!(c.len(), 6);

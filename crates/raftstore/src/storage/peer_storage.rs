@@ -171,7 +171,7 @@ impl<E: Engine> PeerStorage<E> {
         if initialized && raft_state.hard_state.is_none() {
             raft_state = initial_raft_state();
         }
-        let truncated = apply_state.truncated_state.clone().unwrap_or_default();
+        let truncated = apply_state.truncated_state.unwrap_or_default();
         let mut hs = hs_from_proto(&raft_state.hard_state);
         if raft_state.last_index < truncated.index {
             // A snapshot was applied to the KV engine but the crash came before the raft
@@ -408,7 +408,7 @@ impl<E: Engine> PeerStorage<E> {
             self.raft_state.last_index = last.index;
             self.last_term = last.term;
         }
-        self.raft_state.clone()
+        self.raft_state
     }
 
     fn check_range(&self, low: u64, high: u64) -> raft::Result<()> {
@@ -502,7 +502,9 @@ impl<E: Engine> raft::Storage for PeerStorage<E> {
         match self.raft_engine.entry(self.region.id, idx) {
             Ok(Some(e)) => Ok(e.term),
             Ok(None) => Err(raft::Error::Store(StorageError::Unavailable)),
-            Err(e) => Err(raft::Error::Store(StorageError::Other(e.to_string().into()))),
+            Err(e) => Err(raft::Error::Store(StorageError::Other(
+                e.to_string().into(),
+            ))),
         }
     }
 
@@ -537,7 +539,10 @@ impl<E: Engine> raft::Storage for PeerStorage<E> {
                 ));
             }
         }
-        tracing::debug!("{} generating snapshot for peer {to} (request index {request_index})", self.tag);
+        tracing::debug!(
+            "{} generating snapshot for peer {to} (request index {request_index})",
+            self.tag
+        );
         let task = RegionTask::Gen {
             region_id: self.region.id,
         };

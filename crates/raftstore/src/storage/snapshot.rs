@@ -9,7 +9,9 @@
 use codec::keys;
 use engine::{Engine, Snapshot as _, WriteBatch as _, CF_RAFT, DATA_CFS};
 use proto::metapb;
-use proto::raft_serverpb::{KeyValue, PeerState, RaftApplyState, RaftSnapshotData, RegionLocalState};
+use proto::raft_serverpb::{
+    KeyValue, PeerState, RaftApplyState, RaftSnapshotData, RegionLocalState,
+};
 use raft::eraftpb::Snapshot;
 
 use crate::util::conf_state_from_region;
@@ -21,10 +23,15 @@ pub const SNAPSHOT_FORMAT_VERSION: u64 = 1;
 /// Builds a snapshot of `region_id` from one consistent engine view.
 pub fn generate<E: Engine>(engine: &E, region_id: u64) -> Result<Snapshot> {
     let snap = engine.snapshot();
-    let region_state: RegionLocalState = match snap.get(CF_RAFT, &keys::region_state_key(region_id))? {
-        Some(v) => prost::Message::decode(v.as_slice())?,
-        None => return Err(Error::Other(format!("region {region_id} has no region state"))),
-    };
+    let region_state: RegionLocalState =
+        match snap.get(CF_RAFT, &keys::region_state_key(region_id))? {
+            Some(v) => prost::Message::decode(v.as_slice())?,
+            None => {
+                return Err(Error::Other(format!(
+                    "region {region_id} has no region state"
+                )))
+            }
+        };
     if region_state.state != PeerState::Normal as i32 {
         return Err(Error::Other(format!(
             "region {region_id} is not in normal state ({})",
@@ -33,7 +40,11 @@ pub fn generate<E: Engine>(engine: &E, region_id: u64) -> Result<Snapshot> {
     }
     let apply_state: RaftApplyState = match snap.get(CF_RAFT, &keys::apply_state_key(region_id))? {
         Some(v) => prost::Message::decode(v.as_slice())?,
-        None => return Err(Error::Other(format!("region {region_id} has no apply state"))),
+        None => {
+            return Err(Error::Other(format!(
+                "region {region_id} has no apply state"
+            )))
+        }
     };
     let region = region_state.region.unwrap_or_default();
     let index = apply_state.applied_index;
@@ -43,7 +54,9 @@ pub fn generate<E: Engine>(engine: &E, region_id: u64) -> Result<Snapshot> {
         apply_state.truncated_state.as_ref().map_or(0, |t| t.term)
     };
     if term == 0 {
-        return Err(Error::Other(format!("region {region_id}: unknown term of applied index {index}")));
+        return Err(Error::Other(format!(
+            "region {region_id}: unknown term of applied index {index}"
+        )));
     }
     let start = keys::data_key(&region.start_key);
     let end = keys::data_end_key(&region.end_key);
@@ -79,7 +92,10 @@ pub fn generate<E: Engine>(engine: &E, region_id: u64) -> Result<Snapshot> {
 pub fn decode(data: &[u8]) -> Result<RaftSnapshotData> {
     let body: RaftSnapshotData = prost::Message::decode(data)?;
     if body.version != SNAPSHOT_FORMAT_VERSION {
-        return Err(Error::Decode(format!("unknown snapshot format {}", body.version)));
+        return Err(Error::Decode(format!(
+            "unknown snapshot format {}",
+            body.version
+        )));
     }
     let region = body
         .region

@@ -78,7 +78,9 @@ pub fn spawn<S: Send + 'static, T: Transport>(
                         }
                     }
                 }
-                stats.readies.fetch_add(tasks.len() as u64, Ordering::Relaxed);
+                stats
+                    .readies
+                    .fetch_add(tasks.len() as u64, Ordering::Relaxed);
                 let mut persisted = Vec::with_capacity(tasks.len());
                 for t in tasks {
                     for m in t.messages {

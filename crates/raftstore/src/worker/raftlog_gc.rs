@@ -44,7 +44,11 @@ impl<E: Engine> GcRunner<E> {
         }
         for t in &tasks {
             let n = self.raft_engine.compact_to(t.region_id, t.end_index);
-            tracing::trace!("[region {}] compacted {n} log entries below {}", t.region_id, t.end_index);
+            tracing::trace!(
+                "[region {}] compacted {n} log entries below {}",
+                t.region_id,
+                t.end_index
+            );
         }
         self.tasks_since_purge += tasks.len();
         if self.tasks_since_purge >= 64 {

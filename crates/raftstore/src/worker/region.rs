@@ -88,7 +88,9 @@ impl<E: Engine> RegionRunner<E> {
                     .map(Box::new)
                     .map_err(|e| e.to_string());
                 if res.is_ok() {
-                    self.stats.snapshots_generated.fetch_add(1, Ordering::Relaxed);
+                    self.stats
+                        .snapshots_generated
+                        .fetch_add(1, Ordering::Relaxed);
                 }
                 let _ = self
                     .router
