@@ -40,6 +40,8 @@ pub struct PollContext<E: Engine, T: Transport> {
     pub gc_scheduler: Sender<GcTask>,
     /// Queue of the log writer.
     pub writer: Sender<WriteMsg>,
+    /// Regions hosted by this store and their ranges.
+    pub store_meta: crate::store_meta::StoreMeta,
 
     /// Log writes staged this round.
     pub log_batch: LogWriteBatch,

@@ -40,6 +40,7 @@ pub mod router;
 pub mod stats;
 pub mod storage;
 pub mod store;
+pub mod store_meta;
 pub mod transport;
 pub mod util;
 pub mod worker;

@@ -18,10 +18,15 @@ use crossbeam_channel::{Receiver, RecvTimeoutError};
 use engine::Engine;
 
 use crate::context::PollContext;
-use crate::msg::{CmdResponse, PeerMsg, PollerMsg, StoreMsg};
+use crate::msg::{CmdResponse, PeerMsg, PollerMsg, RaftMessage, StoreMsg};
+use crate::peer::lifecycle::MessageCheck;
 use crate::peer::Peer;
+use crate::storage::peer_storage::load_region_state;
+use crate::storage::PeerStorage;
 use crate::transport::Transport;
 use crate::Error;
+use proto::raft_serverpb::PeerState;
+use raft::eraftpb::MessageType;
 
 /// Owns the peers of a store and runs rounds until told to stop.
 pub struct Poller<E: Engine, T: Transport> {
@@ -110,6 +115,10 @@ impl<E: Engine, T: Transport> Poller<E, T> {
     }
 
     fn handle_peer_msg(&mut self, region_id: u64, msg: PeerMsg<E::Snapshot>) {
+        if let PeerMsg::RaftMessage(m) = msg {
+            self.on_raft_message(*m);
+            return;
+        }
         let Some(peer) = self.peers.get_mut(&region_id) else {
             match msg {
                 PeerMsg::RaftCommand(cmd) => {
@@ -124,11 +133,7 @@ impl<E: Engine, T: Transport> Poller<E, T> {
         };
         self.touched.insert(region_id);
         match msg {
-            PeerMsg::RaftMessage(m) => {
-                if let Err(e) = peer.step(*m) {
-                    tracing::debug!("{} step failed: {e}", peer.tag);
-                }
-            }
+            PeerMsg::RaftMessage(_) => unreachable!("handled by on_raft_message"),
             PeerMsg::RaftCommand(cmd) => peer.on_command(&mut self.ctx, cmd),
             PeerMsg::SnapshotGenerated { snapshot } => {
                 peer.storage().on_snapshot_generated(snapshot.map(|s| *s));
@@ -149,6 +154,157 @@ impl<E: Engine, T: Transport> Poller<E, T> {
                 if let Err(e) = peer.raft_group.campaign() {
                     tracing::debug!("{} campaign failed: {e}", peer.tag);
                 }
+            }
+        }
+    }
+
+    fn on_raft_message(&mut self, msg: RaftMessage) {
+        let region_id = msg.region_id;
+        if msg.to_peer.store_id != self.ctx.store_id {
+            tracing::debug!(
+                "store {}: message for store {} dropped",
+                self.ctx.store_id,
+                msg.to_peer.store_id
+            );
+            return;
+        }
+        if let Some(peer) = self.peers.get_mut(&region_id) {
+            match peer.check_message(&mut self.ctx, &msg) {
+                MessageCheck::Drop => return,
+                MessageCheck::DestroySelf => {
+                    peer.pending_destroy = true;
+                    self.touched.insert(region_id);
+                    return;
+                }
+                MessageCheck::Step => {}
+            }
+        } else if !self.maybe_create_peer(&msg) {
+            return;
+        }
+        if msg.message.get_msg_type() == MessageType::MsgSnapshot && !self.snapshot_fits(&msg) {
+            return;
+        }
+        let peer = self
+            .peers
+            .get_mut(&region_id)
+            .expect("exists or just created");
+        self.touched.insert(region_id);
+        if let Err(e) = peer.step(msg) {
+            tracing::debug!("{} step failed: {e}", peer.tag);
+        }
+    }
+
+    /// A snapshot may only be applied if its range overlaps no other region on this store.
+    fn snapshot_fits(&self, msg: &RaftMessage) -> bool {
+        let Ok(body) = crate::storage::snapshot::decode(msg.message.get_snapshot().get_data())
+        else {
+            return false;
+        };
+        let region = body.region.unwrap_or_default();
+        let overlaps =
+            self.ctx
+                .store_meta
+                .overlapping(&region.start_key, &region.end_key, region.id);
+        if !overlaps.is_empty() {
+            tracing::info!(
+                "store {}: snapshot of region {} overlaps regions {overlaps:?}, dropped",
+                self.ctx.store_id,
+                region.id
+            );
+            return false;
+        }
+        true
+    }
+
+    /// Creates an uninitialized peer for a region this store does not host yet, if the
+    /// message may start one (a vote, or a leader's first heartbeat) and nothing forbids it.
+    fn maybe_create_peer(&mut self, msg: &RaftMessage) -> bool {
+        if msg.is_tombstone {
+            return false;
+        }
+        let m = &msg.message;
+        let initial = match m.get_msg_type() {
+            MessageType::MsgRequestVote | MessageType::MsgRequestPreVote => true,
+            MessageType::MsgHeartbeat => m.commit == 0,
+            _ => false,
+        };
+        if !initial {
+            return false;
+        }
+        match load_region_state(&self.ctx.engine, msg.region_id) {
+            Ok(Some(st)) if st.state == PeerState::Tombstone as i32 => {
+                let tomb = crate::util::epoch(&st.region.unwrap_or_default());
+                if !crate::util::is_epoch_stale(&tomb, &msg.region_epoch) {
+                    // The message comes from the configuration this peer was removed from.
+                    return false;
+                }
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::error!("store {}: reading region state: {e}", self.ctx.store_id);
+                return false;
+            }
+        }
+        if !msg.start_key.is_empty() || !msg.end_key.is_empty() {
+            let overlaps =
+                self.ctx
+                    .store_meta
+                    .overlapping(&msg.start_key, &msg.end_key, msg.region_id);
+            if !overlaps.is_empty() {
+                // Most likely a split this store has not applied yet; the split creates it.
+                return false;
+            }
+        }
+        let region = proto::metapb::Region {
+            id: msg.region_id,
+            ..Default::default()
+        };
+        match self.create_peer(region, msg.to_peer, true) {
+            Ok(()) => {
+                tracing::info!(
+                    "store {}: created peer {} of region {} from a {:?}",
+                    self.ctx.store_id,
+                    msg.to_peer.id,
+                    msg.region_id,
+                    m.get_msg_type()
+                );
+                true
+            }
+            Err(e) => {
+                tracing::error!("store {}: creating peer failed: {e}", self.ctx.store_id);
+                false
+            }
+        }
+    }
+
+    /// Creates and registers a peer. `fresh` ignores any raft state left by an earlier peer.
+    pub fn create_peer(
+        &mut self,
+        region: proto::metapb::Region,
+        meta: proto::metapb::Peer,
+        fresh: bool,
+    ) -> crate::Result<()> {
+        let tag = format!("[region {} peer {}]", region.id, meta.id);
+        let storage = PeerStorage::new_with(
+            self.ctx.engine.clone(),
+            self.ctx.raft_engine.clone(),
+            region.clone(),
+            self.ctx.region_scheduler.clone(),
+            self.ctx.cfg.snap_gen_timeout,
+            tag,
+            fresh,
+        )?;
+        let peer = Peer::new(&self.ctx.cfg, storage, meta)?;
+        self.ctx.store_meta.set_region(&region);
+        self.peers.insert(region.id, peer);
+        Ok(())
+    }
+
+    fn destroy_ready_peers(&mut self, ids: &BTreeSet<u64>) {
+        for id in ids {
+            if self.peers.get(id).is_some_and(|p| p.ready_to_destroy()) {
+                let mut peer = self.peers.remove(id).expect("checked");
+                peer.destroy(&mut self.ctx);
             }
         }
     }
@@ -191,6 +347,7 @@ impl<E: Engine, T: Transport> Poller<E, T> {
                 peer.on_apply_flushed(&mut self.ctx);
             }
         }
+        self.destroy_ready_peers(&touched);
         self.ctx.submit_log_writes();
         self.ctx.transport.flush();
         for id in touched {

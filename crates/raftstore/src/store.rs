@@ -54,6 +54,7 @@ impl<E: Engine> Store<E> {
         let (writer_tx, writer_rx) = crossbeam_channel::unbounded();
 
         let mut peers = HashMap::new();
+        let mut store_meta = crate::store_meta::StoreMeta::default();
         for state in load_region_states(&engine)? {
             let region = state.region.unwrap_or_default();
             if state.state != PeerState::Normal as i32 {
@@ -80,6 +81,7 @@ impl<E: Engine> Store<E> {
                 // A single voter elects itself without waiting for a timeout.
                 let _ = peer.raft_group.campaign();
             }
+            store_meta.set_region(&region);
             peers.insert(region.id, peer);
         }
         tracing::info!("store {store_id}: starting with {} regions", peers.len());
@@ -119,6 +121,7 @@ impl<E: Engine> Store<E> {
             region_scheduler: region_tx,
             gc_scheduler: gc_tx,
             writer: writer_tx,
+            store_meta,
             log_batch: LogWriteBatch::default(),
             write_tasks: Vec::new(),
             need_sync: false,

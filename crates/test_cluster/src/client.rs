@@ -22,8 +22,22 @@ fn key_in(region: &metapb::Region, key: &[u8]) -> bool {
     raftstore::util::key_in_region(key, region)
 }
 
-fn version(r: &metapb::Region) -> u64 {
-    r.region_epoch.as_ref().map_or(0, |e| e.version)
+fn version(r: &metapb::Region) -> (u64, u64) {
+    r.region_epoch
+        .as_ref()
+        .map_or((0, 0), |e| (e.version, e.conf_ver))
+}
+
+/// Region errors a client retries; anything else is the request's own fault.
+fn retryable(e: &errorpb::Error) -> bool {
+    e.not_leader.is_some()
+        || e.region_not_found.is_some()
+        || e.key_not_in_region.is_some()
+        || e.epoch_not_match.is_some()
+        || e.server_is_busy.is_some()
+        || e.stale_command.is_some()
+        || e.store_not_match.is_some()
+        || e.message.contains("store stopped")
 }
 
 impl Cluster {
@@ -100,6 +114,28 @@ impl Cluster {
         requests: Vec<Request>,
         timeout: Duration,
     ) -> (RaftCmdResponse, Option<RegionSnapshot<FjallSnapshot>>) {
+        let cmd = RaftCmdRequest {
+            requests,
+            ..Default::default()
+        };
+        match self.try_request(key, cmd, timeout) {
+            Ok(r) => r,
+            Err(e) => panic!(
+                "request for key {:?} failed: {e} (seed {})",
+                String::from_utf8_lossy(key),
+                self.seed
+            ),
+        }
+    }
+
+    /// Sends `cmd` (header filled in here) for the region holding `key`, retrying on
+    /// retryable region errors until `timeout`. Returns other errors.
+    pub fn try_request(
+        &self,
+        key: &[u8],
+        cmd: RaftCmdRequest,
+        timeout: Duration,
+    ) -> Result<(RaftCmdResponse, Option<RegionSnapshot<FjallSnapshot>>), String> {
         let deadline = Instant::now() + timeout;
         let mut attempt = 0usize;
         let mut last_err = String::from("no attempt made");
@@ -116,16 +152,13 @@ impl Cluster {
                 continue;
             };
             let peer = raftstore::util::find_peer(&region, store).cloned();
-            let req = RaftCmdRequest {
-                header: Some(RaftRequestHeader {
-                    region_id: region.id,
-                    peer,
-                    region_epoch: region.region_epoch,
-                    ..Default::default()
-                }),
-                requests: requests.clone(),
+            let mut req = cmd.clone();
+            req.header = Some(RaftRequestHeader {
+                region_id: region.id,
+                peer,
+                region_epoch: region.region_epoch,
                 ..Default::default()
-            };
+            });
             let Some(router) = self.router(store) else {
                 continue;
             };
@@ -149,19 +182,18 @@ impl Cluster {
             match err {
                 None => {
                     self.leader_hints.lock().insert(region.id, store);
-                    return (resp.response, resp.snapshot);
+                    return Ok((resp.response, resp.snapshot));
                 }
                 Some(e) => {
                     last_err = format!("store {store}: {}", e.message);
+                    if !retryable(&e) {
+                        return Err(last_err);
+                    }
                     self.on_region_error(&region, &e);
                 }
             }
         }
-        panic!(
-            "request for key {:?} timed out after {timeout:?}: {last_err} (seed {})",
-            String::from_utf8_lossy(key),
-            self.seed
-        );
+        Err(format!("timed out after {timeout:?}: {last_err}"))
     }
 
     fn on_region_error(&self, region: &metapb::Region, e: &errorpb::Error) {

@@ -17,6 +17,7 @@
 //! not the exact interleaving: raft-rs's election timeouts and OS thread scheduling are not
 //! under the seed's control.
 
+pub mod admin;
 pub mod client;
 pub mod cluster;
 pub mod scenario;

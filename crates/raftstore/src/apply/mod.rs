@@ -82,13 +82,14 @@ impl<E: Engine> Peer<E> {
             let resp = match entry.get_entry_type() {
                 EntryType::EntryNormal if entry.data.is_empty() => None,
                 EntryType::EntryNormal => Some(self.apply_normal_entry(ctx, &entry)),
-                EntryType::EntryConfChange | EntryType::EntryConfChangeV2 => {
-                    tracing::warn!(
-                        "{} ignoring conf change entry {index}: membership is fixed",
-                        self.tag
-                    );
+                EntryType::EntryConfChange => Some(self.apply_conf_change_entry(ctx, &entry)),
+                EntryType::EntryConfChangeV2 => {
+                    // Tessera proposes single-step conf changes only.
+                    let _ = self
+                        .raft_group
+                        .apply_conf_change(&raft::eraftpb::ConfChangeV2::default());
                     Some(err_resp(
-                        Error::InvalidRequest("conf change not supported".into()),
+                        Error::InvalidRequest("joint conf change is not supported".into()),
                         term,
                     ))
                 }

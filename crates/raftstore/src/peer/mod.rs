@@ -4,6 +4,7 @@
 //! messages and commands ([`propose`]), the Ready of raft-rs ([`ready`]), applying committed
 //! entries (`crate::apply`) and serving reads once they are safe ([`read`]).
 
+pub mod lifecycle;
 pub mod propose;
 pub mod read;
 pub mod ready;
@@ -69,6 +70,8 @@ pub struct Peer<E: Engine> {
     pub applied_this_round: bool,
     /// Log compaction to schedule once the apply batch is written (end index).
     pub pending_gc: Option<u64>,
+    /// The peer was removed and must be destroyed once nothing of it is in flight.
+    pub pending_destroy: bool,
 }
 
 impl<E: Engine> Peer<E> {
@@ -109,6 +112,7 @@ impl<E: Engine> Peer<E> {
             raft_log_size_hint: 0,
             applied_this_round: false,
             pending_gc: None,
+            pending_destroy: false,
         })
     }
 

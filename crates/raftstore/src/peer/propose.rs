@@ -233,6 +233,8 @@ impl<E: Engine> Peer<E> {
     ) -> Result<Option<u64>> {
         match t {
             AdminCmdType::CompactLog => self.propose_normal(ctx, req),
+            AdminCmdType::TransferLeader => self.propose_transfer_leader(req),
+            AdminCmdType::ChangePeer => self.propose_conf_change(ctx, req),
             other => Err(Error::InvalidRequest(format!(
                 "admin command {other:?} is not supported"
             ))),

@@ -229,6 +229,7 @@ impl<E: Engine> Peer<E> {
         for p in &applying.region.peers {
             self.peer_cache.insert(p.id, *p);
         }
+        ctx.store_meta.set_region(&applying.region);
         let last = self.storage().last_index_unpersisted();
         self.raft_group.on_persist_ready(number);
         self.raft_group.mut_store().on_persisted(last);

@@ -160,9 +160,37 @@ impl<E: Engine> PeerStorage<E> {
         snap_gen_timeout: std::time::Duration,
         tag: String,
     ) -> Result<PeerStorage<E>> {
+        Self::new_with(
+            engine,
+            raft_engine,
+            region,
+            region_scheduler,
+            snap_gen_timeout,
+            tag,
+            false,
+        )
+    }
+
+    /// Like [`Self::new`]; with `fresh`, state stored by an earlier peer of the region is
+    /// ignored (a peer created from a message starts empty).
+    pub fn new_with(
+        engine: E,
+        raft_engine: RaftLogEngine,
+        region: metapb::Region,
+        region_scheduler: Sender<RegionTask>,
+        snap_gen_timeout: std::time::Duration,
+        tag: String,
+        fresh: bool,
+    ) -> Result<PeerStorage<E>> {
         let initialized = !region.peers.is_empty();
-        let mut apply_state = load_apply_state(&engine, region.id)?.unwrap_or_default();
-        let mut raft_state = raft_engine.raft_state(region.id)?.unwrap_or_default();
+        let (mut apply_state, mut raft_state) = if fresh {
+            (RaftApplyState::default(), RaftLocalState::default())
+        } else {
+            (
+                load_apply_state(&engine, region.id)?.unwrap_or_default(),
+                raft_engine.raft_state(region.id)?.unwrap_or_default(),
+            )
+        };
         if initialized && apply_state.truncated_state.is_none() {
             // Initialized by metadata but nothing applied yet (e.g. a crash right after the
             // region state was written): the metadata implies the initial state.
