@@ -17,6 +17,16 @@ use crate::transport::Transport;
 use crate::worker::raftlog_gc::GcTask;
 use crate::worker::region::RegionTask;
 
+/// A peer that a split applied this round brings into existence on this store.
+pub struct NewSplitPeer {
+    /// The new region.
+    pub region: proto::metapb::Region,
+    /// This store's peer of it.
+    pub peer: proto::metapb::Peer,
+    /// Whether to campaign at once (this store led the parent region).
+    pub campaign: bool,
+}
+
 /// A callback and the response it gets once the round's KV batch is written.
 pub type PendingCallback<S> = (Callback<S>, CmdResponse<S>);
 
@@ -40,6 +50,12 @@ pub struct PollContext<E: Engine, T: Transport> {
     pub gc_scheduler: Sender<GcTask>,
     /// Queue of the log writer.
     pub writer: Sender<WriteMsg>,
+    /// Queue of the split-check worker.
+    pub split_check_scheduler: Sender<crate::worker::split_check::SplitCheckTask>,
+    /// Queue of the scheduler worker.
+    pub scheduler_task: Sender<crate::worker::scheduler::SchedulerTask>,
+    /// Peers created by splits applied this round, to start after the KV batch is written.
+    pub new_split_peers: Vec<NewSplitPeer>,
     /// Regions hosted by this store and their ranges.
     pub store_meta: crate::store_meta::StoreMeta,
 

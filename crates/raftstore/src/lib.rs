@@ -37,6 +37,7 @@ pub mod peer;
 pub mod poller;
 pub mod region_snapshot;
 pub mod router;
+pub mod scheduler_client;
 pub mod stats;
 pub mod storage;
 pub mod store;

@@ -141,6 +141,17 @@ pub enum PeerMsg<S> {
         /// Whether it arrived.
         ok: bool,
     },
+    /// The split-check worker measured the region and maybe found split keys.
+    SplitCheckResult {
+        /// Epoch of the region that was scanned.
+        epoch: metapb::RegionEpoch,
+        /// Where to cut; empty if no split is needed.
+        split_keys: Vec<Vec<u8>>,
+        /// Bytes of data measured.
+        size: u64,
+        /// Keys counted.
+        keys: u64,
+    },
     /// Start an election now (a fresh single-voter region, or an operator's request).
     Campaign,
 }
@@ -181,6 +192,7 @@ impl<S> fmt::Debug for PeerMsg<S> {
             PeerMsg::SnapshotApplied { .. } => write!(f, "SnapshotApplied"),
             PeerMsg::SnapshotSent { .. } => write!(f, "SnapshotSent"),
             PeerMsg::Campaign => write!(f, "Campaign"),
+            PeerMsg::SplitCheckResult { .. } => write!(f, "SplitCheckResult"),
         }
     }
 }

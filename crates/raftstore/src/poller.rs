@@ -35,6 +35,10 @@ pub struct Poller<E: Engine, T: Transport> {
     rx: Receiver<PollerMsg<E::Snapshot>>,
     touched: BTreeSet<u64>,
     gc_ticks: u64,
+    split_ticks: u64,
+    heartbeat_ticks: u64,
+    store_heartbeat_ticks: u64,
+    store_tick_count: u64,
 }
 
 impl<E: Engine, T: Transport> Poller<E, T> {
@@ -45,12 +49,19 @@ impl<E: Engine, T: Transport> Poller<E, T> {
         rx: Receiver<PollerMsg<E::Snapshot>>,
     ) -> Self {
         let gc_ticks = ctx.cfg.ticks(ctx.cfg.raft_log_gc_tick_interval);
+        let split_ticks = ctx.cfg.ticks(ctx.cfg.split_region_check_tick_interval);
+        let heartbeat_ticks = ctx.cfg.ticks(ctx.cfg.region_heartbeat_tick_interval);
+        let store_heartbeat_ticks = ctx.cfg.ticks(ctx.cfg.store_heartbeat_tick_interval);
         Poller {
             ctx,
             peers,
             rx,
             touched: BTreeSet::new(),
             gc_ticks,
+            split_ticks,
+            heartbeat_ticks,
+            store_heartbeat_ticks,
+            store_tick_count: 0,
         }
     }
 
@@ -150,6 +161,12 @@ impl<E: Engine, T: Transport> Poller<E, T> {
                 };
                 peer.raft_group.report_snapshot(to_peer_id, status);
             }
+            PeerMsg::SplitCheckResult {
+                epoch,
+                split_keys,
+                size,
+                keys,
+            } => peer.on_split_check_result(&mut self.ctx, epoch, split_keys, size, keys),
             PeerMsg::Campaign => {
                 if let Err(e) = peer.raft_group.campaign() {
                     tracing::debug!("{} campaign failed: {e}", peer.tag);
@@ -309,13 +326,64 @@ impl<E: Engine, T: Transport> Poller<E, T> {
         }
     }
 
+    fn store_heartbeat(&mut self) {
+        let hb = crate::scheduler_client::StoreHeartbeat {
+            store_id: self.ctx.store_id,
+            region_count: self.peers.len() as u64,
+            used_size: self.ctx.engine.disk_usage() + self.ctx.raft_engine.used_size(),
+            ..Default::default()
+        };
+        let _ = self
+            .ctx
+            .scheduler_task
+            .send(crate::worker::scheduler::SchedulerTask::StoreHeartbeat(hb));
+    }
+
+    /// Starts the peers that splits applied this round created.
+    fn create_split_peers(&mut self) {
+        for n in std::mem::take(&mut self.ctx.new_split_peers) {
+            let region_id = n.region.id;
+            if let Some(existing) = self.peers.get(&region_id) {
+                if existing.storage().is_initialized() {
+                    continue;
+                }
+                // An uninitialized peer created by an early message is replaced; it holds
+                // no data.
+                self.peers.remove(&region_id);
+            }
+            if let Err(e) = self.create_peer(n.region, n.peer, false) {
+                panic!("store {}: starting split peer of region {region_id} failed: {e}", self.ctx.store_id);
+            }
+            let peer = self.peers.get_mut(&region_id).expect("just created");
+            if n.campaign {
+                let _ = peer.raft_group.campaign();
+            }
+            self.touched.insert(region_id);
+        }
+    }
+
     fn tick_all(&mut self) {
+        self.store_tick_count += 1;
+        if self.store_tick_count >= self.store_heartbeat_ticks {
+            self.store_tick_count = 0;
+            self.store_heartbeat();
+        }
         for (id, peer) in self.peers.iter_mut() {
             peer.raft_group.tick();
             peer.gc_tick_count += 1;
             if peer.gc_tick_count >= self.gc_ticks {
                 peer.gc_tick_count = 0;
                 peer.on_raft_log_gc_tick(&mut self.ctx);
+            }
+            peer.split_tick_count += 1;
+            if peer.split_tick_count >= self.split_ticks {
+                peer.split_tick_count = 0;
+                peer.on_split_check_tick(&mut self.ctx);
+            }
+            peer.heartbeat_tick_count += 1;
+            if peer.heartbeat_tick_count >= self.heartbeat_ticks {
+                peer.heartbeat_tick_count = 0;
+                peer.heartbeat_scheduler(&mut self.ctx);
             }
             self.touched.insert(*id);
         }
@@ -342,6 +410,7 @@ impl<E: Engine, T: Transport> Poller<E, T> {
         for (cb, resp) in self.ctx.callbacks.drain(..) {
             cb(resp);
         }
+        self.create_split_peers();
         for id in &touched {
             if let Some(peer) = self.peers.get_mut(id) {
                 peer.on_apply_flushed(&mut self.ctx);

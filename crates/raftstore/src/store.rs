@@ -25,6 +25,9 @@ use crate::storage::write;
 use crate::storage::{LogWriteBatch, PeerStorage, RaftLogEngine};
 use crate::transport::Transport;
 use crate::worker::region::RegionRunner;
+use crate::scheduler_client::SchedulerClient;
+use crate::worker::scheduler::SchedulerRunner;
+use crate::worker::split_check::{SplitCheckRunner, SplitThresholds};
 use crate::worker::{self, raftlog_gc};
 use crate::{Error, Result};
 
@@ -43,6 +46,7 @@ impl<E: Engine> Store<E> {
         engine: E,
         raft_engine: RaftLogEngine,
         transport: T,
+        scheduler: Arc<dyn SchedulerClient>,
     ) -> Result<Store<E>> {
         cfg.validate().map_err(Error::Other)?;
         let ident = load_store_ident(&engine)?
@@ -52,6 +56,8 @@ impl<E: Engine> Store<E> {
         let (region_tx, region_rx) = crossbeam_channel::unbounded();
         let (gc_tx, gc_rx) = crossbeam_channel::unbounded();
         let (writer_tx, writer_rx) = crossbeam_channel::unbounded();
+        let (split_tx, split_rx) = crossbeam_channel::unbounded();
+        let (sched_tx, sched_rx) = crossbeam_channel::unbounded();
 
         let mut peers = HashMap::new();
         let mut store_meta = crate::store_meta::StoreMeta::default();
@@ -109,6 +115,23 @@ impl<E: Engine> Store<E> {
             raft_engine.clone(),
             gc_rx,
         ));
+        let mut split_runner = SplitCheckRunner::new(
+            engine.clone(),
+            router.clone(),
+            SplitThresholds {
+                max_size: cfg.region_max_size,
+                split_size: cfg.region_split_size,
+                max_keys: cfg.region_max_keys,
+                split_keys: cfg.region_split_keys,
+            },
+        );
+        threads.push(worker::spawn("split-check", split_rx, move |t| {
+            split_runner.handle(t)
+        }));
+        let mut sched_runner = SchedulerRunner::new(scheduler, router.clone());
+        threads.push(worker::spawn("scheduler-worker", sched_rx, move |t| {
+            sched_runner.handle(t)
+        }));
 
         let ctx = PollContext {
             kv_wb: engine.write_batch(),
@@ -122,6 +145,9 @@ impl<E: Engine> Store<E> {
             gc_scheduler: gc_tx,
             writer: writer_tx,
             store_meta,
+            split_check_scheduler: split_tx,
+            scheduler_task: sched_tx,
+            new_split_peers: Vec::new(),
             log_batch: LogWriteBatch::default(),
             write_tasks: Vec::new(),
             need_sync: false,

@@ -57,6 +57,11 @@ impl Cluster {
             .cloned()
     }
 
+    /// The regions currently cached (call `refresh_regions` first for a fresh view).
+    pub fn cached_regions(&self) -> Vec<metapb::Region> {
+        self.region_cache.lock().clone()
+    }
+
     /// Rebuilds the region cache from every running store's region states.
     pub fn refresh_regions(&self) {
         let mut best: std::collections::HashMap<u64, metapb::Region> = Default::default();
@@ -229,6 +234,52 @@ impl Cluster {
         // Store stopping, server busy, or anything else: back off briefly.
         self.leader_hints.lock().remove(&region.id);
         std::thread::sleep(Duration::from_millis(100));
+    }
+
+    /// Sends `requests` to the leader of `region` exactly as given (no key routing), trying
+    /// each store until one answers with something other than NotLeader or a timeout.
+    pub fn send_to_region(&self, region: &metapb::Region, requests: Vec<Request>) -> RaftCmdResponse {
+        let deadline = Instant::now() + REQUEST_TIMEOUT;
+        let mut attempt = 0;
+        while Instant::now() < deadline {
+            attempt += 1;
+            let Some(store) = self.candidate_store(region, attempt) else {
+                std::thread::sleep(Duration::from_millis(20));
+                continue;
+            };
+            let Some(router) = self.router(store) else { continue };
+            let req = RaftCmdRequest {
+                header: Some(RaftRequestHeader {
+                    region_id: region.id,
+                    peer: raftstore::util::find_peer(region, store).copied(),
+                    region_epoch: region.region_epoch,
+                    ..Default::default()
+                }),
+                requests: requests.clone(),
+                ..Default::default()
+            };
+            let (tx, rx) = std::sync::mpsc::channel();
+            router.send_command(req, Box::new(move |r| {
+                let _ = tx.send(r.response);
+            }));
+            match rx.recv_timeout(ATTEMPT_TIMEOUT) {
+                Ok(resp) => {
+                    let not_leader = resp
+                        .header
+                        .as_ref()
+                        .and_then(|h| h.error.as_ref())
+                        .is_some_and(|e| e.not_leader.is_some());
+                    if !not_leader {
+                        return resp;
+                    }
+                    self.leader_hints.lock().remove(&region.id);
+                }
+                Err(_) => {
+                    self.leader_hints.lock().remove(&region.id);
+                }
+            }
+        }
+        panic!("no leader of region {} answered (seed {})", region.id, self.seed);
     }
 
     /// Puts `key = value` in `cf`, panicking if it cannot be acknowledged in time.

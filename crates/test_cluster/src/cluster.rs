@@ -19,6 +19,7 @@ use raftstore::storage::peer_storage::{load_apply_state, load_region_state};
 use raftstore::{Config, RaftLogEngine, Store};
 use rand::SeedableRng;
 
+use crate::scheduler::MockScheduler;
 use crate::transport::{
     Filter, IsolationFilter, PartitionFilter, SimNet, SimTransport, StoreRouter,
 };
@@ -44,6 +45,7 @@ pub struct Cluster {
     stores: Mutex<HashMap<u64, RunningStore>>,
     pub(crate) leader_hints: Mutex<HashMap<u64, u64>>,
     pub(crate) region_cache: Mutex<Vec<metapb::Region>>,
+    scheduler: Arc<MockScheduler>,
 }
 
 /// The seed a cluster uses: `TESSERA_TEST_SEED` if set, else a random one.
@@ -72,7 +74,13 @@ impl Cluster {
             stores: Mutex::new(HashMap::new()),
             leader_hints: Mutex::new(HashMap::new()),
             region_cache: Mutex::new(Vec::new()),
+            scheduler: Arc::new(MockScheduler::default()),
         }
+    }
+
+    /// The in-process scheduler every store talks to.
+    pub fn scheduler(&self) -> &Arc<MockScheduler> {
+        &self.scheduler
     }
 
     /// The shared network.
@@ -157,7 +165,8 @@ impl Cluster {
         let (kv, raft) = self.open_engines(id);
         let transport = SimTransport::new(id, self.net.clone());
         let store =
-            Store::start(self.cfg.clone(), kv.clone(), raft, transport).expect("start store");
+            Store::start(self.cfg.clone(), kv.clone(), raft, transport, self.scheduler.clone())
+                .expect("start store");
         self.net.register(id, store.router());
         stores.insert(id, RunningStore { store, engine: kv });
     }

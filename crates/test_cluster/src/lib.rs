@@ -21,6 +21,7 @@ pub mod admin;
 pub mod client;
 pub mod cluster;
 pub mod scenario;
+pub mod scheduler;
 pub mod transport;
 
 pub use cluster::Cluster;

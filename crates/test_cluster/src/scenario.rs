@@ -35,6 +35,10 @@ pub struct GenericTest {
     pub run_for: Duration,
     /// Stores in the cluster.
     pub stores: u64,
+    /// Tiny split thresholds (300 B max, 200 B split) so regions split constantly.
+    pub split: bool,
+    /// Add and remove random peers during the first iteration.
+    pub confchange: bool,
 }
 
 impl Default for GenericTest {
@@ -52,6 +56,8 @@ impl Default for GenericTest {
             iterations: 3,
             run_for: Duration::from_secs(secs),
             stores: 5,
+            split: false,
+            confchange: false,
         }
     }
 }
@@ -93,12 +99,42 @@ pub fn check_client_range(cluster: &Cluster, client: usize, n: usize) {
     }
 }
 
+/// TinyKV's conf changer: pick a random region and store; remove the store's peer if it has
+/// one and the region keeps at least one other, otherwise add a new peer there.
+fn random_conf_change(cluster: &Cluster, stores: u64) {
+    cluster.refresh_regions();
+    let regions = cluster.cached_regions();
+    if regions.is_empty() {
+        return;
+    }
+    let (ri, store) = cluster
+        .net()
+        .with_rng(|r| (r.gen_range(0..regions.len()), r.gen_range(1..=stores)));
+    let region = &regions[ri];
+    match region.peers.iter().find(|p| p.store_id == store) {
+        Some(p) if region.peers.len() > 1 => cluster.must_remove_peer(region.id, *p),
+        Some(_) => {}
+        None => {
+            let peer = proto::metapb::Peer {
+                id: cluster.scheduler().alloc_id(),
+                store_id: store,
+                ..Default::default()
+            };
+            cluster.must_add_peer(region.id, peer);
+        }
+    }
+}
+
 impl GenericTest {
     /// Runs the scenario; panics (with the seed) on any violation.
     pub fn run(&self) {
         let mut cfg = raftstore::Config::for_tests();
         if self.max_raft_log > 0 {
             cfg.raft_log_gc_count_limit = self.max_raft_log;
+        }
+        if self.split {
+            cfg.region_max_size = 300;
+            cfg.region_split_size = 200;
         }
         let election = cfg.raft_base_tick_interval * cfg.raft_election_timeout_ticks as u32;
         let cluster = Arc::new(Cluster::new(self.stores, cfg));
@@ -162,8 +198,27 @@ impl GenericTest {
             } else {
                 None
             };
+            // As in TinyKV, membership changes run during the first iteration only.
+            let changer = (self.confchange && iteration == 0).then(|| {
+                let cluster = cluster.clone();
+                let done = done.clone();
+                let stores = self.stores;
+                thread::spawn(move || {
+                    thread::sleep(Duration::from_millis(100));
+                    while !done.load(Ordering::Relaxed) {
+                        random_conf_change(&cluster, stores);
+                        let pause = cluster.net().with_rng(|r| r.gen_range(0..200));
+                        thread::sleep(Duration::from_millis(pause));
+                    }
+                })
+            });
             thread::sleep(self.run_for);
             done.store(true, Ordering::Relaxed);
+            if let Some(h) = changer {
+                if let Err(e) = h.join() {
+                    std::panic::resume_unwind(e);
+                }
+            }
             if let Some(h) = chaos {
                 h.join().expect("chaos thread");
                 cluster.clear_filters();
@@ -190,6 +245,15 @@ impl GenericTest {
             if self.max_raft_log > 0 {
                 thread::sleep(Duration::from_secs(1));
                 self.check_log_bound(&cluster);
+            }
+            if self.split {
+                let first = cluster.region_for_key(b"").expect("a region holds the empty key");
+                assert!(
+                    !first.end_key.is_empty(),
+                    "no split happened: region {} still covers everything (seed {})",
+                    first.id,
+                    cluster.seed
+                );
             }
             eprintln!(
                 "iteration {iteration}: {} acknowledged puts by {} clients in {:?}",

@@ -121,6 +121,9 @@ impl<E: Engine> Peer<E> {
                 Ok(AdminCmdType::CompactLog) => self
                     .exec_compact_log(admin, entry.index)
                     .map(|a| ok_response(entry.term, vec![], Some(a))),
+                Ok(AdminCmdType::BatchSplit) => self
+                    .exec_batch_split(ctx, &req, admin)
+                    .map(|a| ok_response(entry.term, vec![], Some(a))),
                 _ => Err(Error::InvalidRequest(format!(
                     "admin command {} cannot be applied",
                     admin.cmd_type
@@ -158,10 +161,12 @@ impl<E: Engine> Peer<E> {
             match (cmd_type, &r.put, &r.delete, &r.delete_range) {
                 (CmdType::Put, Some(p), _, _) => {
                     let cf = cf_name(&p.cf)?;
+                    self.size_diff_hint += (p.key.len() + p.value.len()) as u64;
                     ctx.kv_wb.put(cf, &keys::data_key(&p.key), &p.value);
                 }
                 (CmdType::Delete, _, Some(d), _) => {
                     let cf = cf_name(&d.cf)?;
+                    self.size_diff_hint += d.key.len() as u64;
                     ctx.kv_wb.delete(cf, &keys::data_key(&d.key));
                 }
                 (CmdType::DeleteRange, _, _, Some(dr)) => {

@@ -3,3 +3,4 @@
 pub mod compact_log;
 pub mod conf_change;
 pub mod transfer_leader;
+pub mod split;

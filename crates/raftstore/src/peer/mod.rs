@@ -72,6 +72,18 @@ pub struct Peer<E: Engine> {
     pub pending_gc: Option<u64>,
     /// The peer was removed and must be destroyed once nothing of it is in flight.
     pub pending_destroy: bool,
+    /// Bytes written since the last split check.
+    pub size_diff_hint: u64,
+    /// Size measured by the last split check.
+    pub approximate_size: Option<u64>,
+    /// Key count measured by the last split check.
+    pub approximate_keys: Option<u64>,
+    /// A split check is running for this peer.
+    pub split_check_pending: bool,
+    /// Base ticks since the last split check tick.
+    pub split_tick_count: u64,
+    /// Base ticks since the last region heartbeat.
+    pub heartbeat_tick_count: u64,
 }
 
 impl<E: Engine> Peer<E> {
@@ -113,6 +125,12 @@ impl<E: Engine> Peer<E> {
             applied_this_round: false,
             pending_gc: None,
             pending_destroy: false,
+            size_diff_hint: 0,
+            approximate_size: None,
+            approximate_keys: None,
+            split_check_pending: false,
+            split_tick_count: 0,
+            heartbeat_tick_count: 0,
         })
     }
 

@@ -235,6 +235,10 @@ impl<E: Engine> Peer<E> {
             AdminCmdType::CompactLog => self.propose_normal(ctx, req),
             AdminCmdType::TransferLeader => self.propose_transfer_leader(req),
             AdminCmdType::ChangePeer => self.propose_conf_change(ctx, req),
+            AdminCmdType::BatchSplit => {
+                self.check_batch_split(req)?;
+                self.propose_normal(ctx, req)
+            }
             other => Err(Error::InvalidRequest(format!(
                 "admin command {other:?} is not supported"
             ))),

@@ -7,6 +7,8 @@
 
 pub mod raftlog_gc;
 pub mod region;
+pub mod scheduler;
+pub mod split_check;
 
 use std::thread::JoinHandle;
 

@@ -1,0 +1,101 @@
+//! TinyKV 3B split scenarios: a region that grows past its max size splits; the parts tile
+//! the original range; requests to the wrong region get KeyNotInRegion; a store cut off
+//! during the split catches up; the matrix of splits under faults, restarts, log GC and
+//! conf changes keeps every acknowledged write exactly once, in order.
+
+use std::time::Duration;
+
+use proto::raft_cmdpb::{CmdType, GetRequest, Request};
+use test_cluster::scenario::scenario_lock;
+use test_cluster::{Cluster, GenericTest};
+
+#[test]
+fn one_split() {
+    let _g = scenario_lock();
+    let mut cfg = raftstore::Config::for_tests();
+    cfg.region_max_size = 800;
+    cfg.region_split_size = 500;
+    let cluster = Cluster::new(5, cfg);
+    cluster.run();
+    cluster.must_put(b"k1", b"v1");
+    cluster.must_put(b"k2", b"v2");
+    let original = cluster.region_for_key(b"k1").unwrap();
+    assert_eq!(original.id, cluster.region_for_key(b"k2").unwrap().id);
+
+    cluster.isolate(5);
+    for i in 100..200 {
+        cluster.must_put(format!("k{i}").as_bytes(), format!("v{i}").as_bytes());
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    cluster.clear_filters();
+
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let (left, right) = loop {
+        cluster.refresh_regions();
+        let l = cluster.region_for_key(b"k1").unwrap();
+        let r = cluster.region_for_key(b"k2").unwrap();
+        if l.id != r.id {
+            break (l, r);
+        }
+        assert!(std::time::Instant::now() < deadline, "region never split (seed {})", cluster.seed);
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    // The parts tile the original range exactly.
+    assert_eq!(left.start_key, original.start_key);
+    assert_eq!(right.end_key, original.end_key);
+    let mut regions = cluster.cached_regions();
+    regions.sort_by(|a, b| a.start_key.cmp(&b.start_key));
+    assert_eq!(regions.first().unwrap().start_key, b"".to_vec());
+    assert_eq!(regions.last().unwrap().end_key, b"".to_vec());
+    for w in regions.windows(2) {
+        assert_eq!(w[0].end_key, w[1].start_key, "regions must tile: {regions:?}");
+    }
+    assert!(left.region_epoch.unwrap().version > original.region_epoch.unwrap().version);
+    // The original region keeps the left part.
+    assert_eq!(left.id, original.id);
+
+    // A key sent to the wrong region is refused with KeyNotInRegion.
+    let get = Request {
+        cmd_type: CmdType::Get as i32,
+        get: Some(GetRequest {
+            cf: "default".into(),
+            key: b"k2".to_vec(),
+        }),
+        ..Default::default()
+    };
+    let resp = cluster.send_to_region(&left, vec![get]);
+    let err = resp.header.and_then(|h| h.error).expect("an error");
+    assert!(err.key_not_in_region.is_some(), "got {err:?}");
+
+    // The isolated store catches up, including the data of the new region.
+    cluster.must_get_equal(5, b"k100", b"v100");
+    cluster.must_get_equal(5, b"k2", b"v2");
+    // Both regions reported themselves to the scheduler.
+    let known = cluster.scheduler().regions();
+    assert!(known.iter().any(|r| r.id == left.id && r.end_key == left.end_key));
+    assert!(known.iter().any(|r| r.id == right.id));
+}
+
+#[test]
+fn split_recover() {
+    let _g = scenario_lock();
+    GenericTest { crash: true, split: true, ..Default::default() }.run();
+}
+
+#[test]
+fn split_recover_many_clients() {
+    let _g = scenario_lock();
+    GenericTest { clients: 20, crash: true, split: true, ..Default::default() }.run();
+}
+
+#[test]
+fn split_unreliable() {
+    let _g = scenario_lock();
+    GenericTest { clients: 5, unreliable: true, split: true, ..Default::default() }.run();
+}
+
+#[test]
+fn split_unreliable_recover() {
+    let _g = scenario_lock();
+    GenericTest { clients: 5, unreliable: true, crash: true, split: true, ..Default::default() }.run();
+}
