@@ -3,7 +3,9 @@
 //! # What it owns
 //! Everything between "a command for region R arrived" and "it is durable, replicated,
 //! applied and answered": peers (one per region), the poller that drives them, the log
-//! writer, apply, and the store's workers (region/snapshot, raft-log-gc).
+//! writer, apply, the admin operations that change regions (split, conf change, leader
+//! transfer, log compaction; one file each in [`operation`]), and the store's workers
+//! (region/snapshot, raft-log-gc, split-check, scheduler).
 //!
 //! # How data moves
 //! ```text
@@ -20,6 +22,12 @@
 //! ```
 //! Numbered steps of a round are in [`poller`]; the order within one Ready is in
 //! [`peer::ready`].
+//!
+//! Work that would block the poller goes to a worker thread and comes back as a message:
+//! snapshot generation and application ([`worker::region`]), log deletion
+//! ([`worker::raftlog_gc`]), region scans for split keys ([`worker::split_check`]) and
+//! every call to the scheduler ([`worker::scheduler`], through [`scheduler_client`]). The
+//! split flow end to end is described in [`operation::split`].
 //!
 //! # Durability
 //! An entry is acknowledged only after it is committed, which requires it to be fsynced in

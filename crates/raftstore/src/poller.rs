@@ -147,7 +147,15 @@ impl<E: Engine, T: Transport> Poller<E, T> {
             PeerMsg::RaftMessage(_) => unreachable!("handled by on_raft_message"),
             PeerMsg::RaftCommand(cmd) => peer.on_command(&mut self.ctx, cmd),
             PeerMsg::SnapshotGenerated { snapshot } => {
-                peer.storage().on_snapshot_generated(snapshot.map(|s| *s));
+                let waiting = peer.storage().on_snapshot_generated(snapshot.map(|s| *s));
+                if peer.is_leader() {
+                    for to in waiting {
+                        // The peer may have been removed while the snapshot was generated.
+                        if peer.raft_group.raft.prs().get(to).is_some() {
+                            peer.raft_group.raft.send_append(to);
+                        }
+                    }
+                }
             }
             PeerMsg::SnapshotApplied {
                 ready_number,
@@ -352,7 +360,10 @@ impl<E: Engine, T: Transport> Poller<E, T> {
                 self.peers.remove(&region_id);
             }
             if let Err(e) = self.create_peer(n.region, n.peer, false) {
-                panic!("store {}: starting split peer of region {region_id} failed: {e}", self.ctx.store_id);
+                panic!(
+                    "store {}: starting split peer of region {region_id} failed: {e}",
+                    self.ctx.store_id
+                );
             }
             let peer = self.peers.get_mut(&region_id).expect("just created");
             if n.campaign {

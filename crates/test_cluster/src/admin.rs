@@ -80,6 +80,8 @@ impl Cluster {
             }
             match self.change_peer(region_id, ConfChangeType::AddNode, peer) {
                 Ok(()) => break,
+                // An earlier attempt whose answer was lost already did it.
+                Err(e) if e.contains("is already a member") => break,
                 Err(e) if Instant::now() > deadline => {
                     panic!(
                         "adding {peer:?} to region {region_id} failed: {e} (seed {})",
@@ -106,6 +108,8 @@ impl Cluster {
             }
             match self.change_peer(region_id, ConfChangeType::RemoveNode, peer) {
                 Ok(()) => break,
+                // An earlier attempt whose answer was lost already did it.
+                Err(e) if e.contains("is not a member") => break,
                 Err(e) if Instant::now() > deadline => {
                     panic!(
                         "removing {peer:?} from region {region_id} failed: {e} (seed {})",

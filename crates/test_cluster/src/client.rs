@@ -17,6 +17,11 @@ use crate::cluster::Cluster;
 /// How long a client operation may take overall before the test fails.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(1);
+/// A request is given at least this many rounds, each of which may itself retry for up to
+/// the timeout: TinyKV's cluster client (`Request` over `CallCommandOnLeader`) works the same
+/// way, so a region that spends a few seconds leaderless under heavy message loss delays a
+/// client instead of failing it, while a region that stays unavailable still fails the test.
+const MIN_ROUNDS: usize = 10;
 
 fn key_in(region: &metapb::Region, key: &[u8]) -> bool {
     raftstore::util::key_in_region(key, region)
@@ -134,13 +139,43 @@ impl Cluster {
     }
 
     /// Sends `cmd` (header filled in here) for the region holding `key`, retrying on
-    /// retryable region errors until `timeout`. Returns other errors.
+    /// retryable region errors: rounds of up to `timeout` each, at least [`MIN_ROUNDS`] of
+    /// them and until `timeout` has passed. Returns other errors at once.
     pub fn try_request(
         &self,
         key: &[u8],
         cmd: RaftCmdRequest,
         timeout: Duration,
     ) -> Result<(RaftCmdResponse, Option<RegionSnapshot<FjallSnapshot>>), String> {
+        let started = Instant::now();
+        let mut round = 0usize;
+        let mut last_err = String::from("no attempt made");
+        while round < MIN_ROUNDS || started.elapsed() < timeout {
+            round += 1;
+            match self.request_round(key, &cmd, timeout) {
+                Ok(r) => return Ok(r),
+                Err((true, e)) => {
+                    last_err = e;
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                Err((false, e)) => return Err(e),
+            }
+        }
+        Err(format!(
+            "gave up after {round} rounds in {:?}: {last_err}",
+            started.elapsed()
+        ))
+    }
+
+    /// One round of [`Cluster::try_request`]: follow leader hints and region errors until
+    /// `timeout`. `Err((retryable, message))`.
+    #[allow(clippy::type_complexity)]
+    fn request_round(
+        &self,
+        key: &[u8],
+        cmd: &RaftCmdRequest,
+        timeout: Duration,
+    ) -> Result<(RaftCmdResponse, Option<RegionSnapshot<FjallSnapshot>>), (bool, String)> {
         let deadline = Instant::now() + timeout;
         let mut attempt = 0usize;
         let mut last_err = String::from("no attempt made");
@@ -192,13 +227,13 @@ impl Cluster {
                 Some(e) => {
                     last_err = format!("store {store}: {}", e.message);
                     if !retryable(&e) {
-                        return Err(last_err);
+                        return Err((false, last_err));
                     }
                     self.on_region_error(&region, &e);
                 }
             }
         }
-        Err(format!("timed out after {timeout:?}: {last_err}"))
+        Err((true, format!("timed out after {timeout:?}: {last_err}")))
     }
 
     fn on_region_error(&self, region: &metapb::Region, e: &errorpb::Error) {
@@ -209,8 +244,9 @@ impl Cluster {
                     return;
                 }
                 _ => {
+                    // No leader known: an election is under way; give it time.
                     self.leader_hints.lock().remove(&region.id);
-                    std::thread::sleep(Duration::from_millis(20));
+                    std::thread::sleep(Duration::from_millis(100));
                     return;
                 }
             }
@@ -238,7 +274,11 @@ impl Cluster {
 
     /// Sends `requests` to the leader of `region` exactly as given (no key routing), trying
     /// each store until one answers with something other than NotLeader or a timeout.
-    pub fn send_to_region(&self, region: &metapb::Region, requests: Vec<Request>) -> RaftCmdResponse {
+    pub fn send_to_region(
+        &self,
+        region: &metapb::Region,
+        requests: Vec<Request>,
+    ) -> RaftCmdResponse {
         let deadline = Instant::now() + REQUEST_TIMEOUT;
         let mut attempt = 0;
         while Instant::now() < deadline {
@@ -247,7 +287,9 @@ impl Cluster {
                 std::thread::sleep(Duration::from_millis(20));
                 continue;
             };
-            let Some(router) = self.router(store) else { continue };
+            let Some(router) = self.router(store) else {
+                continue;
+            };
             let req = RaftCmdRequest {
                 header: Some(RaftRequestHeader {
                     region_id: region.id,
@@ -259,9 +301,12 @@ impl Cluster {
                 ..Default::default()
             };
             let (tx, rx) = std::sync::mpsc::channel();
-            router.send_command(req, Box::new(move |r| {
-                let _ = tx.send(r.response);
-            }));
+            router.send_command(
+                req,
+                Box::new(move |r| {
+                    let _ = tx.send(r.response);
+                }),
+            );
             match rx.recv_timeout(ATTEMPT_TIMEOUT) {
                 Ok(resp) => {
                     let not_leader = resp
@@ -279,7 +324,10 @@ impl Cluster {
                 }
             }
         }
-        panic!("no leader of region {} answered (seed {})", region.id, self.seed);
+        panic!(
+            "no leader of region {} answered (seed {})",
+            region.id, self.seed
+        );
     }
 
     /// Puts `key = value` in `cf`, panicking if it cannot be acknowledged in time.

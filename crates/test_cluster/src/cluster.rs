@@ -164,9 +164,14 @@ impl Cluster {
         assert!(!stores.contains_key(&id), "store {id} is already running");
         let (kv, raft) = self.open_engines(id);
         let transport = SimTransport::new(id, self.net.clone());
-        let store =
-            Store::start(self.cfg.clone(), kv.clone(), raft, transport, self.scheduler.clone())
-                .expect("start store");
+        let store = Store::start(
+            self.cfg.clone(),
+            kv.clone(),
+            raft,
+            transport,
+            self.scheduler.clone(),
+        )
+        .expect("start store");
         self.net.register(id, store.router());
         stores.insert(id, RunningStore { store, engine: kv });
     }

@@ -214,15 +214,17 @@ impl GenericTest {
             });
             thread::sleep(self.run_for);
             done.store(true, Ordering::Relaxed);
-            if let Some(h) = changer {
-                if let Err(e) = h.join() {
-                    std::panic::resume_unwind(e);
-                }
-            }
+            // Heal the network first (as TinyKV does): a conf change or request stuck
+            // behind the faults can only finish once messages flow again.
             if let Some(h) = chaos {
                 h.join().expect("chaos thread");
                 cluster.clear_filters();
                 thread::sleep(election);
+            }
+            if let Some(h) = changer {
+                if let Err(e) = h.join() {
+                    std::panic::resume_unwind(e);
+                }
             }
             let mut counts = Vec::new();
             for h in clients {
@@ -247,7 +249,9 @@ impl GenericTest {
                 self.check_log_bound(&cluster);
             }
             if self.split {
-                let first = cluster.region_for_key(b"").expect("a region holds the empty key");
+                let first = cluster
+                    .region_for_key(b"")
+                    .expect("a region holds the empty key");
                 assert!(
                     !first.end_key.is_empty(),
                     "no split happened: region {} still covers everything (seed {})",

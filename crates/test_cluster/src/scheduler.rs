@@ -77,9 +77,7 @@ impl MockScheduler {
         // Drop older regions this one now covers (splits reported out of order).
         let ep = epoch(region);
         regions.retain(|id, r| {
-            *id == region.id
-                || !overlaps(r, region)
-                || epoch(r).version > ep.version
+            *id == region.id || !overlaps(r, region) || epoch(r).version > ep.version
         });
         regions.insert(region.id, region.clone());
         true
@@ -95,14 +93,18 @@ impl MockScheduler {
 }
 
 fn overlaps(a: &metapb::Region, b: &metapb::Region) -> bool {
-    (a.end_key.is_empty() || b.start_key < a.end_key) && (b.end_key.is_empty() || a.start_key < b.end_key)
+    (a.end_key.is_empty() || b.start_key < a.end_key)
+        && (b.end_key.is_empty() || a.start_key < b.end_key)
 }
 
 impl SchedulerClient for MockScheduler {
     fn ask_batch_split(&self, region: &metapb::Region, count: usize) -> Result<Vec<SplitIds>> {
         if let Some(known) = self.regions.lock().get(&region.id) {
             if is_epoch_stale(&epoch(region), &epoch(known)) {
-                return Err(Error::EpochNotMatch("stale region asks to split".into(), vec![known.clone()]));
+                return Err(Error::EpochNotMatch(
+                    "stale region asks to split".into(),
+                    vec![known.clone()],
+                ));
             }
         }
         self.split_asks.fetch_add(1, Ordering::Relaxed);
@@ -117,7 +119,10 @@ impl SchedulerClient for MockScheduler {
     fn region_heartbeat(&self, hb: &RegionHeartbeat) -> Result<Option<Operator>> {
         self.region_heartbeats.fetch_add(1, Ordering::Relaxed);
         if !self.learn(&hb.region) {
-            return Err(Error::Other(format!("stale heartbeat of region {}", hb.region.id)));
+            return Err(Error::Other(format!(
+                "stale heartbeat of region {}",
+                hb.region.id
+            )));
         }
         self.leaders.lock().insert(hb.region.id, hb.leader);
         let mut ops = self.operators.lock();

@@ -37,7 +37,11 @@ fn one_split() {
         if l.id != r.id {
             break (l, r);
         }
-        assert!(std::time::Instant::now() < deadline, "region never split (seed {})", cluster.seed);
+        assert!(
+            std::time::Instant::now() < deadline,
+            "region never split (seed {})",
+            cluster.seed
+        );
         std::thread::sleep(Duration::from_millis(50));
     };
     // The parts tile the original range exactly.
@@ -48,7 +52,10 @@ fn one_split() {
     assert_eq!(regions.first().unwrap().start_key, b"".to_vec());
     assert_eq!(regions.last().unwrap().end_key, b"".to_vec());
     for w in regions.windows(2) {
-        assert_eq!(w[0].end_key, w[1].start_key, "regions must tile: {regions:?}");
+        assert_eq!(
+            w[0].end_key, w[1].start_key,
+            "regions must tile: {regions:?}"
+        );
     }
     assert!(left.region_epoch.unwrap().version > original.region_epoch.unwrap().version);
     // The original region keeps the left part.
@@ -67,35 +74,85 @@ fn one_split() {
     let err = resp.header.and_then(|h| h.error).expect("an error");
     assert!(err.key_not_in_region.is_some(), "got {err:?}");
 
+    // A request carrying the pre-split epoch gets EpochNotMatch with the current region and
+    // its new right sibling, so a client can re-route without another lookup.
+    let get_k1 = Request {
+        cmd_type: CmdType::Get as i32,
+        get: Some(GetRequest {
+            cf: "default".into(),
+            key: b"k1".to_vec(),
+        }),
+        ..Default::default()
+    };
+    let resp = cluster.send_to_region(&original, vec![get_k1]);
+    let err = resp.header.and_then(|h| h.error).expect("an error");
+    let current = err.epoch_not_match.expect("EpochNotMatch").current_regions;
+    assert!(
+        current
+            .iter()
+            .any(|r| r.id == left.id && r.end_key == left.end_key),
+        "{current:?}"
+    );
+    assert!(
+        current.iter().any(|r| r.start_key == left.end_key),
+        "{current:?}"
+    );
+
     // The isolated store catches up, including the data of the new region.
     cluster.must_get_equal(5, b"k100", b"v100");
     cluster.must_get_equal(5, b"k2", b"v2");
     // Both regions reported themselves to the scheduler.
     let known = cluster.scheduler().regions();
-    assert!(known.iter().any(|r| r.id == left.id && r.end_key == left.end_key));
+    assert!(known
+        .iter()
+        .any(|r| r.id == left.id && r.end_key == left.end_key));
     assert!(known.iter().any(|r| r.id == right.id));
 }
 
 #[test]
 fn split_recover() {
     let _g = scenario_lock();
-    GenericTest { crash: true, split: true, ..Default::default() }.run();
+    GenericTest {
+        crash: true,
+        split: true,
+        ..Default::default()
+    }
+    .run();
 }
 
 #[test]
 fn split_recover_many_clients() {
     let _g = scenario_lock();
-    GenericTest { clients: 20, crash: true, split: true, ..Default::default() }.run();
+    GenericTest {
+        clients: 20,
+        crash: true,
+        split: true,
+        ..Default::default()
+    }
+    .run();
 }
 
 #[test]
 fn split_unreliable() {
     let _g = scenario_lock();
-    GenericTest { clients: 5, unreliable: true, split: true, ..Default::default() }.run();
+    GenericTest {
+        clients: 5,
+        unreliable: true,
+        split: true,
+        ..Default::default()
+    }
+    .run();
 }
 
 #[test]
 fn split_unreliable_recover() {
     let _g = scenario_lock();
-    GenericTest { clients: 5, unreliable: true, crash: true, split: true, ..Default::default() }.run();
+    GenericTest {
+        clients: 5,
+        unreliable: true,
+        crash: true,
+        split: true,
+        ..Default::default()
+    }
+    .run();
 }

@@ -84,7 +84,9 @@ impl<E: Engine> Peer<E> {
         cc.set_change_type(change);
         cc.node_id = peer.id;
         let last = self.raft_group.raft.raft_log.last_index();
-        self.raft_group.propose_conf_change(data, cc)?;
+        self.raft_group
+            .propose_conf_change(data, cc)
+            .map_err(|e| self.dropped_to_not_leader(e))?;
         let index = self.raft_group.raft.raft_log.last_index();
         if index == last {
             return Err(Error::NotLeader {

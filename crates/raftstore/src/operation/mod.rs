@@ -2,5 +2,5 @@
 
 pub mod compact_log;
 pub mod conf_change;
-pub mod transfer_leader;
 pub mod split;
+pub mod transfer_leader;

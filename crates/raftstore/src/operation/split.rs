@@ -18,13 +18,17 @@
 
 use engine::Engine;
 use proto::metapb;
-use proto::raft_cmdpb::{AdminCmdType, AdminRequest, AdminResponse, BatchSplitResponse, RaftCmdRequest};
+use proto::raft_cmdpb::{
+    AdminCmdType, AdminRequest, AdminResponse, BatchSplitResponse, RaftCmdRequest,
+};
 use proto::raft_serverpb::PeerState;
 
 use crate::context::{NewSplitPeer, PollContext};
 use crate::peer::Peer;
 use crate::scheduler_client::RegionHeartbeat;
-use crate::storage::peer_storage::{initial_apply_state, load_region_state, write_apply_state, write_region_state};
+use crate::storage::peer_storage::{
+    initial_apply_state, load_region_state, write_apply_state, write_region_state,
+};
 use crate::transport::Transport;
 use crate::util::epoch;
 use crate::worker::scheduler::SchedulerTask;
@@ -55,9 +59,7 @@ impl<E: Engine> Peer<E> {
         if !self.is_leader() || self.split_check_pending {
             return;
         }
-        if self.approximate_size.is_some()
-            && self.size_diff_hint < ctx.cfg.region_split_size / 8
-        {
+        if self.approximate_size.is_some() && self.size_diff_hint < ctx.cfg.region_split_size / 8 {
             return;
         }
         let task = SplitCheckTask {
@@ -120,11 +122,16 @@ impl<E: Engine> Peer<E> {
             .as_ref()
             .and_then(|a| a.splits.as_ref())
             .ok_or_else(|| Error::InvalidRequest("BatchSplit without body".into()))?;
-        let keys: Vec<&[u8]> = splits.requests.iter().map(|s| s.split_key.as_slice()).collect();
+        let keys: Vec<&[u8]> = splits
+            .requests
+            .iter()
+            .map(|s| s.split_key.as_slice())
+            .collect();
         check_split_keys(self.region(), &keys)?;
         let peers = self.region().peers.len();
         for s in &splits.requests {
-            if s.new_region_id == 0 || s.new_peer_ids.len() != peers || s.new_peer_ids.contains(&0) {
+            if s.new_region_id == 0 || s.new_peer_ids.len() != peers || s.new_peer_ids.contains(&0)
+            {
                 return Err(Error::InvalidRequest(format!(
                     "split needs a region id and {peers} peer ids"
                 )));
@@ -184,7 +191,11 @@ impl<E: Engine> Peer<E> {
             // keeps its own state.
             match load_region_state(&ctx.engine, r.id)? {
                 Some(_) => {
-                    tracing::info!("{} split: region {} already known here, not recreated", self.tag, r.id);
+                    tracing::info!(
+                        "{} split: region {} already known here, not recreated",
+                        self.tag,
+                        r.id
+                    );
                     continue;
                 }
                 None => {
@@ -216,14 +227,18 @@ impl<E: Engine> Peer<E> {
             self.heartbeat_scheduler(ctx);
             for r in &all[1..] {
                 if let Some(p) = crate::util::find_peer(r, ctx.store_id) {
-                    let _ = ctx.scheduler_task.send(SchedulerTask::RegionHeartbeat(RegionHeartbeat {
-                        region: r.clone(),
-                        leader: *p,
-                        ..Default::default()
-                    }));
+                    let _ =
+                        ctx.scheduler_task
+                            .send(SchedulerTask::RegionHeartbeat(RegionHeartbeat {
+                                region: r.clone(),
+                                leader: *p,
+                                ..Default::default()
+                            }));
                 }
             }
-            let _ = ctx.scheduler_task.send(SchedulerTask::ReportBatchSplit(all.clone()));
+            let _ = ctx
+                .scheduler_task
+                .send(SchedulerTask::ReportBatchSplit(all.clone()));
         }
         Ok(AdminResponse {
             cmd_type: AdminCmdType::BatchSplit as i32,
@@ -271,7 +286,10 @@ mod tests {
         };
         assert!(check_split_keys(&r, &[b"c", b"d"]).is_ok());
         assert!(check_split_keys(&r, &[]).is_err());
-        assert!(check_split_keys(&r, &[b"b"]).is_err(), "start key is no cut");
+        assert!(
+            check_split_keys(&r, &[b"b"]).is_err(),
+            "start key is no cut"
+        );
         assert!(check_split_keys(&r, &[b"d", b"c"]).is_err(), "descending");
         assert!(check_split_keys(&r, &[b"c", b"c"]).is_err(), "duplicate");
         assert!(check_split_keys(&r, &[b"f"]).is_err(), "end key is outside");

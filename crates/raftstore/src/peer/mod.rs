@@ -98,7 +98,13 @@ impl<E: Engine> Peer<E> {
             applied,
             max_size_per_msg: cfg.raft_max_size_per_msg,
             max_inflight_msgs: cfg.raft_max_inflight_msgs,
-            check_quorum: true,
+            // Off: with it on, a leader steps down whenever a quorum's responses are lost
+            // for one election timeout, and under a lossy network (and while a freshly added
+            // or split peer is still being created) regions spent most of their time
+            // leaderless. Reads stay safe without it because they go through ReadIndex
+            // (`ReadOnlyOption::Safe`), never a lease; a leader cut off from the majority
+            // simply cannot commit or confirm reads, and clients time out and move on.
+            check_quorum: false,
             pre_vote: true,
             read_only_option: raft::ReadOnlyOption::Safe,
             skip_bcast_commit: false,

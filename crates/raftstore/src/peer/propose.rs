@@ -94,7 +94,30 @@ impl<E: Engine> Peer<E> {
         if header.term > 0 && self.term() > header.term + 1 {
             return Err(Error::StaleCommand);
         }
-        crate::util::check_region_epoch(req, self.region())
+        crate::util::check_region_epoch(req, self.region()).map_err(|e| match e {
+            Error::EpochNotMatch(msg, mut regions) => {
+                // After a split the client's range now spans this region and its right
+                // siblings; hand back those this store knows so it can re-route at once.
+                // Each split raised the version by the number of regions it created, so
+                // the version gap bounds how many siblings can be new to the client.
+                let sent = header.region_epoch.as_ref().map_or(0, |e| e.version);
+                let gap = crate::util::epoch(self.region())
+                    .version
+                    .saturating_sub(sent);
+                let mut next = self.region().end_key.clone();
+                while !next.is_empty() && (regions.len() as u64) <= gap {
+                    match ctx.store_meta.region_for_key(&next) {
+                        Some(r) if r.start_key == next => {
+                            regions.push(r.clone());
+                            next = r.end_key.clone();
+                        }
+                        _ => break,
+                    }
+                }
+                Error::EpochNotMatch(msg, regions)
+            }
+            other => other,
+        })
     }
 
     fn check_write_keys(&self, req: &RaftCmdRequest) -> Result<()> {
@@ -213,7 +236,9 @@ impl<E: Engine> Peer<E> {
             });
         }
         let last = self.raft_group.raft.raft_log.last_index();
-        self.raft_group.propose(vec![], data)?;
+        self.raft_group
+            .propose(vec![], data)
+            .map_err(|e| self.dropped_to_not_leader(e))?;
         let index = self.raft_group.raft.raft_log.last_index();
         if index == last {
             // raft-rs dropped it silently (e.g. a leader transfer is in progress).
@@ -223,6 +248,23 @@ impl<E: Engine> Peer<E> {
             });
         }
         Ok(Some(index))
+    }
+
+    /// raft-rs refuses a proposal with `ProposalDropped` when this peer cannot take it right
+    /// now (a leader transfer in progress, a conf change pending, not leader after all); the
+    /// client should retry elsewhere or later, which is what NotLeader tells it.
+    pub fn dropped_to_not_leader(&self, e: raft::Error) -> Error {
+        match e {
+            raft::Error::ProposalDropped => Error::NotLeader {
+                region_id: self.region_id(),
+                leader: if self.is_leader() {
+                    None
+                } else {
+                    self.leader()
+                },
+            },
+            other => other.into(),
+        }
     }
 
     fn propose_admin<T: Transport>(

@@ -39,6 +39,9 @@ enum GenState {
 struct SnapGen {
     state: GenState,
     ready: Option<Snapshot>,
+    /// Peers that asked for a snapshot while one was being generated; the leader sends
+    /// to them as soon as it is ready instead of waiting for their next probe.
+    waiting: Vec<u64>,
     /// Consecutive generations that came back unusable; a limit keeps raft from looping.
     failures: u32,
 }
@@ -248,6 +251,7 @@ impl<E: Engine> PeerStorage<E> {
             snap_gen: RefCell::new(SnapGen {
                 state: GenState::Idle,
                 ready: None,
+                waiting: Vec::new(),
                 failures: 0,
             }),
             snap_gen_timeout,
@@ -386,8 +390,9 @@ impl<E: Engine> PeerStorage<E> {
         &self.raft_state
     }
 
-    /// A finished snapshot generation arrived from the region worker.
-    pub fn on_snapshot_generated(&self, snap: std::result::Result<Snapshot, String>) {
+    /// A finished snapshot generation arrived from the region worker; returns the peers
+    /// that were waiting for it.
+    pub fn on_snapshot_generated(&self, snap: std::result::Result<Snapshot, String>) -> Vec<u64> {
         let mut g = self.snap_gen.borrow_mut();
         g.state = GenState::Idle;
         match snap {
@@ -397,6 +402,7 @@ impl<E: Engine> PeerStorage<E> {
                 tracing::warn!("{} snapshot generation failed: {e}", self.tag);
             }
         }
+        std::mem::take(&mut g.waiting)
     }
 
     /// Makes the in-memory state reflect a received snapshot at `index`/`term` (plus any
@@ -546,12 +552,23 @@ impl<E: Engine> raft::Storage for PeerStorage<E> {
 
     fn snapshot(&self, request_index: u64, to: u64) -> raft::Result<Snapshot> {
         let mut g = self.snap_gen.borrow_mut();
-        if let Some(s) = g.ready.take() {
-            let idx = s.get_metadata().index;
-            if idx >= request_index && idx >= self.truncated_index() {
+        if let Some(s) = &g.ready {
+            let meta = s.get_metadata();
+            let cs = meta.get_conf_state();
+            let includes_target = cs.voters.contains(&to) || cs.learners.contains(&to);
+            // One generated snapshot serves every follower that needs one (a store that
+            // was down often has company); it is regenerated only once it is too old for
+            // the request, older than the log's start, or from before `to` was added (the
+            // receiver refuses a snapshot of a region that does not contain it).
+            if meta.index >= request_index
+                && meta.index >= self.truncated_index()
+                && includes_target
+            {
+                let s = s.clone();
                 g.failures = 0;
                 return Ok(s);
             }
+            g.ready = None;
             g.failures += 1;
         }
         if g.failures > 5 {
@@ -562,6 +579,9 @@ impl<E: Engine> raft::Storage for PeerStorage<E> {
         }
         if let GenState::Generating(since) = g.state {
             if since.elapsed() < self.snap_gen_timeout {
+                if !g.waiting.contains(&to) {
+                    g.waiting.push(to);
+                }
                 return Err(raft::Error::Store(
                     StorageError::SnapshotTemporarilyUnavailable,
                 ));
@@ -576,6 +596,9 @@ impl<E: Engine> raft::Storage for PeerStorage<E> {
         };
         if self.region_scheduler.send(task).is_ok() {
             g.state = GenState::Generating(Instant::now());
+            if !g.waiting.contains(&to) {
+                g.waiting.push(to);
+            }
         }
         Err(raft::Error::Store(
             StorageError::SnapshotTemporarilyUnavailable,

@@ -47,7 +47,11 @@ pub struct SplitCheckResult {
 }
 
 /// Scans `region` in `engine` and decides the split keys.
-pub fn check<E: Engine>(engine: &E, region: &metapb::Region, t: &SplitThresholds) -> Result<SplitCheckResult> {
+pub fn check<E: Engine>(
+    engine: &E,
+    region: &metapb::Region,
+    t: &SplitThresholds,
+) -> Result<SplitCheckResult> {
     let snap = engine.snapshot();
     let start = keys::data_key(&region.start_key);
     let end = keys::data_end_key(&region.end_key);
@@ -97,6 +101,14 @@ pub fn check<E: Engine>(engine: &E, region: &metapb::Region, t: &SplitThresholds
             part_keys += 1;
         }
         last_user = Some(user);
+    }
+    // A last part under a quarter of the split size would be a near-empty region that
+    // only costs a raft group: fold it into the part before it.
+    if part_size < t.split_size / 4 {
+        size_cuts.pop();
+    }
+    if part_keys < t.split_keys / 4 {
+        key_cuts.pop();
     }
     let split_keys = if t.max_size > 0 && size > t.max_size {
         size_cuts
@@ -182,7 +194,12 @@ mod tests {
         }
     }
 
-    fn fill(e: &MemEngine, cf: &'static str, keys: impl Iterator<Item = Vec<u8>>, value_len: usize) {
+    fn fill(
+        e: &MemEngine,
+        cf: &'static str,
+        keys: impl Iterator<Item = Vec<u8>>,
+        value_len: usize,
+    ) {
         let mut wb = e.write_batch();
         for k in keys {
             wb.put(cf, &keys::data_key(&k), &vec![b'v'; value_len]);
@@ -193,8 +210,18 @@ mod tests {
     #[test]
     fn small_region_is_not_split_but_measured() {
         let e = MemEngine::new();
-        fill(&e, CF_DEFAULT, (0..10u32).map(|i| format!("k{i:03}").into_bytes()), 96);
-        let t = SplitThresholds { max_size: 10_000, split_size: 5_000, max_keys: 1000, split_keys: 500 };
+        fill(
+            &e,
+            CF_DEFAULT,
+            (0..10u32).map(|i| format!("k{i:03}").into_bytes()),
+            96,
+        );
+        let t = SplitThresholds {
+            max_size: 10_000,
+            split_size: 5_000,
+            max_keys: 1000,
+            split_keys: 500,
+        };
         let r = check(&e, &region(b"", b""), &t).unwrap();
         assert!(r.split_keys.is_empty());
         assert_eq!(r.keys, 10);
@@ -204,12 +231,31 @@ mod tests {
     #[test]
     fn size_based_cuts_every_split_size() {
         let e = MemEngine::new();
-        // 100 keys of ~105 bytes = ~10.5 KB; split size 2 KB, max 4 KB.
-        fill(&e, CF_DEFAULT, (0..100u32).map(|i| format!("k{i:03}").into_bytes()), 100);
-        let t = SplitThresholds { max_size: 4_000, split_size: 2_000, max_keys: 1_000_000, split_keys: 1_000_000 };
+        // 100 keys of 105 bytes ("z" + 4-byte key + 100-byte value) = 10,500 bytes; a part
+        // closes once it reaches 2,000 bytes, i.e. every 20 keys: five parts, four cuts.
+        fill(
+            &e,
+            CF_DEFAULT,
+            (0..100u32).map(|i| format!("k{i:03}").into_bytes()),
+            100,
+        );
+        let t = SplitThresholds {
+            max_size: 4_000,
+            split_size: 2_000,
+            max_keys: 1_000_000,
+            split_keys: 1_000_000,
+        };
         let r = check(&e, &region(b"", b""), &t).unwrap();
-        assert_eq!(r.split_keys.len(), 5, "{:?}", r.split_keys);
-        assert_eq!(r.split_keys[0], b"k020".to_vec());
+        assert_eq!(
+            r.split_keys,
+            vec![
+                b"k020".to_vec(),
+                b"k040".to_vec(),
+                b"k060".to_vec(),
+                b"k080".to_vec()
+            ]
+        );
+        assert_eq!(r.size, 10_500);
         assert!(r.split_keys.windows(2).all(|w| w[0] < w[1]));
         // Only keys inside the region count.
         let r = check(&e, &region(b"k050", b"k060"), &t).unwrap();
@@ -218,10 +264,41 @@ mod tests {
     }
 
     #[test]
+    fn tiny_last_part_is_folded_into_the_previous_one() {
+        let e = MemEngine::new();
+        // 42 keys of 105 bytes: parts of 20, 20 and 2 keys; the 2-key tail (210 bytes, under
+        // a quarter of 2,000) joins the second part.
+        fill(
+            &e,
+            CF_DEFAULT,
+            (0..42u32).map(|i| format!("k{i:03}").into_bytes()),
+            100,
+        );
+        let t = SplitThresholds {
+            max_size: 4_000,
+            split_size: 2_000,
+            max_keys: u64::MAX,
+            split_keys: u64::MAX,
+        };
+        let r = check(&e, &region(b"", b""), &t).unwrap();
+        assert_eq!(r.split_keys, vec![b"k020".to_vec()]);
+    }
+
+    #[test]
     fn key_count_based_split() {
         let e = MemEngine::new();
-        fill(&e, CF_DEFAULT, (0..30u32).map(|i| format!("k{i:03}").into_bytes()), 1);
-        let t = SplitThresholds { max_size: u64::MAX, split_size: u64::MAX, max_keys: 20, split_keys: 10 };
+        fill(
+            &e,
+            CF_DEFAULT,
+            (0..30u32).map(|i| format!("k{i:03}").into_bytes()),
+            1,
+        );
+        let t = SplitThresholds {
+            max_size: u64::MAX,
+            split_size: u64::MAX,
+            max_keys: 20,
+            split_keys: 10,
+        };
         let r = check(&e, &region(b"", b""), &t).unwrap();
         assert_eq!(r.split_keys, vec![b"k010".to_vec(), b"k020".to_vec()]);
     }
@@ -234,7 +311,12 @@ mod tests {
             (1..=10u64).map(move |ts| codec::mvcc::encode_key(format!("user{u}").as_bytes(), ts))
         });
         fill(&e, CF_WRITE, keys, 50);
-        let t = SplitThresholds { max_size: 1_000, split_size: 333, max_keys: u64::MAX, split_keys: u64::MAX };
+        let t = SplitThresholds {
+            max_size: 1_000,
+            split_size: 333,
+            max_keys: u64::MAX,
+            split_keys: u64::MAX,
+        };
         let r = check(&e, &region(b"", b""), &t).unwrap();
         assert!(!r.split_keys.is_empty());
         for k in &r.split_keys {
