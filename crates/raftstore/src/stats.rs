@@ -17,4 +17,6 @@ pub struct StoreStats {
     pub snapshots_generated: AtomicU64,
     /// Received snapshots applied by the region worker.
     pub snapshots_applied: AtomicU64,
+    /// Region scans run by the split-check worker.
+    pub split_checks: AtomicU64,
 }

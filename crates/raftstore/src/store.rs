@@ -118,6 +118,7 @@ impl<E: Engine> Store<E> {
         let mut split_runner = SplitCheckRunner::new(
             engine.clone(),
             router.clone(),
+            stats.clone(),
             SplitThresholds {
                 max_size: cfg.region_max_size,
                 split_size: cfg.region_split_size,

@@ -24,6 +24,7 @@ pub struct MockScheduler {
     pub region_heartbeats: AtomicU64,
     /// Split id requests served.
     pub split_asks: AtomicU64,
+    heartbeats_by_region: Mutex<HashMap<u64, u64>>,
 }
 
 impl Default for MockScheduler {
@@ -37,6 +38,7 @@ impl Default for MockScheduler {
             operators: Mutex::default(),
             region_heartbeats: AtomicU64::new(0),
             split_asks: AtomicU64::new(0),
+            heartbeats_by_region: Mutex::default(),
         }
     }
 }
@@ -45,6 +47,15 @@ impl MockScheduler {
     /// A fresh, globally unique id.
     pub fn alloc_id(&self) -> u64 {
         self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Region heartbeats received for one region.
+    pub fn heartbeats_of(&self, region_id: u64) -> u64 {
+        self.heartbeats_by_region
+            .lock()
+            .get(&region_id)
+            .copied()
+            .unwrap_or(0)
     }
 
     /// Every region the scheduler knows, newest copies.
@@ -118,6 +129,11 @@ impl SchedulerClient for MockScheduler {
 
     fn region_heartbeat(&self, hb: &RegionHeartbeat) -> Result<Option<Operator>> {
         self.region_heartbeats.fetch_add(1, Ordering::Relaxed);
+        *self
+            .heartbeats_by_region
+            .lock()
+            .entry(hb.region.id)
+            .or_default() += 1;
         if !self.learn(&hb.region) {
             return Err(Error::Other(format!(
                 "stale heartbeat of region {}",

@@ -12,8 +12,12 @@ use codec::keys;
 use engine::{Engine, Snapshot as _, DATA_CFS};
 use proto::metapb;
 
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
 use crate::msg::PeerMsg;
 use crate::router::Router;
+use crate::stats::StoreStats;
 use crate::Result;
 
 /// Check one region.
@@ -139,15 +143,22 @@ fn next_entry(it: &mut engine::KvIter<'_>) -> Result<Option<(Vec<u8>, u64)>> {
 pub struct SplitCheckRunner<E: Engine> {
     engine: E,
     router: Router<E::Snapshot>,
+    stats: Arc<StoreStats>,
     thresholds: SplitThresholds,
 }
 
 impl<E: Engine> SplitCheckRunner<E> {
     /// Creates the runner.
-    pub fn new(engine: E, router: Router<E::Snapshot>, thresholds: SplitThresholds) -> Self {
+    pub fn new(
+        engine: E,
+        router: Router<E::Snapshot>,
+        stats: Arc<StoreStats>,
+        thresholds: SplitThresholds,
+    ) -> Self {
         SplitCheckRunner {
             engine,
             router,
+            stats,
             thresholds,
         }
     }
@@ -155,6 +166,7 @@ impl<E: Engine> SplitCheckRunner<E> {
     /// Checks one region and reports to its peer.
     pub fn handle(&mut self, task: SplitCheckTask) {
         let region_id = task.region.id;
+        self.stats.split_checks.fetch_add(1, Ordering::Relaxed);
         match check(&self.engine, &task.region, &self.thresholds) {
             Ok(res) => {
                 if !res.split_keys.is_empty() {
