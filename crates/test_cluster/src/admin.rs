@@ -68,32 +68,44 @@ impl Cluster {
         );
     }
 
-    /// Adds `peer` to the region and waits until the region shows it.
+    /// Adds `peer` to the region as a voter (or promotes it if it is a learner) and waits
+    /// until the region shows it as a voter.
     pub fn must_add_peer(&self, region_id: u64, peer: metapb::Peer) {
+        self.must_change_to_member(region_id, peer, ConfChangeType::AddNode);
+    }
+
+    /// Adds `peer` to the region as a learner and waits until the region shows it.
+    pub fn must_add_learner(&self, region_id: u64, peer: metapb::Peer) {
+        self.must_change_to_member(region_id, peer, ConfChangeType::AddLearnerNode);
+    }
+
+    fn must_change_to_member(&self, region_id: u64, peer: metapb::Peer, change: ConfChangeType) {
+        let role = if change == ConfChangeType::AddLearnerNode {
+            metapb::PeerRole::Learner
+        } else {
+            metapb::PeerRole::Voter
+        } as i32;
+        let has =
+            move |r: &metapb::Region| r.peers.iter().any(|p| p.id == peer.id && p.role == role);
         let deadline = Instant::now() + WAIT * 2;
         loop {
-            if self
-                .region_by_id(region_id)
-                .is_some_and(|r| r.peers.iter().any(|p| p.id == peer.id))
-            {
+            if self.region_by_id(region_id).is_some_and(|r| has(&r)) {
                 break;
             }
-            match self.change_peer(region_id, ConfChangeType::AddNode, peer) {
+            match self.change_peer(region_id, change, peer) {
                 Ok(()) => break,
                 // An earlier attempt whose answer was lost already did it.
                 Err(e) if e.contains("is already a member") => break,
                 Err(e) if Instant::now() > deadline => {
                     panic!(
-                        "adding {peer:?} to region {region_id} failed: {e} (seed {})",
+                        "adding {peer:?} ({change:?}) to region {region_id} failed: {e} (seed {})",
                         self.seed
                     )
                 }
                 Err(_) => std::thread::sleep(Duration::from_millis(50)),
             }
         }
-        self.wait_region(region_id, "added peer", |r| {
-            r.peers.iter().any(|p| p.id == peer.id)
-        });
+        self.wait_region(region_id, "added peer", has);
     }
 
     /// Removes `peer` from the region and waits until the region no longer shows it.

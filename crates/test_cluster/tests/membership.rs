@@ -105,3 +105,33 @@ fn conf_change_remove_leader() {
     cluster.must_get_equal(1, b"k3", b"v3");
     cluster.must_get_none(3, b"k3");
 }
+
+/// A learner receives the data but does not count toward the quorum; promoted, it does.
+#[test]
+fn learner_replicates_and_is_promoted_to_voter() {
+    let _g = scenario_lock();
+    let cluster = Cluster::new(3, raftstore::Config::for_tests());
+    cluster.run();
+    cluster.must_transfer_leader(1, peer(1, 1));
+    cluster.must_remove_peer(1, peer(3, 3));
+    cluster.must_put(b"k1", b"v1");
+
+    let learner = peer(10, 3);
+    cluster.must_add_learner(1, learner);
+    cluster.must_get_equal(3, b"k1", b"v1");
+    let region = cluster.region_by_id(1).unwrap();
+    let p = region.peers.iter().find(|p| p.id == 10).unwrap();
+    assert_eq!(p.role, proto::metapb::PeerRole::Learner as i32);
+    // The learner keeps following new writes.
+    cluster.must_put(b"k2", b"v2");
+    cluster.must_get_equal(3, b"k2", b"v2");
+
+    // Promoted, it is a voter: with store 2 cut off, stores 1 and 3 still form a quorum.
+    cluster.must_add_peer(1, learner);
+    cluster.isolate(2);
+    cluster.must_put(b"k3", b"v3");
+    cluster.must_get_equal(3, b"k3", b"v3");
+    cluster.must_get_none(2, b"k3");
+    cluster.clear_filters();
+    cluster.must_get_equal(2, b"k3", b"v3");
+}
