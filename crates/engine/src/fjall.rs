@@ -63,10 +63,6 @@ impl FjallEngine {
             cfs: std::sync::Arc::new(cfs),
         })
     }
-
-    fn ks(&self, cf: CfName) -> &Keyspace {
-        &self.cfs[cf_index(cf)]
-    }
 }
 
 /// Write batch of a [`FjallEngine`]: last operation per key, per CF.
@@ -117,7 +113,11 @@ impl Engine for FjallEngine {
     type WriteBatch = FjallWriteBatch;
 
     fn get(&self, cf: CfName, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        Ok(self.ks(cf).get(key).map_err(err)?.map(|v| v.to_vec()))
+        // Through a snapshot: a plain keyspace read looks at every sequence number and can
+        // see part of a batch that is still being committed, before snapshots see any of
+        // it. Our batches carry data together with the apply state, so a get must never
+        // run ahead of what a snapshot taken right after it shows.
+        self.snapshot().get(cf, key)
     }
 
     fn snapshot(&self) -> FjallSnapshot {
