@@ -328,7 +328,6 @@ impl SchedulerCluster {
             if let Some(known) = self.regions.read().get(r.id) {
                 info.leader = known
                     .leader
-                    .clone()
                     .filter(|l| r.peers.iter().any(|p| p.id == l.id));
                 info.approximate_size = known.approximate_size;
                 info.approximate_keys = known.approximate_keys;

@@ -91,6 +91,7 @@ mod tests {
         for id in 2..=9 {
             s.remove(id);
         }
-        assert!(s.is_empty() && s.len() == 0);
+        assert!(s.is_empty());
+        assert_eq!(s.len(), 0);
     }
 }

@@ -296,7 +296,7 @@ fn random_regions_for_schedulers() {
     use scheduler::PeerKind;
     let (cluster, _) = new_cluster();
     let mut regions = test_regions(9);
-    regions[4].pending_peers = vec![regions[4].region.peers[1].clone()];
+    regions[4].pending_peers = vec![regions[4].region.peers[1]];
     for r in &regions {
         must_heartbeat(&cluster, r);
     }

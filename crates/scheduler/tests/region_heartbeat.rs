@@ -103,7 +103,7 @@ fn region_add_then_remove_pending_peer() {
     let mut regions = test_regions(3);
     let mut known = report_all(&cluster, &regions);
     for (i, r) in regions.iter_mut().enumerate() {
-        r.pending_peers = vec![r.region.peers[1].clone()];
+        r.pending_peers = vec![r.region.peers[1]];
         assert_eq!(must_heartbeat(&cluster, r), HeartbeatOutcome::StatsUpdated);
         known[i + 1] = r.clone();
         check_regions(&cluster, &known);
@@ -154,8 +154,8 @@ fn region_change_leader() {
     let mut regions = test_regions(3);
     let mut known = report_all(&cluster, &regions);
     for (i, r) in regions.iter_mut().enumerate() {
-        let old_leader = r.leader.clone().unwrap();
-        r.leader = Some(r.region.peers[2].clone());
+        let old_leader = r.leader.unwrap();
+        r.leader = Some(r.region.peers[2]);
         assert_eq!(must_heartbeat(&cluster, r), HeartbeatOutcome::StatsUpdated);
         known[i + 1] = r.clone();
         check_regions(&cluster, &known);
@@ -263,7 +263,7 @@ fn region_store_info_matches_index() {
     for (i, r) in regions.iter_mut().enumerate() {
         r.approximate_size = (i as u64 + 1) << 20;
         if i % 4 == 0 {
-            r.pending_peers = vec![r.region.peers[2].clone()];
+            r.pending_peers = vec![r.region.peers[2]];
         }
     }
     report_all(&cluster, &regions);

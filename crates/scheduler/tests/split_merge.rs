@@ -34,7 +34,7 @@ fn info_of(id: u64, start: u64, end: u64, version: u64) -> RegionInfo {
     let peers = vec![peer(id * 10, 1), peer(id * 10 + 1, 2), peer(id * 10 + 2, 3)];
     let mut info = leader_hb(region(id, &key(start), &key(end), peers, version, 1));
     // Spread leaders so the per-store sets differ.
-    info.leader = Some(info.region.peers[(id % 3) as usize].clone());
+    info.leader = Some(info.region.peers[(id % 3) as usize]);
     info.approximate_size = (id % 7 + 1) << 20;
     info
 }
@@ -177,10 +177,10 @@ fn concurrent_heartbeats_from_eight_threads_all_succeed() {
         let end = [b'r', t as u8, j as u8 + 1];
         let peers: Vec<metapb::Peer> = STORES.iter().map(|s| peer(id * 10 + s, *s)).collect();
         let mut info = leader_hb(region(id, &start, &end, peers, 2 + round, 2));
-        info.leader = Some(info.region.peers[((j + round) % 3) as usize].clone());
+        info.leader = Some(info.region.peers[((j + round) % 3) as usize]);
         info.approximate_size = (round + 1) << 20;
         if round % 4 == 1 {
-            info.pending_peers = vec![info.region.peers[((j + round + 1) % 3) as usize].clone()];
+            info.pending_peers = vec![info.region.peers[((j + round + 1) % 3) as usize]];
         }
         info
     };
