@@ -1,9 +1,9 @@
 //! [`SchedulerCluster`]: ids, timestamps, stores and regions behind one thread-safe handle.
 //!
 //! Locking: stores and regions each sit behind their own `RwLock`, so store heartbeats and
-//! region heartbeats do not wait for each other. The only place holding both is bootstrap,
-//! which takes stores first, then regions; nothing else nests them, so there is no
-//! deadlock. Metadata is persisted while the lock is held, before memory changes: two
+//! region heartbeats do not wait for each other. Only bootstrap and
+//! [`SchedulerCluster::set_store_tombstone`] hold both, and always take stores first, then
+//! regions; nothing else nests them, so there is no deadlock. Metadata is persisted while the lock is held, before memory changes: two
 //! updates of the same region then reach the disk in the order they reached memory, and a
 //! failed write leaves memory as it was (the caller gets the error and retries).
 
@@ -105,12 +105,17 @@ impl SchedulerCluster {
         }
         let mut regions = RegionTree::new();
         for r in meta.load_regions()? {
-            // Saved regions never overlap (replaced ones are deleted in the same batch),
-            // but a damaged store must not be able to corrupt the index: check anyway.
+            // Saved regions never overlap (replaced ones are deleted in the same batch);
+            // if they do, the metadata is damaged and silently dropping one would hide it.
             let info = RegionInfo::new(r);
-            regions
-                .check(&info)
-                .map_err(|e| Error::Corrupt(format!("saved region {} rejected: {e}", info.id())))?;
+            let corrupt =
+                |why: String| Error::Corrupt(format!("saved region {}: {why}", info.id()));
+            match regions.check(&info).map_err(|e| corrupt(e.to_string()))? {
+                HeartbeatOutcome::MetaUpdated { replaced } if !replaced.is_empty() => {
+                    return Err(corrupt(format!("overlaps saved regions {replaced:?}")));
+                }
+                _ => {}
+            }
             regions.put(info);
         }
         Ok(SchedulerCluster {
@@ -285,7 +290,9 @@ impl SchedulerCluster {
 
     /// Allocates ids for `count` new regions split off `region`. Refused when the
     /// scheduler knows a newer epoch of the region, or a newer region overlapping it: the
-    /// split would be rejected by the store anyway.
+    /// split would be rejected by the store anyway. A region the scheduler has not heard
+    /// of yet is allowed (a region fresh from a split may want to split again before its
+    /// first heartbeat); the overlap rule still catches an outdated one.
     pub fn ask_batch_split(&self, region: &metapb::Region, count: usize) -> Result<Vec<SplitIds>> {
         self.ensure_bootstrapped()?;
         if count == 0 || count > MAX_SPLIT_COUNT {

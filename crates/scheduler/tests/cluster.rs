@@ -165,6 +165,14 @@ fn ask_batch_split_allocates_fresh_ids_and_rejects_stale_epochs() {
         cluster.ask_batch_split(&r.region, 0),
         Err(Error::InvalidArgument(_))
     ));
+    // An unknown region is fine unless a newer known region overlaps it.
+    let fresh = region(500, b"zz", b"", vec![peer(501, 1)], 5, 1);
+    assert!(cluster.ask_batch_split(&fresh, 1).is_ok());
+    let outdated = region(500, b"zz", b"", vec![peer(501, 1)], 4, 1);
+    assert!(matches!(
+        cluster.ask_batch_split(&outdated, 1),
+        Err(Error::StaleRegion { .. })
+    ));
 }
 
 #[test]
@@ -327,4 +335,20 @@ fn random_regions_for_schedulers() {
     assert!(tree
         .random_region(lagging, PeerKind::Learner, &mut rng)
         .is_none());
+}
+
+#[test]
+fn overlapping_saved_regions_are_reported_as_corrupt() {
+    let meta = MetaStore::new(MemEngine::new());
+    // Written directly, bypassing the checks a heartbeat goes through.
+    meta.save_region(&region(10, b"a", b"m", vec![peer(11, 1)], 1, 1), &[])
+        .unwrap();
+    meta.save_region(&region(20, b"c", b"", vec![peer(21, 1)], 1, 1), &[])
+        .unwrap();
+    let opened = SchedulerCluster::open(
+        meta,
+        Arc::new(ManualClock::new(T0)),
+        ClusterConfig::default(),
+    );
+    assert!(matches!(opened, Err(Error::Corrupt(_))), "{opened:?}");
 }

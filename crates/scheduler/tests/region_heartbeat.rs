@@ -340,3 +340,30 @@ fn heartbeat_split_right_first() {
     must_heartbeat(&cluster, &left);
     check_regions(&cluster, &[bootstrap_info(), left, right]);
 }
+
+#[test]
+fn region_learner_is_indexed_as_learner_until_promoted() {
+    let (cluster, _) = new_cluster();
+    let mut r = test_regions(1).remove(0);
+    r.region.peers[2].role = proto::metapb::PeerRole::Learner as i32;
+    let learner_store = r.region.peers[2].store_id;
+    let mut known = report_all(&cluster, std::slice::from_ref(&r));
+    assert_eq!(
+        cluster
+            .regions()
+            .store_region_ids(learner_store, PeerKind::Learner),
+        vec![r.id()]
+    );
+    assert_eq!(cluster.regions().store_stats(learner_store).region_count, 1);
+
+    // Promotion is a conf change: conf_ver + 1, the learner becomes a voter.
+    r.region.peers[2].role = proto::metapb::PeerRole::Voter as i32;
+    set_version(&mut r, 2, 3);
+    assert!(meta_updated(must_heartbeat(&cluster, &r)));
+    known[1] = r.clone();
+    check_regions(&cluster, &known);
+    assert!(cluster
+        .regions()
+        .store_region_ids(learner_store, PeerKind::Learner)
+        .is_empty());
+}
