@@ -9,6 +9,17 @@ use proto::raft_cmdpb::{CmdType, GetRequest, Request};
 use test_cluster::scenario::scenario_lock;
 use test_cluster::{Cluster, GenericTest};
 
+fn get(key: &[u8]) -> Request {
+    Request {
+        cmd_type: CmdType::Get as i32,
+        get: Some(GetRequest {
+            cf: "default".into(),
+            key: key.to_vec(),
+        }),
+        ..Default::default()
+    }
+}
+
 #[test]
 fn one_split() {
     let _g = scenario_lock();
@@ -62,29 +73,13 @@ fn one_split() {
     assert_eq!(left.id, original.id);
 
     // A key sent to the wrong region is refused with KeyNotInRegion.
-    let get = Request {
-        cmd_type: CmdType::Get as i32,
-        get: Some(GetRequest {
-            cf: "default".into(),
-            key: b"k2".to_vec(),
-        }),
-        ..Default::default()
-    };
-    let resp = cluster.send_to_region(&left, vec![get]);
+    let resp = cluster.send_to_region(&left, vec![get(b"k2")]);
     let err = resp.header.and_then(|h| h.error).expect("an error");
     assert!(err.key_not_in_region.is_some(), "got {err:?}");
 
     // A request carrying the pre-split epoch gets EpochNotMatch with the current region and
     // its new right sibling, so a client can re-route without another lookup.
-    let get_k1 = Request {
-        cmd_type: CmdType::Get as i32,
-        get: Some(GetRequest {
-            cf: "default".into(),
-            key: b"k1".to_vec(),
-        }),
-        ..Default::default()
-    };
-    let resp = cluster.send_to_region(&original, vec![get_k1]);
+    let resp = cluster.send_to_region(&original, vec![get(b"k1")]);
     let err = resp.header.and_then(|h| h.error).expect("an error");
     let current = err.epoch_not_match.expect("EpochNotMatch").current_regions;
     assert!(
