@@ -23,6 +23,7 @@ use crate::scheduler::MockScheduler;
 use crate::transport::{
     Filter, IsolationFilter, PartitionFilter, SimNet, SimTransport, StoreRouter,
 };
+use raftstore::scheduler_client::SchedulerClient;
 
 /// Cluster id written into every store.
 pub const CLUSTER_ID: u64 = 1;
@@ -46,6 +47,8 @@ pub struct Cluster {
     pub(crate) leader_hints: Mutex<HashMap<u64, u64>>,
     pub(crate) region_cache: Mutex<Vec<metapb::Region>>,
     scheduler: Arc<MockScheduler>,
+    /// What the stores talk to: the mock by default, or a real scheduler core.
+    client: Arc<dyn SchedulerClient>,
 }
 
 /// The seed a cluster uses: `TESSERA_TEST_SEED` if set, else a random one.
@@ -57,8 +60,20 @@ pub fn pick_seed() -> u64 {
 }
 
 impl Cluster {
-    /// A cluster of `count` stores (not started).
+    /// A cluster of `count` stores (not started) talking to the in-process mock scheduler.
     pub fn new(count: u64, cfg: Config) -> Cluster {
+        let mock = Arc::new(MockScheduler::default());
+        Self::with_scheduler(count, cfg, mock.clone(), mock)
+    }
+
+    /// A cluster whose stores talk to `client`; `mock` still serves the harness's own id
+    /// needs and lookups.
+    pub fn with_scheduler(
+        count: u64,
+        cfg: Config,
+        mock: Arc<MockScheduler>,
+        client: Arc<dyn SchedulerClient>,
+    ) -> Cluster {
         crate::init_logging();
         let seed = pick_seed();
         eprintln!("test cluster seed: {seed} (replay the harness's choices with TESSERA_TEST_SEED={seed})");
@@ -74,7 +89,8 @@ impl Cluster {
             stores: Mutex::new(HashMap::new()),
             leader_hints: Mutex::new(HashMap::new()),
             region_cache: Mutex::new(Vec::new()),
-            scheduler: Arc::new(MockScheduler::default()),
+            scheduler: mock,
+            client,
         }
     }
 
@@ -114,6 +130,14 @@ impl Cluster {
     /// Bootstraps regions cut at `split_keys` (sorted), each replicated on every store, then
     /// starts all stores. Region `i` (from 1) has peer id `i * 1000 + store` on each store.
     pub fn run_with_regions(&self, split_keys: &[Vec<u8>]) {
+        let all: Vec<u64> = (1..=self.count).collect();
+        self.run_on_stores(&all, split_keys);
+    }
+
+    /// Like [`Cluster::run_with_regions`], but the regions are replicated on `stores` only
+    /// and only those are started; the other stores are bootstrapped empty, ready for
+    /// [`Cluster::start_store`].
+    pub fn run_on_stores(&self, stores: &[u64], split_keys: &[Vec<u8>]) {
         let mut bounds = vec![Vec::new()];
         bounds.extend(split_keys.iter().cloned());
         bounds.push(Vec::new());
@@ -130,8 +154,9 @@ impl Cluster {
                         conf_ver: raftstore::util::INIT_EPOCH_CONF_VER,
                         version: raftstore::util::INIT_EPOCH_VER,
                     }),
-                    peers: (1..=self.count)
-                        .map(|s| metapb::Peer {
+                    peers: stores
+                        .iter()
+                        .map(|&s| metapb::Peer {
                             id: if split_keys.is_empty() {
                                 s
                             } else {
@@ -148,12 +173,14 @@ impl Cluster {
         for id in 1..=self.count {
             let (kv, raft) = self.open_engines(id);
             bootstrap_store(&kv, CLUSTER_ID, id).expect("bootstrap store");
-            for r in &regions {
-                write_initial_region(&kv, &raft, r).expect("write initial region");
+            if stores.contains(&id) {
+                for r in &regions {
+                    write_initial_region(&kv, &raft, r).expect("write initial region");
+                }
             }
         }
         *self.region_cache.lock() = regions;
-        for id in 1..=self.count {
+        for &id in stores {
             self.start_store(id);
         }
     }
@@ -169,7 +196,7 @@ impl Cluster {
             kv.clone(),
             raft,
             transport,
-            self.scheduler.clone(),
+            self.client.clone(),
         )
         .expect("start store");
         self.net.register(id, store.router());
