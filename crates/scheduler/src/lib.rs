@@ -39,6 +39,7 @@ mod id_set;
 pub mod meta_store;
 pub mod operator;
 pub mod region_tree;
+pub mod schedulers;
 pub mod store_info;
 pub mod tso;
 
