@@ -33,6 +33,7 @@
 
 pub mod clock;
 pub mod cluster;
+pub mod coordinator;
 mod error;
 pub mod id;
 mod id_set;
@@ -45,10 +46,12 @@ pub mod tso;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use cluster::{ClusterConfig, SchedulerCluster, SplitIds};
+pub use coordinator::Coordinator;
 pub use error::{Error, Result};
 pub use id::IdAllocator;
 pub use meta_store::MetaStore;
 pub use operator::{OpStep, Operator, OperatorController, OperatorCounters};
 pub use region_tree::{HeartbeatOutcome, PeerKind, RegionInfo, RegionTree, StoreRegionStats};
+pub use schedulers::{ScheduleConfig, Scheduler, SchedulerLimits};
 pub use store_info::{StoreConfig, StoreInfo, StoreRegistry, StoreState, StoreStats};
 pub use tso::Tso;

@@ -53,7 +53,7 @@ impl OpStep {
     }
 
     /// True when the region shows this step's membership or leader change.
-    fn applied(&self, region: &RegionInfo) -> bool {
+    pub(crate) fn applied(&self, region: &RegionInfo) -> bool {
         let has = |p: &metapb::Peer| region.region.peers.iter().any(|q| q.id == p.id);
         match self {
             OpStep::AddPeer(p) => has(p),
@@ -144,6 +144,11 @@ impl Operator {
     /// The step being worked on, if any is left.
     pub fn current_step(&self) -> Option<&OpStep> {
         self.steps.get(self.current)
+    }
+
+    /// The steps not yet finished, in order.
+    pub fn remaining_steps(&self) -> &[OpStep] {
+        self.steps.get(self.current..).unwrap_or(&[])
     }
 
     /// Skips past every step whose effect `region` shows; true when none is left.
@@ -264,6 +269,11 @@ impl OperatorController {
     /// True when region `id` has an operator in flight.
     pub fn has(&self, region_id: u64) -> bool {
         self.ops.contains_key(&region_id)
+    }
+
+    /// Every operator in flight.
+    pub fn iter(&self) -> impl Iterator<Item = &Operator> + '_ {
+        self.ops.values()
     }
 
     /// Ids of the regions with an operator in flight.
