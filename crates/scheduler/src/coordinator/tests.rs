@@ -335,3 +335,97 @@ fn stale_heartbeat_is_refused_and_keeps_the_operator() {
         .unwrap();
     assert_eq!(step.as_ref(), op.current_step());
 }
+
+#[test]
+fn min_interval_limits_a_scheduler() {
+    let schedulers: Vec<Box<dyn Scheduler>> = vec![Box::new(BalanceRegionScheduler::new(
+        ScheduleConfig::default(),
+    ))];
+    let mut sim = Sim::new(&[1, 2, 3], 20, |_| vec![1, 2, 3], Some(schedulers));
+    assert!(sim.coord.set_limits(
+        "balance-region",
+        SchedulerLimits {
+            min_interval_ms: 5_000,
+            max_per_tick: 10,
+        }
+    ));
+    assert!(!sim.coord.set_limits(
+        "no-such",
+        SchedulerLimits {
+            min_interval_ms: 0,
+            max_per_tick: 1
+        }
+    ));
+    sim.add_store(4);
+    // Rounds are 1 s apart: one operator in the first 5 s, a second at 5 s.
+    for _ in 0..5 {
+        sim.round();
+    }
+    assert_eq!(sim.coord.counters().added, 1);
+    sim.round();
+    assert_eq!(sim.coord.counters().added, 2);
+}
+
+#[test]
+fn in_flight_operators_count_in_the_view() {
+    let mut stores: Vec<crate::StoreInfo> = [1u64, 2, 3]
+        .iter()
+        .map(|&id| sim_store(id, 5, 10))
+        .collect();
+    let peer = |id, store_id| metapb::Peer {
+        id,
+        store_id,
+        ..Default::default()
+    };
+    let region = RegionInfo {
+        region: metapb::Region {
+            id: 9,
+            peers: vec![peer(1, 1), peer(2, 2)],
+            ..Default::default()
+        },
+        leader: Some(peer(1, 1)),
+        approximate_size: MIB,
+        ..Default::default()
+    };
+    let mv = Operator::move_peer("t", &region, peer(1, 1), peer(3, 3), 0);
+    add_influence(&mut stores, &mv, &region);
+    assert_eq!(
+        stores.iter().map(|s| s.region_count).collect::<Vec<_>>(),
+        vec![9, 10, 11]
+    );
+    assert_eq!(stores[0].region_size, 9 * MIB);
+    let tl = Operator::transfer_leader("t", &region, peer(2, 2), 0);
+    add_influence(&mut stores, &tl, &region);
+    assert_eq!(
+        stores.iter().map(|s| s.leader_count).collect::<Vec<_>>(),
+        vec![4, 6, 5]
+    );
+    // A step the index already shows is not counted twice.
+    let mut done = region.clone();
+    done.leader = Some(peer(2, 2));
+    add_influence(&mut stores, &tl, &done);
+    assert_eq!(stores[1].leader_count, 6);
+}
+
+fn sim_store(id: u64, leaders: u64, regions: u64) -> crate::StoreInfo {
+    crate::StoreInfo {
+        meta: metapb::Store {
+            id,
+            ..Default::default()
+        },
+        state: crate::StoreState::Up,
+        stats: StoreStats::default(),
+        last_heartbeat_ms: None,
+        leader_count: leaders,
+        region_count: regions,
+        pending_peer_count: 0,
+        leader_size: leaders * MIB,
+        region_size: regions * MIB,
+    }
+}
+
+#[test]
+fn coordinator_can_be_shared_between_threads() {
+    fn shareable<T: Send + Sync>() {}
+    shareable::<Coordinator>();
+}
