@@ -40,6 +40,16 @@ impl Sim {
         placement: impl Fn(u64) -> Vec<u64>,
         schedulers: Option<Vec<Box<dyn Scheduler>>>,
     ) -> Sim {
+        Sim::with_seed(stores, n, placement, schedulers, 42)
+    }
+
+    fn with_seed(
+        stores: &[u64],
+        n: u64,
+        placement: impl Fn(u64) -> Vec<u64>,
+        schedulers: Option<Vec<Box<dyn Scheduler>>>,
+        seed: u64,
+    ) -> Sim {
         let clock = Arc::new(ManualClock::new(1_700_000_000_000));
         let cluster = Arc::new(
             SchedulerCluster::open(
@@ -98,8 +108,8 @@ impl Sim {
             cluster.put_store(store_meta(s)).unwrap();
         }
         let coord = match schedulers {
-            Some(s) => Coordinator::with_schedulers(cluster, s, 42),
-            None => Coordinator::new(cluster, ScheduleConfig::default(), 42),
+            Some(s) => Coordinator::with_schedulers(cluster, s, seed),
+            None => Coordinator::new(cluster, ScheduleConfig::default(), seed),
         };
         let sim = Sim {
             clock,
@@ -244,35 +254,47 @@ fn within(counts: &[u64], frac: f64) -> bool {
 
 #[test]
 fn two_new_stores_get_their_share_of_regions_and_leaders() {
-    // Leaders round-robin over stores 1-3: already balanced among themselves.
-    let mut sim = Sim::new(
-        &[1, 2, 3],
-        50,
-        |i| {
-            let mut v = vec![1, 2, 3];
-            v.rotate_left((i % 3) as usize);
-            v
-        },
-        None,
-    );
-    for _ in 0..5 {
-        sim.round();
-    }
-    assert_eq!(sim.coord.counters().added, 0, "balanced cluster left alone");
+    // Several seeds: convergence must not depend on lucky random picks.
+    for seed in 0..6 {
+        // Leaders round-robin over stores 1-3: already balanced among themselves.
+        let mut sim = Sim::with_seed(
+            &[1, 2, 3],
+            50,
+            |i| {
+                let mut v = vec![1, 2, 3];
+                v.rotate_left((i % 3) as usize);
+                v
+            },
+            None,
+            seed,
+        );
+        for _ in 0..5 {
+            sim.round();
+        }
+        assert_eq!(sim.coord.counters().added, 0, "balanced cluster left alone");
 
-    sim.add_store(4);
-    sim.add_store(5);
-    sim.settle(2000);
-    sim.check_consistent(3);
-    let regions = sim.counts(|s| s.region_count);
-    let leaders = sim.counts(|s| s.leader_count);
-    assert_eq!(regions.iter().sum::<u64>(), 150);
-    assert_eq!(leaders.iter().sum::<u64>(), 50);
-    assert!(within(&regions, 0.2), "regions per store {regions:?}");
-    assert!(within(&leaders, 0.2), "leaders per store {leaders:?}");
-    let c = sim.coord.counters();
-    assert_eq!(c.added, c.finished, "{c:?}");
-    assert!(c.finished > 0);
+        sim.add_store(4);
+        sim.add_store(5);
+        sim.settle(2000);
+        sim.check_consistent(3);
+        let regions = sim.counts(|s| s.region_count);
+        let leaders = sim.counts(|s| s.leader_count);
+        assert_eq!(regions.iter().sum::<u64>(), 150);
+        assert_eq!(leaders.iter().sum::<u64>(), 50);
+        // Mean 30 regions and 10 leaders per store.
+        assert!(
+            within(&regions, 0.2),
+            "seed {seed}: regions per store {regions:?}"
+        );
+        assert!(
+            within(&leaders, 0.2),
+            "seed {seed}: leaders per store {leaders:?}"
+        );
+        let c = sim.coord.counters();
+        assert_eq!(c.added, c.finished, "seed {seed}: {c:?}");
+        assert_eq!(c.cancelled + c.timed_out, 0, "seed {seed}: {c:?}");
+        assert!(c.finished > 0);
+    }
 }
 
 #[test]
