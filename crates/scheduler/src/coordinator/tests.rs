@@ -451,3 +451,28 @@ fn coordinator_can_be_shared_between_threads() {
     fn shareable<T: Send + Sync>() {}
     shareable::<Coordinator>();
 }
+
+#[test]
+fn offline_store_is_drained_leaders_included_then_can_be_tombstoned() {
+    let mut sim = Sim::new(
+        &[1, 2, 3, 4],
+        12,
+        |i| {
+            let mut v = vec![1, 2, 3];
+            v.rotate_left((i % 3) as usize);
+            v
+        },
+        None,
+    );
+    sim.settle(500);
+    let led_by_1 = sim.counts(|s| s.leader_count)[0];
+    assert!(led_by_1 > 0);
+    sim.coord.cluster().set_store_offline(1).unwrap();
+    sim.settle(1000);
+    sim.check_consistent(3);
+    let store1 = sim.coord.cluster().get_store(1).unwrap();
+    assert_eq!((store1.region_count, store1.leader_count), (0, 0));
+    sim.coord.cluster().set_store_tombstone(1).unwrap();
+    let c = sim.coord.counters();
+    assert_eq!(c.cancelled + c.timed_out, 0, "{c:?}");
+}

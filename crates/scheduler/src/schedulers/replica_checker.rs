@@ -7,8 +7,11 @@
 //!    voter count, move that voter (add elsewhere, then remove it); otherwise add a voter.
 //!    The new voter goes to the Up store without a peer of the region that holds the
 //!    fewest regions.
-//! 2. more than `max_replicas` voters: remove one, never the leader, preferring a voter on a
-//!    lost store, then on a store that is not Up, then a pending one, then any follower.
+//! 2. more than `max_replicas` voters: remove one, preferring a voter on a lost store, then
+//!    on a store that is not Up, then a pending one, then any follower. A healthy leader is
+//!    never chosen; a leader on a lost (Offline, still running) store is, after the
+//!    other lost voters, because the operator controller hands leadership to another
+//!    voter before asking for the removal (otherwise such a region would churn forever).
 
 use rand::RngCore;
 
@@ -50,9 +53,12 @@ impl ReplicaChecker {
         if live < max {
             let target = view.emptiest_target(region)?;
             let new_peer = view.new_peer(target.meta.id)?;
+            // A lost leader (alive on an Offline store) is replaced last; the operator
+            // controller moves leadership away before it asks to remove it.
             let lost = voters
                 .iter()
-                .find(|p| p.id != leader.id && is_lost(view.store_state(p.store_id)));
+                .filter(|p| is_lost(view.store_state(p.store_id)))
+                .min_by_key(|p| (p.id == leader.id, p.id));
             return Some(match lost {
                 Some(bad) if voters.len() >= max => {
                     Operator::move_peer(NAME, region, **bad, new_peer, view.now_ms)
@@ -62,23 +68,26 @@ impl ReplicaChecker {
         }
         if voters.len() > max {
             let pending = |id: u64| region.pending_peers.iter().any(|p| p.id == id);
+            // The leader is removed only when its store is lost (draining): otherwise a
+            // healthy follower would go and the next round would add one back, forever.
+            // Removing it is safe: the controller transfers leadership first.
             let victim = voters
                 .iter()
-                .filter(|p| p.id != leader.id)
-                .min_by_key(|p| {
+                .filter_map(|p| {
                     let state = view.store_state(p.store_id);
-                    let rank = if is_lost(state) {
-                        0
-                    } else if state != StoreState::Up {
-                        1
-                    } else if pending(p.id) {
-                        2
-                    } else {
-                        3
+                    let rank = match (p.id == leader.id, is_lost(state)) {
+                        (true, false) => return None,
+                        (false, true) => 0,
+                        (true, true) => 1,
+                        _ if state != StoreState::Up => 2,
+                        _ if pending(p.id) => 3,
+                        _ => 4,
                     };
-                    (rank, p.id)
-                })?;
-            return Some(Operator::remove_peer(NAME, region, **victim, view.now_ms));
+                    Some((rank, p.id, **p))
+                })
+                .min_by_key(|&(rank, id, _)| (rank, id))
+                .map(|(_, _, p)| p)?;
+            return Some(Operator::remove_peer(NAME, region, victim, view.now_ms));
         }
         None
     }
@@ -186,10 +195,32 @@ mod tests {
         states[2].1 = StoreState::Disconnected;
         let op = run(&t, &states, 3).unwrap();
         assert_eq!(op.steps, vec![OpStep::RemovePeer(peer(13, 3))]);
-        // Even with the leader's store down, the leader is not the one removed.
-        states[0].1 = StoreState::Down;
+        // A leader on a store that is merely disconnected (not lost) is never chosen,
+        // even when every other voter looks healthier.
+        states[0].1 = StoreState::Disconnected;
+        states[2].1 = StoreState::Up;
         let op = run(&t, &states, 3).unwrap();
-        assert_ne!(op.steps, vec![OpStep::RemovePeer(peer(11, 1))]);
+        assert_eq!(op.steps, vec![OpStep::RemovePeer(peer(12, 2))]);
+    }
+
+    #[test]
+    fn leader_on_offline_store_is_replaced_too() {
+        let t = tree(vec![region(1, &[(11, 1), (12, 2), (13, 3)], MIB)]);
+        let mut states = up(&[1, 2, 3, 4]);
+        states[0].1 = StoreState::Offline;
+        let op = run(&t, &states, 3).expect("leader's store drains");
+        assert_eq!(
+            op.steps,
+            vec![
+                OpStep::AddPeer(peer(1000, 4)),
+                OpStep::RemovePeer(peer(11, 1))
+            ]
+        );
+        // Already one voter too many: the draining leader is the one to go, not a
+        // healthy follower (which would be added back next round).
+        let t = tree(vec![region(1, &[(11, 1), (12, 2), (13, 3), (14, 4)], MIB)]);
+        let op = run(&t, &states, 3).unwrap();
+        assert_eq!(op.steps, vec![OpStep::RemovePeer(peer(11, 1))]);
     }
 
     #[test]
