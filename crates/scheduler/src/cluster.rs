@@ -130,6 +130,12 @@ impl SchedulerCluster {
         })
     }
 
+    /// The time on the cluster's clock (ms), for callers that must agree with it
+    /// (operator timeouts, store liveness).
+    pub fn now_ms(&self) -> u64 {
+        self.clock.now_ms()
+    }
+
     /// The cluster id.
     pub fn cluster_id(&self) -> u64 {
         self.cluster_id

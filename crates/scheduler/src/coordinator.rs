@@ -1,0 +1,239 @@
+//! The [`Coordinator`]: runs the schedulers against the cluster and answers region
+//! heartbeats with the next operator step.
+//!
+//! A caller (the gRPC service, or a test harness) does two things:
+//! * on every region heartbeat, [`Coordinator::region_heartbeat_with_operator`]: the
+//!   heartbeat is applied to the cluster exactly as [`SchedulerCluster::region_heartbeat`]
+//!   does, then the region's operator (if any) is checked against what the leader reported
+//!   and the step to send back is returned;
+//! * periodically, [`Coordinator::tick`]: every scheduler runs once (repair first), within
+//!   its [`SchedulerLimits`], and the operators it proposes join the controller.
+//!
+//! Locks: `schedulers` is taken first, then the cluster's region read lock, then `ops`.
+//! The heartbeat path takes the region write lock and releases it before taking `ops`,
+//! so the two never wait on each other in a cycle.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+
+use crate::cluster::SchedulerCluster;
+use crate::operator::{OpStep, Operator, OperatorController, OperatorCounters};
+use crate::region_tree::RegionInfo;
+use crate::schedulers::{
+    BalanceLeaderScheduler, BalanceRegionScheduler, ClusterView, ReplicaChecker, ScheduleConfig,
+    Scheduler, SchedulerLimits,
+};
+use crate::Result;
+
+struct Slot {
+    scheduler: Box<dyn Scheduler>,
+    limits: SchedulerLimits,
+    last_op_ms: Option<u64>,
+}
+
+struct Schedulers {
+    slots: Vec<Slot>,
+    rng: StdRng,
+}
+
+/// Schedulers plus the operator controller, over one cluster.
+pub struct Coordinator {
+    cluster: Arc<SchedulerCluster>,
+    schedulers: Mutex<Schedulers>,
+    ops: Mutex<OperatorController>,
+}
+
+impl std::fmt::Debug for Coordinator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Coordinator")
+            .field("operators", &self.ops.lock().len())
+            .finish()
+    }
+}
+
+impl Coordinator {
+    /// The default line-up, in order: replica checker, balance-region, balance-leader.
+    /// `seed` fixes the schedulers' random choices (tests pass a constant).
+    pub fn new(cluster: Arc<SchedulerCluster>, cfg: ScheduleConfig, seed: u64) -> Coordinator {
+        let schedulers: Vec<Box<dyn Scheduler>> = vec![
+            Box::new(ReplicaChecker::new(cfg.clone())),
+            Box::new(BalanceRegionScheduler::new(cfg.clone())),
+            Box::new(BalanceLeaderScheduler::new(cfg)),
+        ];
+        Coordinator::with_schedulers(cluster, schedulers, seed)
+    }
+
+    /// A coordinator running `schedulers` in the given order, each with its default limits.
+    pub fn with_schedulers(
+        cluster: Arc<SchedulerCluster>,
+        schedulers: Vec<Box<dyn Scheduler>>,
+        seed: u64,
+    ) -> Coordinator {
+        let slots = schedulers
+            .into_iter()
+            .map(|s| Slot {
+                limits: s.default_limits(),
+                scheduler: s,
+                last_op_ms: None,
+            })
+            .collect();
+        Coordinator {
+            cluster,
+            schedulers: Mutex::new(Schedulers {
+                slots,
+                rng: StdRng::seed_from_u64(seed),
+            }),
+            ops: Mutex::new(OperatorController::new()),
+        }
+    }
+
+    /// The cluster this coordinator schedules.
+    pub fn cluster(&self) -> &Arc<SchedulerCluster> {
+        &self.cluster
+    }
+
+    /// Sets the limits of the scheduler called `name`; false if there is none.
+    pub fn set_limits(&self, name: &str, limits: SchedulerLimits) -> bool {
+        let mut s = self.schedulers.lock();
+        match s.slots.iter_mut().find(|s| s.scheduler.name() == name) {
+            Some(slot) => {
+                slot.limits = limits;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Runs every scheduler once, in order, and adds what they propose; returns how many
+    /// operators were added.
+    pub fn tick(&self) -> usize {
+        let now = self.cluster.now_ms();
+        // Before taking the region guard: all_stores takes the region lock itself.
+        let stores = self.cluster.all_stores();
+        let mut guard = self.schedulers.lock();
+        let Schedulers { slots, rng } = &mut *guard;
+        let regions = self.cluster.regions();
+        let mut stores = stores;
+        let busy: HashSet<u64> = {
+            let mut ops = self.ops.lock();
+            ops.sweep(now, |id| regions.get(id).is_some());
+            for op in ops.iter() {
+                if let Some(region) = regions.get(op.region_id) {
+                    add_influence(&mut stores, op, region);
+                }
+            }
+            ops.region_ids().into_iter().collect()
+        };
+        let cluster = &self.cluster;
+        let ids = || cluster.alloc_id();
+        let mut view = ClusterView::new(&regions, stores, now, busy, &ids);
+        let mut added = 0;
+        for slot in slots.iter_mut() {
+            let interval = slot.limits.min_interval_ms;
+            if slot
+                .last_op_ms
+                .is_some_and(|last| now.saturating_sub(last) < interval)
+            {
+                continue;
+            }
+            for _ in 0..slot.limits.max_per_tick {
+                let Some(op) = slot.scheduler.schedule(&view, rng) else {
+                    break;
+                };
+                let region_id = op.region_id;
+                if self.ops.lock().add(op).is_err() {
+                    // The scheduler ignored `busy`; stop it for this tick.
+                    break;
+                }
+                view.busy.insert(region_id);
+                slot.last_op_ms = Some(now);
+                added += 1;
+                if interval > 0 {
+                    break;
+                }
+            }
+        }
+        added
+    }
+
+    /// Processes a region heartbeat (see [`SchedulerCluster::region_heartbeat`]) and
+    /// returns the operator step for the leader, if any. A stale heartbeat is an error and
+    /// touches no operator.
+    pub fn region_heartbeat_with_operator(&self, info: RegionInfo) -> Result<Option<OpStep>> {
+        self.cluster.region_heartbeat(info.clone())?;
+        let now = self.cluster.now_ms();
+        Ok(self.ops.lock().on_heartbeat(&info, now))
+    }
+
+    /// Adds an operator made elsewhere (admin); hands it back if its region has one.
+    pub fn add_operator(&self, op: Operator) -> std::result::Result<(), Operator> {
+        self.ops.lock().add(op)
+    }
+
+    /// The operator in flight for region `id`.
+    pub fn operator(&self, region_id: u64) -> Option<Operator> {
+        self.ops.lock().get(region_id).cloned()
+    }
+
+    /// Number of operators in flight.
+    pub fn operator_count(&self) -> usize {
+        self.ops.lock().len()
+    }
+
+    /// How operators ended so far.
+    pub fn counters(&self) -> OperatorCounters {
+        self.ops.lock().counters()
+    }
+}
+
+/// Counts the not-yet-visible effect of `op` into the store snapshots, as if it had
+/// already run. Without this, a tick that runs before an earlier operator's result is
+/// reported sees the old counts and proposes another move in the same direction: the
+/// schedulers overshoot and then oscillate.
+fn add_influence(stores: &mut [crate::StoreInfo], op: &Operator, region: &RegionInfo) {
+    let size = region.approximate_size;
+    let mut leader_store = region.leader.map(|l| l.store_id);
+    for step in op.remaining_steps() {
+        if step.applied(region) {
+            continue;
+        }
+        let (store, sign, leader_only) = match step {
+            OpStep::AddPeer(p) => (p.store_id, 1i64, false),
+            OpStep::RemovePeer(p) => (p.store_id, -1, false),
+            OpStep::TransferLeader(p) => (p.store_id, 1, true),
+        };
+        let mut bump = |id: u64, sign: i64, leader: bool| {
+            if let Some(s) = stores.iter_mut().find(|s| s.meta.id == id) {
+                let add = |v: &mut u64, by: u64| {
+                    *v = if sign > 0 {
+                        v.saturating_add(by)
+                    } else {
+                        v.saturating_sub(by)
+                    }
+                };
+                if leader {
+                    add(&mut s.leader_count, 1);
+                    add(&mut s.leader_size, size);
+                } else {
+                    add(&mut s.region_count, 1);
+                    add(&mut s.region_size, size);
+                }
+            }
+        };
+        if leader_only {
+            if let Some(old) = leader_store.replace(store) {
+                bump(old, -1, true);
+            }
+            bump(store, 1, true);
+        } else {
+            bump(store, sign, false);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
