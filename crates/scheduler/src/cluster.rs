@@ -189,6 +189,12 @@ impl SchedulerCluster {
         Ok(())
     }
 
+    /// Makes every later id greater than `id`: for ids a store chose itself before the
+    /// scheduler knew about them (a cluster bootstrapped with several regions).
+    pub fn ensure_id_above(&self, id: u64) -> Result<()> {
+        self.ids.ensure_above(id)
+    }
+
     /// A new unique id.
     pub fn alloc_id(&self) -> Result<u64> {
         self.ids.alloc()

@@ -121,6 +121,9 @@ impl Coordinator {
         let busy: HashSet<u64> = {
             let mut ops = self.ops.lock();
             ops.sweep(now, |id| regions.get(id).is_some());
+            ops.cancel_unreachable_targets(|store| {
+                stores.iter().any(|s| s.meta.id == store && s.is_up())
+            });
             for op in ops.iter() {
                 if let Some(region) = regions.get(op.region_id) {
                     add_influence(&mut stores, op, region);

@@ -341,6 +341,26 @@ impl OperatorController {
         self.counters.timed_out += timed_out;
         self.counters.cancelled += gone;
     }
+
+    /// Cancels every operator with a remaining step that would put a peer or the
+    /// leadership on a store `usable` refuses (one that stopped heartbeating): such a step
+    /// cannot finish, and while it waits for its timeout the region is blocked, even for
+    /// the replica checker that should be repairing it.
+    pub fn cancel_unreachable_targets(&mut self, usable: impl Fn(u64) -> bool) {
+        let mut cancelled = 0;
+        self.ops.retain(|_, op| {
+            let blocked = op.remaining_steps().iter().any(|s| match s {
+                OpStep::AddPeer(p) | OpStep::TransferLeader(p) => !usable(p.store_id),
+                OpStep::RemovePeer(_) => false,
+            });
+            if blocked {
+                tracing::debug!(region = op.region_id, desc = %op.desc, "operator cancelled: target store unusable");
+                cancelled += 1;
+            }
+            !blocked
+        });
+        self.counters.cancelled += cancelled;
+    }
 }
 
 #[cfg(test)]

@@ -4,7 +4,9 @@
 //! N real stores (raftstore on fjall + raft-engine in temp directories) in one process,
 //! connected by a simulated network ([`transport::SimNet`]) whose filters drop, delay,
 //! partition or isolate traffic; stop/restart of a store on its data; client helpers that
-//! retry like a real client ([`client`]); and TinyKV's GenericTest ([`scenario`]).
+//! retry like a real client ([`client`]); and TinyKV's GenericTest ([`scenario`]). The
+//! stores talk to an in-process scheduler: the TinyKV-style mock ([`scheduler`]) or the
+//! real scheduler core with its operators and balancers ([`pd`]).
 //!
 //! # How a message flows
 //! store A's poller → `SimTransport::send` (filters decide: pass, drop, delay) → buffer
@@ -20,6 +22,7 @@
 pub mod admin;
 pub mod client;
 pub mod cluster;
+pub mod pd;
 pub mod scenario;
 pub mod scheduler;
 pub mod transport;

@@ -1,0 +1,163 @@
+//! The real scheduler core driving a cluster: a store lost for good has its replicas
+//! rebuilt elsewhere without losing an acknowledged write, and stores that join empty get
+//! their share of regions and leaders. The stores talk to `scheduler::SchedulerCluster`
+//! and its `Coordinator` in process, through the same trait a networked client implements.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use proto::metapb;
+use proto::raft_serverpb::PeerState;
+use test_cluster::pd::CoreScheduler;
+use test_cluster::scenario::scenario_lock;
+use test_cluster::scheduler::MockScheduler;
+use test_cluster::Cluster;
+
+/// Regions cut at `n - 1` keys, as the harness bootstraps them.
+fn split_keys(n: usize) -> Vec<Vec<u8>> {
+    (1..n).map(|i| format!("r{i:03}").into_bytes()).collect()
+}
+
+/// Every region stored on `store` and not tombstoned.
+fn regions_on(cluster: &Cluster, store: u64) -> Vec<metapb::Region> {
+    cluster
+        .stored_regions()
+        .into_iter()
+        .filter(|(s, st)| *s == store && st.state == PeerState::Normal as i32)
+        .filter_map(|(_, st)| st.region)
+        .collect()
+}
+
+fn cluster_with_core(
+    stores: u64,
+    down_after: Duration,
+) -> (Arc<Cluster>, Arc<CoreScheduler>) {
+    let cfg = raftstore::Config::for_tests();
+    let core = CoreScheduler::new(down_after, Duration::from_millis(100), 7);
+    let cluster = Arc::new(Cluster::with_scheduler(
+        stores,
+        cfg,
+        Arc::new(MockScheduler::default()),
+        core.clone(),
+    ));
+    (cluster, core)
+}
+
+#[test]
+fn lost_store_has_its_replicas_rebuilt_without_losing_writes() {
+    let _g = scenario_lock();
+    let (cluster, core) = cluster_with_core(4, Duration::from_secs(3));
+    let keys = split_keys(6);
+    cluster.run_on_stores(&[1, 2, 3], &keys);
+    core.bootstrap(&[1, 2, 3, 4], &cluster.cached_regions());
+    cluster.start_store(4);
+
+    let mut acked = Vec::new();
+    for i in 0..6 {
+        for j in 0..20 {
+            let key = format!("r{i:03}-{j:03}").into_bytes();
+            let value = format!("v{i}-{j}").into_bytes();
+            cluster.must_put(&key, &value);
+            acked.push((key, value));
+        }
+    }
+    // Store 3 is lost for good.
+    cluster.stop_store(3);
+    let lost_at = Instant::now();
+    let deadline = lost_at + Duration::from_secs(60);
+    loop {
+        let regions = core.cluster().scan_regions(b"", b"", 0);
+        let healed = regions.len() == 6
+            && regions.iter().all(|r| {
+                let stores: Vec<u64> = r.region.peers.iter().map(|p| p.store_id).collect();
+                stores.len() == 3 && !stores.contains(&3)
+            });
+        if healed {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "replicas not rebuilt within 60 s: {:?} (seed {})",
+            regions.iter().map(|r| &r.region.peers).collect::<Vec<_>>(),
+            cluster.seed
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    eprintln!("all regions back to 3 healthy replicas {:?} after losing store 3", lost_at.elapsed());
+    // The stores agree: store 4 now holds every region, with the data.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while regions_on(&cluster, 4).len() < 6 {
+        assert!(Instant::now() < deadline, "store 4 holds {} regions", regions_on(&cluster, 4).len());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for (k, v) in &acked {
+        cluster.must_get_equal(4, k, v);
+        assert_eq!(cluster.must_get(k).as_deref(), Some(v.as_slice()));
+    }
+    // Writes still work with store 3 gone.
+    cluster.must_put(b"r002-after", b"still writable");
+    assert_eq!(cluster.must_get(b"r002-after").as_deref(), Some(&b"still writable"[..]));
+}
+
+#[test]
+fn empty_stores_get_their_share_of_regions_and_leaders() {
+    let _g = scenario_lock();
+    let (cluster, core) = cluster_with_core(5, Duration::from_secs(60));
+    let count = 51usize;
+    cluster.run_on_stores(&[1, 2, 3], &split_keys(count));
+    core.bootstrap(&[1, 2, 3], &cluster.cached_regions());
+    // Some data in every region, so each has a size the balancer can weigh.
+    for i in 0..count {
+        for j in 0..4 {
+            let key = format!("r{i:03}-{j}").into_bytes();
+            cluster.must_put(&key, &[b'x'; 256]);
+        }
+    }
+    core.add_store(4);
+    core.add_store(5);
+    cluster.start_store(4);
+    cluster.start_store(5);
+
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(120);
+    let within = |n: u64, mean: f64| (n as f64 - mean).abs() <= mean * 0.2;
+    loop {
+        let stores = core.cluster().all_stores();
+        let regions: HashMap<u64, u64> = stores.iter().map(|s| (s.meta.id, s.region_count)).collect();
+        let leaders: HashMap<u64, u64> = stores.iter().map(|s| (s.meta.id, s.leader_count)).collect();
+        let region_mean = (count * 3) as f64 / 5.0;
+        let leader_mean = count as f64 / 5.0;
+        let balanced = stores.len() == 5
+            && regions.values().all(|&n| within(n, region_mean))
+            && leaders.values().all(|&n| within(n, leader_mean));
+        if balanced {
+            eprintln!(
+                "balanced after {:?}: regions {regions:?}, leaders {leaders:?}, operators {:?}",
+                started.elapsed(),
+                core.coordinator().counters()
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not balanced within 120 s: regions {regions:?}, leaders {leaders:?} (seed {})",
+            cluster.seed
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // The stores' own view agrees with the scheduler's: each holds about its share.
+    std::thread::sleep(Duration::from_secs(1));
+    for s in 1..=5 {
+        let held = regions_on(&cluster, s).len() as f64;
+        assert!(
+            (held - 30.6).abs() <= 30.6 * 0.25,
+            "store {s} holds {held} regions on disk"
+        );
+    }
+    // Every write is still there.
+    for i in 0..count {
+        let key = format!("r{i:03}-0").into_bytes();
+        assert_eq!(cluster.must_get(&key), Some(vec![b'x'; 256]));
+    }
+}
