@@ -3,7 +3,8 @@
 //! # What it owns
 //! Only translation and transport. All cluster state (ids, timestamps, stores, regions)
 //! lives in [`scheduler::SchedulerCluster`]; this crate turns kvproto's `pdpb.PD` and
-//! `keyspacepb.Keyspace` gRPC calls into calls on it ([`service`], [`stream`]), translates
+//! `keyspacepb.Keyspace` gRPC calls into calls on it ([`service`], [`stream`],
+//! [`keyspace`]), translates
 //! types and errors ([`convert`]), and adds a read-only HTTP API on the same port
 //! ([`http`]). The one piece of state kept here is the GC safe point (in memory only; see
 //! [`service::PdService`]).
@@ -34,6 +35,7 @@
 
 pub mod convert;
 pub mod http;
+pub mod keyspace;
 pub mod service;
 mod stream;
 
@@ -48,7 +50,8 @@ use tokio::task::JoinHandle;
 use tonic::service::Routes;
 use tonic::transport::server::TcpIncoming;
 
-pub use service::{KeyspaceService, PdService};
+pub use keyspace::KeyspaceService;
+pub use service::PdService;
 
 /// Errors of starting or stopping the server.
 #[derive(Debug, thiserror::Error)]

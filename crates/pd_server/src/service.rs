@@ -1,4 +1,4 @@
-//! The `pdpb.PD` and `keyspacepb.Keyspace` gRPC services over a [`SchedulerCluster`].
+//! The `pdpb.PD` gRPC service over a [`SchedulerCluster`].
 //!
 //! Every unary RPC follows one path ([`PdService::run`]): check the header's cluster id,
 //! run the scheduler call on the blocking pool, and wrap the result or the error in a
@@ -10,7 +10,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use parking_lot::Mutex;
-use proto::keyspacepb::{self, keyspace_server::Keyspace};
+use proto::keyspacepb;
 use proto::metapb;
 use proto::pdpb::{self, pd_server::Pd, ErrorType, RequestHeader, ResponseHeader};
 use scheduler::{RegionInfo, SchedulerCluster};
@@ -21,8 +21,6 @@ use crate::convert::{self, check_cluster, response_header, ApiError};
 
 /// Replicas per region announced by GetClusterConfig (the scheduler has no setting yet).
 pub const DEFAULT_MAX_PEER_COUNT: u32 = 3;
-/// Name of the only keyspace, the one every client uses unless told otherwise.
-pub const DEFAULT_KEYSPACE_NAME: &str = "DEFAULT";
 /// Member id of this (single) PD member.
 pub const MEMBER_ID: u64 = 1;
 
@@ -443,62 +441,5 @@ impl Pd for PdService {
             })
         })
         .await
-    }
-}
-
-/// The `Keyspace` service: one keyspace, `DEFAULT` (id 0, enabled), which is what clients
-/// not configured for keyspaces look up.
-#[derive(Clone)]
-pub struct KeyspaceService {
-    cluster_id: u64,
-    /// When the service started (Unix s), reported as the keyspace's creation time.
-    created_at: i64,
-}
-
-impl KeyspaceService {
-    /// The service for cluster `cluster_id`.
-    pub fn new(cluster_id: u64) -> KeyspaceService {
-        let created_at = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
-        KeyspaceService {
-            cluster_id,
-            created_at,
-        }
-    }
-}
-
-#[tonic::async_trait]
-impl Keyspace for KeyspaceService {
-    async fn load_keyspace(
-        &self,
-        req: Request<keyspacepb::LoadKeyspaceRequest>,
-    ) -> Result<Response<keyspacepb::LoadKeyspaceResponse>, Status> {
-        let req = req.into_inner();
-        let result = check_cluster(self.cluster_id, req.header.as_ref()).and_then(|()| {
-            if req.name == DEFAULT_KEYSPACE_NAME {
-                Ok(keyspacepb::KeyspaceMeta {
-                    id: 0,
-                    name: DEFAULT_KEYSPACE_NAME.to_string(),
-                    state: keyspacepb::KeyspaceState::Enabled as i32,
-                    created_at: self.created_at,
-                    state_changed_at: self.created_at,
-                    config: Default::default(),
-                })
-            } else {
-                Err(ApiError::new(
-                    ErrorType::EntryNotFound,
-                    format!("keyspace {:?} not found", req.name),
-                ))
-            }
-        });
-        let resp = match result {
-            Ok(meta) => keyspacepb::LoadKeyspaceResponse {
-                header: Some(response_header(self.cluster_id, None)),
-                keyspace: Some(meta),
-            },
-            Err(e) => error_response(self.cluster_id, &e),
-        };
-        Ok(Response::new(resp))
     }
 }

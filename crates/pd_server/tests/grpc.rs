@@ -1,122 +1,12 @@
-//! End-to-end tests: a real server on 127.0.0.1:0 over a MemEngine-backed cluster, driven
-//! by the generated tonic clients.
+//! End-to-end tests of the unary RPCs and the HTTP API.
+
+mod common;
 
 use std::collections::HashSet;
-use std::sync::Arc;
 
+use common::*;
 use proto::keyspacepb::{self, keyspace_client::KeyspaceClient};
-use proto::metapb;
-use proto::pdpb::{self, pd_client::PdClient, ErrorType, RequestHeader};
-use scheduler::{ClusterConfig, MetaStore, SchedulerCluster, SystemClock};
-use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
-use tonic::transport::Channel;
-
-struct Env {
-    server: pd_server::RunningServer,
-    cluster: Arc<SchedulerCluster>,
-}
-
-impl Env {
-    async fn start() -> Env {
-        let meta = MetaStore::new(engine::MemEngine::new());
-        let cluster = Arc::new(
-            SchedulerCluster::open(meta, Arc::new(SystemClock), ClusterConfig::default()).unwrap(),
-        );
-        let server = pd_server::serve("127.0.0.1:0".parse().unwrap(), cluster.clone())
-            .await
-            .unwrap();
-        Env { server, cluster }
-    }
-
-    async fn client(&self) -> PdClient<Channel> {
-        PdClient::connect(format!("http://{}", self.server.addr()))
-            .await
-            .unwrap()
-    }
-
-    fn header(&self) -> Option<RequestHeader> {
-        Some(RequestHeader {
-            cluster_id: self.cluster.cluster_id(),
-            sender_id: 0,
-        })
-    }
-
-    /// Bootstraps with store 1 and region 1 covering the whole key space.
-    async fn bootstrap(&self, c: &mut PdClient<Channel>) {
-        let resp = c
-            .bootstrap(pdpb::BootstrapRequest {
-                header: self.header(),
-                store: Some(store(1)),
-                region: Some(region(1, b"", b"", 1, &[(1, 1)])),
-            })
-            .await
-            .unwrap()
-            .into_inner();
-        assert_eq!(error_type(&resp.header), None);
-    }
-}
-
-fn store(id: u64) -> metapb::Store {
-    metapb::Store {
-        id,
-        address: format!("127.0.0.1:{}", 20160 + id),
-        ..Default::default()
-    }
-}
-
-fn region(id: u64, start: &[u8], end: &[u8], version: u64, peers: &[(u64, u64)]) -> metapb::Region {
-    metapb::Region {
-        id,
-        start_key: start.to_vec(),
-        end_key: end.to_vec(),
-        region_epoch: Some(metapb::RegionEpoch {
-            conf_ver: 1,
-            version,
-        }),
-        peers: peers
-            .iter()
-            .map(|&(id, store_id)| metapb::Peer {
-                id,
-                store_id,
-                ..Default::default()
-            })
-            .collect(),
-        ..Default::default()
-    }
-}
-
-fn error_type(h: &Option<pdpb::ResponseHeader>) -> Option<ErrorType> {
-    let h = h.as_ref().expect("every response has a header");
-    h.error
-        .as_ref()
-        .map(|e| ErrorType::try_from(e.r#type).unwrap())
-}
-
-fn heartbeat(env: &Env, r: metapb::Region) -> pdpb::RegionHeartbeatRequest {
-    pdpb::RegionHeartbeatRequest {
-        header: env.header(),
-        leader: Some(r.peers[0]),
-        region: Some(r),
-        approximate_size: 1 << 20,
-        ..Default::default()
-    }
-}
-
-/// Sends `reqs` on one heartbeat stream, closes it and returns every answer (the stream
-/// ends only after the server has processed all of them).
-async fn heartbeat_all(
-    c: &mut PdClient<Channel>,
-    reqs: Vec<pdpb::RegionHeartbeatRequest>,
-) -> Vec<pdpb::RegionHeartbeatResponse> {
-    let out = tokio_stream::iter(reqs);
-    let mut inbound = c.region_heartbeat(out).await.unwrap().into_inner();
-    let mut answers = Vec::new();
-    while let Some(r) = inbound.message().await.unwrap() {
-        answers.push(r);
-    }
-    answers
-}
+use proto::pdpb::{self, ErrorType, RequestHeader};
 
 #[tokio::test]
 async fn bootstrap_and_is_bootstrapped() {
@@ -431,51 +321,6 @@ async fn ask_and_report_batch_split() {
     assert_eq!(error_type(&resp.header), Some(ErrorType::InvalidValue));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn tso_concurrent_streams_are_unique_and_increasing() {
-    let env = Env::start().await;
-    let mut tasks = tokio::task::JoinSet::new();
-    for s in 0..16u32 {
-        let mut c = env.client().await;
-        let h = env.header();
-        tasks.spawn(async move {
-            let (tx, rx) = mpsc::channel(1);
-            let mut inbound = c.tso(ReceiverStream::new(rx)).await.unwrap().into_inner();
-            let mut last = 0u64;
-            let mut got = Vec::new();
-            for i in 0..50u32 {
-                let count = 1 + (s + i) % 3;
-                tx.send(pdpb::TsoRequest {
-                    header: h,
-                    count,
-                    dc_location: String::new(),
-                })
-                .await
-                .unwrap();
-                let resp = inbound.message().await.unwrap().unwrap();
-                assert_eq!(error_type(&resp.header), None);
-                assert_eq!(resp.count, count);
-                let ts = resp.timestamp.unwrap();
-                let last_ts = ((ts.physical as u64) << 18) | ts.logical as u64;
-                let first_ts = last_ts - u64::from(count) + 1;
-                assert!(first_ts > last, "timestamps go back on one stream");
-                last = last_ts;
-                got.extend(first_ts..=last_ts);
-            }
-            got
-        });
-    }
-    let mut all = HashSet::new();
-    let mut total = 0;
-    while let Some(got) = tasks.join_next().await {
-        for ts in got.unwrap() {
-            total += 1;
-            assert!(all.insert(ts), "timestamp {ts} handed out twice");
-        }
-    }
-    assert_eq!(all.len(), total);
-}
-
 #[tokio::test]
 async fn other_cluster_ids_get_error_headers() {
     let env = Env::start().await;
@@ -586,60 +431,6 @@ async fn load_default_keyspace() {
         .unwrap()
         .into_inner();
     assert_eq!(error_type(&resp.header), Some(ErrorType::EntryNotFound));
-}
-
-fn key(i: u32) -> Vec<u8> {
-    format!("k{i:06}").into_bytes()
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_thousand_concurrent_region_heartbeats() {
-    const STREAMS: u32 = 20;
-    const PER_STREAM: u32 = 100;
-    const N: u32 = STREAMS * PER_STREAM;
-    let env = Arc::new(Env::start().await);
-    let mut c = env.client().await;
-    env.bootstrap(&mut c).await;
-    // Region i covers [key(i), key(i+1)), the first from the start, the last to the end;
-    // version 2 replaces the bootstrap region 1 wherever they overlap.
-    let mut tasks = tokio::task::JoinSet::new();
-    for s in 0..STREAMS {
-        let env = env.clone();
-        let mut c = env.client().await;
-        tasks.spawn(async move {
-            let reqs = (s * PER_STREAM..(s + 1) * PER_STREAM)
-                .map(|i| {
-                    let start = if i == 0 { Vec::new() } else { key(i) };
-                    let end = if i == N - 1 { Vec::new() } else { key(i + 1) };
-                    let id = 1000 + u64::from(i);
-                    heartbeat(&env, region(id, &start, &end, 2, &[(id + 100_000, 1)]))
-                })
-                .collect();
-            heartbeat_all(&mut c, reqs).await
-        });
-    }
-    while let Some(answers) = tasks.join_next().await {
-        let answers = answers.unwrap();
-        assert!(answers.is_empty(), "rejected heartbeats: {answers:?}");
-    }
-    let resp = c
-        .scan_regions(pdpb::ScanRegionsRequest {
-            header: env.header(),
-            start_key: Vec::new(),
-            limit: 0,
-            end_key: Vec::new(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(resp.regions.len(), N as usize);
-    let ids: Vec<u64> = resp
-        .regions
-        .iter()
-        .map(|r| r.region.as_ref().unwrap().id)
-        .collect();
-    assert_eq!(ids, (1000..1000 + u64::from(N)).collect::<Vec<_>>());
-    assert_eq!(env.cluster.region_count(), N as usize);
 }
 
 /// One HTTP/1.1 GET over a plain socket (no HTTP client dependency needed).
