@@ -9,6 +9,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/kvrpcpb.proto",
         "proto/raft_serverpb.proto",
         "proto/raft_cmdpb.proto",
+        "proto/pdpb.proto",
+        "proto/keyspacepb.proto",
     ];
     println!("cargo:rerun-if-changed=proto");
     let fds = protox::compile(files, ["proto"])?;

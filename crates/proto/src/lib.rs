@@ -35,3 +35,11 @@ pub mod raft_serverpb {
 pub mod raft_cmdpb {
     include!(concat!(env!("OUT_DIR"), "/raft_cmdpb.rs"));
 }
+/// The placement driver's gRPC API (service `PD`): ids, timestamps, stores, regions.
+pub mod pdpb {
+    include!(concat!(env!("OUT_DIR"), "/pdpb.rs"));
+}
+/// Keyspace lookup (service `Keyspace`).
+pub mod keyspacepb {
+    include!(concat!(env!("OUT_DIR"), "/keyspacepb.rs"));
+}

@@ -1,0 +1,102 @@
+//! A small read-only HTTP API on the gRPC port, for people and scripts:
+//!
+//! - `GET /pd/api/v1/regions`: `{"count": n, "regions": [...]}`, in key order;
+//! - `GET /pd/api/v1/stores`: `{"count": n, "stores": [{"store": {...}, "status": {...}}]}`.
+//!
+//! Shapes follow PD's API loosely (same paths, `count`, and the main field names); keys are
+//! hex-encoded. Requests that are not gRPC reach these routes because tonic's router is an
+//! axum router and the server accepts HTTP/1.1.
+
+use std::sync::Arc;
+
+use axum::http::header::CONTENT_TYPE;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use proto::metapb;
+use scheduler::{RegionInfo, SchedulerCluster, StoreInfo};
+use serde_json::{json, Value};
+
+/// Adds the HTTP routes to `router`.
+pub fn routes(router: axum::Router, cluster: Arc<SchedulerCluster>) -> axum::Router {
+    let c1 = cluster.clone();
+    router
+        .route(
+            "/pd/api/v1/regions",
+            get(move || json_from(c1.clone(), |c| regions_json(&c.scan_regions(b"", b"", 0)))),
+        )
+        .route(
+            "/pd/api/v1/stores",
+            get(move || json_from(cluster.clone(), |c| stores_json(&c.all_stores()))),
+        )
+}
+
+/// Builds the JSON on the blocking pool (the region index can be large, and its lock may be
+/// held across a disk write) and sends it.
+async fn json_from(
+    cluster: Arc<SchedulerCluster>,
+    f: fn(&SchedulerCluster) -> Value,
+) -> axum::response::Response {
+    match tokio::task::spawn_blocking(move || f(&cluster)).await {
+        Ok(v) => ([(CONTENT_TYPE, "application/json")], v.to_string()).into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02X}")).collect()
+}
+
+fn peer_json(p: &metapb::Peer) -> Value {
+    let role = metapb::PeerRole::try_from(p.role).map_or("Unknown", |r| r.as_str_name());
+    json!({"id": p.id, "store_id": p.store_id, "role_name": role})
+}
+
+fn regions_json(regions: &[RegionInfo]) -> Value {
+    let list: Vec<Value> = regions
+        .iter()
+        .map(|r| {
+            let epoch = r.epoch();
+            json!({
+                "id": r.id(),
+                "start_key": hex(&r.region.start_key),
+                "end_key": hex(&r.region.end_key),
+                "epoch": {"conf_ver": epoch.conf_ver, "version": epoch.version},
+                "peers": r.region.peers.iter().map(peer_json).collect::<Vec<_>>(),
+                "leader": r.leader.as_ref().map(peer_json),
+                "pending_peers": r.pending_peers.iter().map(peer_json).collect::<Vec<_>>(),
+                "approximate_size": r.approximate_size,
+                "approximate_keys": r.approximate_keys,
+            })
+        })
+        .collect();
+    json!({"count": list.len(), "regions": list})
+}
+
+fn stores_json(stores: &[StoreInfo]) -> Value {
+    let list: Vec<Value> = stores
+        .iter()
+        .map(|s| {
+            json!({
+                "store": {
+                    "id": s.meta.id,
+                    "address": s.meta.address,
+                    "version": s.meta.version,
+                    "state_name": format!("{:?}", s.state),
+                },
+                "status": {
+                    "capacity": s.stats.capacity,
+                    "available": s.stats.available,
+                    "used_size": s.stats.used_size,
+                    "leader_count": s.leader_count,
+                    "region_count": s.region_count,
+                    "pending_peer_count": s.pending_peer_count,
+                    "leader_size": s.leader_size,
+                    "region_size": s.region_size,
+                    "last_heartbeat_ms": s.last_heartbeat_ms,
+                },
+            })
+        })
+        .collect();
+    json!({"count": list.len(), "stores": list})
+}

@@ -1,0 +1,127 @@
+//! Tessera's placement driver server: the network front end of the [`scheduler`] crate.
+//!
+//! # What it owns
+//! Only translation and transport. All cluster state (ids, timestamps, stores, regions)
+//! lives in [`scheduler::SchedulerCluster`]; this crate turns kvproto's `pdpb.PD` and
+//! `keyspacepb.Keyspace` gRPC calls into calls on it ([`service`], [`stream`],
+//! [`keyspace`]), translates
+//! types and errors ([`convert`]), and adds a read-only HTTP API on the same port
+//! ([`http`]). The one piece of state kept here is the GC safe point (in memory only; see
+//! [`service::PdService`]).
+//!
+//! # How data moves through it
+//! ```text
+//!  client ──gRPC──► tonic ──► PdService::run ──cluster id ok?──► blocking pool ──► SchedulerCluster
+//!                                 │ no: error header                                  │
+//!                                 ▼                                                   ▼
+//!                         response (header: cluster id [+ error]) ◄──── result or scheduler::Error
+//!
+//!  Tso stream ───────────► SchedulerCluster::tso, inline, one answer per request
+//!  RegionHeartbeat stream ► per-stream task ► blocking pool ► region_heartbeat
+//!                                             └► operator_for (None for now) ► answer if any
+//!  HTTP GET /pd/api/v1/{regions,stores} ► JSON snapshot
+//! ```
+//!
+//! # Starting it
+//! ```no_run
+//! # async fn run(cluster: std::sync::Arc<scheduler::SchedulerCluster>) -> Result<(), pd_server::Error> {
+//! let server = pd_server::serve("127.0.0.1:2379".parse().unwrap(), cluster).await?;
+//! println!("PD listening on {}", server.addr());
+//! server.shutdown().await?;
+//! # Ok(()) }
+//! ```
+
+#![deny(missing_docs)]
+
+pub mod convert;
+pub mod http;
+pub mod keyspace;
+pub mod service;
+mod stream;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use proto::keyspacepb::keyspace_server::KeyspaceServer;
+use proto::pdpb::pd_server::PdServer;
+use scheduler::SchedulerCluster;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tonic::service::Routes;
+use tonic::transport::server::TcpIncoming;
+
+pub use keyspace::KeyspaceService;
+pub use service::PdService;
+
+/// Errors of starting or stopping the server.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Binding the listening socket failed.
+    #[error("bind: {0}")]
+    Bind(#[from] std::io::Error),
+    /// The server stopped with a transport error.
+    #[error("transport: {0}")]
+    Transport(#[from] tonic::transport::Error),
+    /// The server task panicked or was cancelled.
+    #[error("server task: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
+
+/// A running server. Dropping it leaves the server running until the runtime stops; call
+/// [`RunningServer::shutdown`] to stop it.
+pub struct RunningServer {
+    addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<Result<(), tonic::transport::Error>>,
+}
+
+impl RunningServer {
+    /// The address the server is bound to (the real port when asked for port 0).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stops accepting connections, lets in-flight calls finish, and waits for the end.
+    pub async fn shutdown(mut self) -> Result<(), Error> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        self.task.await??;
+        Ok(())
+    }
+}
+
+/// Binds `addr` (port 0 picks a free port) with TCP_NODELAY, and serves PD's gRPC
+/// services and the HTTP API over `cluster` on a task of the current runtime. Returns once
+/// the socket is bound, so clients may connect as soon as it returns.
+///
+/// GetMembers announces `http://<bound address>` as the client URL, so bind a reachable
+/// address rather than `0.0.0.0` if clients discover the server through it.
+pub async fn serve(
+    addr: SocketAddr,
+    cluster: Arc<SchedulerCluster>,
+) -> Result<RunningServer, Error> {
+    // Small request/response RPCs (TSO above all) must not wait for Nagle's algorithm.
+    let incoming = TcpIncoming::bind(addr)?.with_nodelay(Some(true));
+    let addr = incoming.local_addr()?;
+    let pd = PdService::new(cluster.clone(), format!("http://{addr}"));
+    let keyspace = KeyspaceService::new(cluster.cluster_id());
+    let grpc = Routes::new(PdServer::new(pd)).add_service(KeyspaceServer::new(keyspace));
+    let router = http::routes(grpc.into_axum_router(), cluster);
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(
+        tonic::transport::Server::builder()
+            // HTTP/1.1 only matters for the HTTP API; gRPC stays on HTTP/2.
+            .accept_http1(true)
+            .add_routes(Routes::from(router))
+            .serve_with_incoming_shutdown(incoming, async {
+                let _ = stopped.await;
+            }),
+    );
+    tracing::info!(%addr, "PD server listening");
+    Ok(RunningServer {
+        addr,
+        stop: Some(stop),
+        task,
+    })
+}

@@ -1,0 +1,110 @@
+//! The two bidirectional streams: TSO and region heartbeats.
+//!
+//! TSO answers every request, in order, on the same stream; it is computed inline (no
+//! blocking-pool hop) because it is on every transaction's critical path and the oracle
+//! writes to disk at most once per save interval (3 s by default).
+//!
+//! Region heartbeats are answered only when there is something to say: an error, or an
+//! operator from [`PdService::operator_for`]. A leader sends one heartbeat per region per
+//! interval on one stream per store, so most heartbeats get no answer.
+
+use proto::pdpb::{self, RegionHeartbeatResponse, TsoResponse};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::StreamExt;
+use tonic::{Status, Streaming};
+
+use crate::convert::{self, check_cluster, response_header, ApiError};
+use crate::service::{error_response, PdService};
+
+/// Responses buffered per heartbeat stream before the reader waits for the client.
+const HEARTBEAT_RESPONSE_BUFFER: usize = 64;
+
+/// Answers each TsoRequest with `count` timestamps, returning the last of them (the client
+/// owns `ts - count + 1 ..= ts`, all in the same millisecond).
+pub(crate) fn tso(
+    svc: PdService,
+    inbound: Streaming<pdpb::TsoRequest>,
+) -> crate::service::BoxStreamOf<TsoResponse> {
+    let cluster_id = svc.cluster_id();
+    let out = inbound.map(move |req| {
+        // A broken inbound stream (decode error, reset) ends ours with its status.
+        let req = req?;
+        let result = check_cluster(cluster_id, req.header.as_ref())
+            .and_then(|()| svc.cluster.tso(req.count).map_err(ApiError::from));
+        Ok(match result {
+            Ok(ts) => TsoResponse {
+                header: Some(response_header(cluster_id, None)),
+                count: req.count,
+                timestamp: Some(convert::timestamp_to_pb(ts)),
+            },
+            Err(e) => error_response(cluster_id, &e),
+        })
+    });
+    Box::pin(out)
+}
+
+/// Feeds each heartbeat to the scheduler, in arrival order, and answers when needed.
+pub(crate) fn region_heartbeat(
+    svc: PdService,
+    mut inbound: Streaming<pdpb::RegionHeartbeatRequest>,
+) -> crate::service::BoxStreamOf<RegionHeartbeatResponse> {
+    let (tx, rx) =
+        mpsc::channel::<Result<RegionHeartbeatResponse, Status>>(HEARTBEAT_RESPONSE_BUFFER);
+    tokio::spawn(async move {
+        let cluster_id = svc.cluster_id();
+        loop {
+            let req = match inbound.next().await {
+                None => break,
+                Some(Ok(req)) => req,
+                Some(Err(status)) => {
+                    // The client went away or sent garbage; nothing more will arrive.
+                    tracing::debug!(%status, "region heartbeat stream ended");
+                    break;
+                }
+            };
+            let region_id = req.region.as_ref().map_or(0, |r| r.id);
+            let reply = match handle_heartbeat(&svc, &req).await {
+                Ok(Some(mut op)) => {
+                    op.header = Some(response_header(cluster_id, None));
+                    op.region_id = region_id;
+                    op.region_epoch = req.region.as_ref().and_then(|r| r.region_epoch);
+                    op.target_peer = req.leader;
+                    Some(op)
+                }
+                Ok(None) => None,
+                Err(e) => {
+                    let mut r: RegionHeartbeatResponse = error_response(cluster_id, &e);
+                    r.region_id = region_id;
+                    Some(r)
+                }
+            };
+            if let Some(r) = reply {
+                if tx.send(Ok(r)).await.is_err() {
+                    break; // The client stopped reading; drop the stream.
+                }
+            }
+        }
+    });
+    Box::pin(ReceiverStream::new(rx))
+}
+
+async fn handle_heartbeat(
+    svc: &PdService,
+    req: &pdpb::RegionHeartbeatRequest,
+) -> Result<Option<RegionHeartbeatResponse>, ApiError> {
+    check_cluster(svc.cluster_id(), req.header.as_ref())?;
+    let info = convert::region_info_from_heartbeat(req)?;
+    let cluster = svc.cluster.clone();
+    let for_operator = info.clone();
+    // Blocking pool: a metadata change is persisted (synced) under the region lock.
+    tokio::task::spawn_blocking(move || cluster.region_heartbeat(info))
+        .await
+        .map_err(|e| {
+            ApiError::new(
+                pdpb::ErrorType::Unknown,
+                format!("heartbeat task failed: {e}"),
+            )
+        })??;
+    Ok(svc.operator_for(&for_operator))
+}
