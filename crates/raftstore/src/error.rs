@@ -2,7 +2,8 @@
 //!
 //! - Retry elsewhere or later: [`Error::NotLeader`], [`Error::StaleCommand`],
 //!   [`Error::RegionNotFound`], [`Error::StoreNotMatch`], [`Error::ServerIsBusy`].
-//! - Refresh the region cache and retry: [`Error::EpochNotMatch`], [`Error::KeyNotInRegion`].
+//! - Refresh the region cache and retry: [`Error::EpochNotMatch`], [`Error::KeyNotInRegion`],
+//!   [`Error::MismatchPeerId`].
 //! - Fix the request: [`Error::RaftEntryTooLarge`], [`Error::InvalidRequest`].
 //! - Internal failures: everything else (the store logs them; the client sees a message).
 //!
@@ -54,6 +55,16 @@ pub enum Error {
         to_store_id: u64,
         /// This store.
         my_store_id: u64,
+    },
+    /// The request named a peer of the region that this store no longer hosts (the
+    /// region was moved off and back onto this store with a new peer id); the client's
+    /// region information is stale.
+    #[error("mismatch peer id: request for peer {request_peer_id}, this store's peer is {store_peer_id}")]
+    MismatchPeerId {
+        /// Peer named in the request.
+        request_peer_id: u64,
+        /// This store's peer of the region.
+        store_peer_id: u64,
     },
     /// The encoded command is larger than the raft entry limit.
     #[error("raft entry of region {region_id} too large: {entry_size} bytes")]
@@ -138,6 +149,15 @@ impl From<Error> for errorpb::Error {
                 err.store_not_match = Some(errorpb::StoreNotMatch {
                     request_store_id: to_store_id,
                     actual_store_id: my_store_id,
+                });
+            }
+            Error::MismatchPeerId {
+                request_peer_id,
+                store_peer_id,
+            } => {
+                err.mismatch_peer_id = Some(errorpb::MismatchPeerId {
+                    request_peer_id,
+                    store_peer_id,
                 });
             }
             Error::RaftEntryTooLarge {

@@ -42,6 +42,7 @@ fn retryable(e: &errorpb::Error) -> bool {
         || e.server_is_busy.is_some()
         || e.stale_command.is_some()
         || e.store_not_match.is_some()
+        || e.mismatch_peer_id.is_some()
         || e.message.contains("store stopped")
 }
 
@@ -254,6 +255,7 @@ impl Cluster {
         if e.epoch_not_match.is_some()
             || e.key_not_in_region.is_some()
             || e.region_not_found.is_some()
+            || e.mismatch_peer_id.is_some()
         {
             self.leader_hints.lock().remove(&region.id);
             self.refresh_regions();

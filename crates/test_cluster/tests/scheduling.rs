@@ -29,10 +29,7 @@ fn regions_on(cluster: &Cluster, store: u64) -> Vec<metapb::Region> {
         .collect()
 }
 
-fn cluster_with_core(
-    stores: u64,
-    down_after: Duration,
-) -> (Arc<Cluster>, Arc<CoreScheduler>) {
+fn cluster_with_core(stores: u64, down_after: Duration) -> (Arc<Cluster>, Arc<CoreScheduler>) {
     let cfg = raftstore::Config::for_tests();
     let core = CoreScheduler::new(down_after, Duration::from_millis(100), 7);
     let cluster = Arc::new(Cluster::with_scheduler(
@@ -84,11 +81,18 @@ fn lost_store_has_its_replicas_rebuilt_without_losing_writes() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    eprintln!("all regions back to 3 healthy replicas {:?} after losing store 3", lost_at.elapsed());
+    eprintln!(
+        "all regions back to 3 healthy replicas {:?} after losing store 3",
+        lost_at.elapsed()
+    );
     // The stores agree: store 4 now holds every region, with the data.
     let deadline = Instant::now() + Duration::from_secs(10);
     while regions_on(&cluster, 4).len() < 6 {
-        assert!(Instant::now() < deadline, "store 4 holds {} regions", regions_on(&cluster, 4).len());
+        assert!(
+            Instant::now() < deadline,
+            "store 4 holds {} regions",
+            regions_on(&cluster, 4).len()
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     for (k, v) in &acked {
@@ -97,7 +101,10 @@ fn lost_store_has_its_replicas_rebuilt_without_losing_writes() {
     }
     // Writes still work with store 3 gone.
     cluster.must_put(b"r002-after", b"still writable");
-    assert_eq!(cluster.must_get(b"r002-after").as_deref(), Some(&b"still writable"[..]));
+    assert_eq!(
+        cluster.must_get(b"r002-after").as_deref(),
+        Some(&b"still writable"[..])
+    );
 }
 
 #[test]
@@ -124,8 +131,10 @@ fn empty_stores_get_their_share_of_regions_and_leaders() {
     let within = |n: u64, mean: f64| (n as f64 - mean).abs() <= mean * 0.2;
     loop {
         let stores = core.cluster().all_stores();
-        let regions: HashMap<u64, u64> = stores.iter().map(|s| (s.meta.id, s.region_count)).collect();
-        let leaders: HashMap<u64, u64> = stores.iter().map(|s| (s.meta.id, s.leader_count)).collect();
+        let regions: HashMap<u64, u64> =
+            stores.iter().map(|s| (s.meta.id, s.region_count)).collect();
+        let leaders: HashMap<u64, u64> =
+            stores.iter().map(|s| (s.meta.id, s.leader_count)).collect();
         let region_mean = (count * 3) as f64 / 5.0;
         let leader_mean = count as f64 / 5.0;
         let balanced = stores.len() == 5
@@ -141,7 +150,9 @@ fn empty_stores_get_their_share_of_regions_and_leaders() {
         }
         assert!(
             Instant::now() < deadline,
-            "not balanced within 120 s: regions {regions:?}, leaders {leaders:?} (seed {})",
+            "not balanced within 120 s: regions {regions:?}, leaders {leaders:?}, operators {:?}, in flight {} (seed {})",
+            core.coordinator().counters(),
+            core.coordinator().operator_count(),
             cluster.seed
         );
         std::thread::sleep(Duration::from_millis(200));

@@ -85,10 +85,10 @@ impl<E: Engine> Peer<E> {
         }
         if let Some(p) = &header.peer {
             if p.id != 0 && p.id != self.meta.id {
-                return Err(Error::Other(format!(
-                    "mismatch peer id {} != {}",
-                    p.id, self.meta.id
-                )));
+                return Err(Error::MismatchPeerId {
+                    request_peer_id: p.id,
+                    store_peer_id: self.meta.id,
+                });
             }
         }
         if header.term > 0 && self.term() > header.term + 1 {

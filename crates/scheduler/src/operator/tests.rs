@@ -183,3 +183,26 @@ fn heartbeat_without_operator_answers_nothing() {
     assert_eq!(c.on_heartbeat(&region(vec![peer(1, 1)], 1, 1), 0), None);
     assert_eq!(c.counters(), OperatorCounters::default());
 }
+
+#[test]
+fn operators_aimed_at_a_silent_store_are_cancelled() {
+    let r = region(vec![peer(1, 1), peer(2, 2), peer(3, 3)], 1, 1);
+    let mut c = OperatorController::new();
+    // A move onto store 4, and a leader transfer to store 2.
+    c.add(Operator::move_peer("m", &r, peer(3, 3), peer(4, 4), 0))
+        .unwrap();
+    let mut other = r.clone();
+    other.region.id = 8;
+    c.add(Operator::transfer_leader("t", &other, peer(2, 2), 0))
+        .unwrap();
+    // Store 4 stops reporting: only the move is cancelled.
+    c.cancel_unreachable_targets(|store| store != 4);
+    assert!(!c.has(7));
+    assert!(c.has(8));
+    assert_eq!(c.counters().cancelled, 1);
+    // Removing a peer from a silent store is exactly what repair needs: never cancelled.
+    c.add(Operator::remove_peer("r", &r, peer(3, 3), 0))
+        .unwrap();
+    c.cancel_unreachable_targets(|store| store != 3);
+    assert!(c.has(7));
+}
