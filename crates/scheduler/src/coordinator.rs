@@ -124,6 +124,13 @@ impl Coordinator {
             ops.cancel_unreachable_targets(|store| {
                 stores.iter().any(|s| s.meta.id == store && s.is_up())
             });
+            ops.set_unusable_stores(
+                stores
+                    .iter()
+                    .filter(|s| !s.is_up())
+                    .map(|s| s.meta.id)
+                    .collect(),
+            );
             for op in ops.iter() {
                 if let Some(region) = regions.get(op.region_id) {
                     add_influence(&mut stores, op, region);

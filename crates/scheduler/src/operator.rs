@@ -200,7 +200,11 @@ impl Operator {
     }
 
     /// What to tell the leader for the current step, given how `region` looks now.
-    fn instruction(&self, region: &RegionInfo) -> Option<OpStep> {
+    fn instruction(
+        &self,
+        region: &RegionInfo,
+        unusable_stores: &std::collections::HashSet<u64>,
+    ) -> Option<OpStep> {
         match self.current_step()? {
             // Present but pending: the store is already building it; repeating the
             // request would only make the leader propose a duplicate conf change.
@@ -215,6 +219,7 @@ impl Operator {
                     .find(|q| {
                         q.id != p.id
                             && q.role != metapb::PeerRole::Learner as i32
+                            && !unusable_stores.contains(&q.store_id)
                             && !region.pending_peers.iter().any(|x| x.id == q.id)
                     })
                     .map(|q| OpStep::TransferLeader(*q))
@@ -242,6 +247,8 @@ pub struct OperatorCounters {
 pub struct OperatorController {
     ops: HashMap<u64, Operator>,
     counters: OperatorCounters,
+    /// Stores that stopped reporting: never chosen as the leader a step hands over to.
+    unusable_stores: std::collections::HashSet<u64>,
 }
 
 impl OperatorController {
@@ -318,7 +325,14 @@ impl OperatorController {
             self.counters.timed_out += 1;
             return None;
         }
-        op.instruction(region)
+        op.instruction(region, &self.unusable_stores)
+    }
+
+    /// Records which stores stopped reporting (the coordinator calls this every round), so
+    /// a leader that must step down is never told to hand over to a peer there: a transfer
+    /// to a dead peer never completes and blocks the region's writes while it is retried.
+    pub fn set_unusable_stores(&mut self, stores: std::collections::HashSet<u64>) {
+        self.unusable_stores = stores;
     }
 
     /// Drops operators that timed out without a heartbeat to notice, and those whose

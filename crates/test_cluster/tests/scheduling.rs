@@ -150,7 +150,9 @@ fn empty_stores_get_their_share_of_regions_and_leaders() {
         }
         assert!(
             Instant::now() < deadline,
-            "not balanced within 120 s: regions {regions:?}, leaders {leaders:?}, operators {:?}, in flight {} (seed {})",
+            "not balanced within 120 s: regions {regions:?}, leaders {leaders:?}, sizes {:?}, region sizes {:?}, operators {:?}, in flight {} (seed {})",
+            stores.iter().map(|s| (s.meta.id, s.region_size)).collect::<Vec<_>>(),
+            core.cluster().scan_regions(b"", b"", 0).iter().map(|r| r.approximate_size).collect::<Vec<_>>(),
             core.coordinator().counters(),
             core.coordinator().operator_count(),
             cluster.seed

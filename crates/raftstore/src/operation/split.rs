@@ -265,7 +265,10 @@ impl<E: Engine> Peer<E> {
             region: self.region().clone(),
             leader: self.meta,
             pending_peers,
-            approximate_size: self.approximate_size.unwrap_or(0),
+            // The last scan plus what was written since: scans are skipped until an
+            // eighth of the split size has changed, and a scheduler weighing regions by
+            // size must not see a region that took writes as still empty.
+            approximate_size: self.approximate_size.unwrap_or(0) + self.size_diff_hint,
             approximate_keys: self.approximate_keys.unwrap_or(0),
         };
         let _ = ctx.scheduler_task.send(SchedulerTask::RegionHeartbeat(hb));

@@ -206,3 +206,20 @@ fn operators_aimed_at_a_silent_store_are_cancelled() {
     c.cancel_unreachable_targets(|store| store != 3);
     assert!(c.has(7));
 }
+
+#[test]
+fn a_leader_stepping_down_never_hands_over_to_a_silent_store() {
+    // Leader 1 must go; peer 2's store stopped reporting, peer 3's is fine.
+    let r = region(vec![peer(1, 1), peer(2, 2), peer(3, 3)], 1, 1);
+    let mut c = OperatorController::new();
+    c.add(Operator::remove_peer("r", &r, peer(1, 1), 0))
+        .unwrap();
+    c.set_unusable_stores([2].into_iter().collect());
+    assert_eq!(
+        c.on_heartbeat(&r, 10),
+        Some(OpStep::TransferLeader(peer(3, 3)))
+    );
+    // With every other store silent there is nobody to hand over to: nothing is sent.
+    c.set_unusable_stores([2, 3].into_iter().collect());
+    assert_eq!(c.on_heartbeat(&r, 20), None);
+}

@@ -12,7 +12,7 @@ use rand::{Rng, RngCore};
 use super::{is_voter, ClusterView, ScheduleConfig, Scheduler, SchedulerLimits};
 use crate::operator::Operator;
 use crate::region_tree::PeerKind;
-use crate::store_info::StoreInfo;
+use crate::store_info::{StoreInfo, StoreState};
 
 /// Name used in operator descriptions.
 pub const NAME: &str = "balance-leader";
@@ -68,7 +68,12 @@ impl Scheduler for BalanceLeaderScheduler {
                     .region
                     .peers
                     .iter()
-                    .filter(|p| p.store_id != source.meta.id && is_voter(p) && !pending(p.id))
+                    .filter(|p| {
+                        p.store_id != source.meta.id
+                            && is_voter(p)
+                            && !pending(p.id)
+                            && view.store_state(p.store_id) == StoreState::Up
+                    })
                     .filter_map(|p| {
                         let s = up.iter().find(|s| s.meta.id == p.store_id)?;
                         Some((s.leader_count, s.meta.id, *p))

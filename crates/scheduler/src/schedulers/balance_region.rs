@@ -17,7 +17,7 @@ use rand::RngCore;
 use super::{is_voter, ClusterView, ScheduleConfig, Scheduler, SchedulerLimits};
 use crate::operator::Operator;
 use crate::region_tree::{PeerKind, RegionInfo};
-use crate::store_info::StoreInfo;
+use crate::store_info::{StoreInfo, StoreState};
 
 /// Name used in operator descriptions.
 pub const NAME: &str = "balance-region";
@@ -50,6 +50,16 @@ impl BalanceRegionScheduler {
         }
         let voters = region.region.peers.iter().filter(|p| is_voter(p)).count();
         if voters < self.cfg.max_replicas {
+            return None;
+        }
+        // A region with a replica on a store that is not up is the replica checker's to
+        // repair first; moving it meanwhile could leave it without a quorum.
+        if region
+            .region
+            .peers
+            .iter()
+            .any(|p| view.store_state(p.store_id) != StoreState::Up)
+        {
             return None;
         }
         let old = *region.peer_on_store(source.meta.id)?;
