@@ -186,3 +186,27 @@ pub fn timestamp_to_pb(ts: u64) -> pdpb::Timestamp {
         suffix_bits: 0,
     }
 }
+
+/// One operator step as PD sends it in a region heartbeat answer (header, region id,
+/// epoch and target peer are filled in by the stream).
+pub fn operator_step_to_pb(step: &scheduler::OpStep) -> pdpb::RegionHeartbeatResponse {
+    use proto::eraftpb::ConfChangeType;
+    let change = |peer: &metapb::Peer, t: ConfChangeType| pdpb::ChangePeer {
+        peer: Some(*peer),
+        change_type: t as i32,
+    };
+    let mut r = pdpb::RegionHeartbeatResponse::default();
+    match step {
+        scheduler::OpStep::AddPeer(p) => r.change_peer = Some(change(p, ConfChangeType::AddNode)),
+        scheduler::OpStep::RemovePeer(p) => {
+            r.change_peer = Some(change(p, ConfChangeType::RemoveNode))
+        }
+        scheduler::OpStep::TransferLeader(p) => {
+            r.transfer_leader = Some(pdpb::TransferLeader {
+                peer: Some(*p),
+                ..Default::default()
+            })
+        }
+    }
+    r
+}

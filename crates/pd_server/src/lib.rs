@@ -18,7 +18,8 @@
 //!
 //!  Tso stream ───────────► SchedulerCluster::tso, inline, one answer per request
 //!  RegionHeartbeat stream ► per-stream task ► blocking pool ► region_heartbeat
-//!                                             └► operator_for (None for now) ► answer if any
+//!                                             └► with a Coordinator: the region's next
+//!                                                operator step ► answer if any
 //!  HTTP GET /pd/api/v1/{regions,stores} ► JSON snapshot
 //! ```
 //!
@@ -44,7 +45,7 @@ use std::sync::Arc;
 
 use proto::keyspacepb::keyspace_server::KeyspaceServer;
 use proto::pdpb::pd_server::PdServer;
-use scheduler::SchedulerCluster;
+use scheduler::{Coordinator, SchedulerCluster};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tonic::service::Routes;
@@ -73,6 +74,7 @@ pub struct RunningServer {
     addr: SocketAddr,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<Result<(), tonic::transport::Error>>,
+    ticker: Option<JoinHandle<()>>,
 }
 
 impl RunningServer {
@@ -85,6 +87,9 @@ impl RunningServer {
     pub async fn shutdown(mut self) -> Result<(), Error> {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
+        }
+        if let Some(t) = self.ticker.take() {
+            t.abort();
         }
         self.task.await??;
         Ok(())
@@ -101,10 +106,49 @@ pub async fn serve(
     addr: SocketAddr,
     cluster: Arc<SchedulerCluster>,
 ) -> Result<RunningServer, Error> {
+    serve_inner(addr, cluster, None).await
+}
+
+/// Like [`serve`], and also schedules: `coordinator` runs its checkers and balancers every
+/// `tick` (on the blocking pool), and region heartbeats are answered with the next step of
+/// the region's operator, as PD answers them.
+pub async fn serve_with_scheduling(
+    addr: SocketAddr,
+    coordinator: Arc<Coordinator>,
+    tick: std::time::Duration,
+) -> Result<RunningServer, Error> {
+    let mut server = serve_inner(
+        addr,
+        coordinator.cluster().clone(),
+        Some(coordinator.clone()),
+    )
+    .await?;
+    server.ticker = Some(tokio::spawn(async move {
+        let mut interval = tokio::time::interval(tick);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            interval.tick().await;
+            let c = coordinator.clone();
+            if tokio::task::spawn_blocking(move || c.tick()).await.is_err() {
+                tracing::warn!("scheduling round failed");
+            }
+        }
+    }));
+    Ok(server)
+}
+
+async fn serve_inner(
+    addr: SocketAddr,
+    cluster: Arc<SchedulerCluster>,
+    coordinator: Option<Arc<Coordinator>>,
+) -> Result<RunningServer, Error> {
     // Small request/response RPCs (TSO above all) must not wait for Nagle's algorithm.
     let incoming = TcpIncoming::bind(addr)?.with_nodelay(Some(true));
     let addr = incoming.local_addr()?;
-    let pd = PdService::new(cluster.clone(), format!("http://{addr}"));
+    let mut pd = PdService::new(cluster.clone(), format!("http://{addr}"));
+    if let Some(c) = coordinator {
+        pd = pd.with_coordinator(c);
+    }
     let keyspace = KeyspaceService::new(cluster.cluster_id());
     let grpc = Routes::new(PdServer::new(pd)).add_service(KeyspaceServer::new(keyspace));
     let router = http::routes(grpc.into_axum_router(), cluster);
@@ -123,5 +167,6 @@ pub async fn serve(
         addr,
         stop: Some(stop),
         task,
+        ticker: None,
     })
 }

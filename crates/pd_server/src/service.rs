@@ -13,7 +13,7 @@ use parking_lot::Mutex;
 use proto::keyspacepb;
 use proto::metapb;
 use proto::pdpb::{self, pd_server::Pd, ErrorType, RequestHeader, ResponseHeader};
-use scheduler::{RegionInfo, SchedulerCluster};
+use scheduler::{Coordinator, SchedulerCluster};
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status, Streaming};
 
@@ -76,6 +76,8 @@ pub struct PdService {
     /// for it yet, so it restarts at 0 and GC workers re-advance it on their next round
     /// (a lower safe point only delays GC, it never loses data).
     gc_safe_point: Arc<Mutex<u64>>,
+    /// Runs the schedulers; without one, heartbeats only feed the region index.
+    pub(crate) coordinator: Option<Arc<Coordinator>>,
 }
 
 impl PdService {
@@ -93,6 +95,7 @@ impl PdService {
             cluster,
             member,
             gc_safe_point: Arc::new(Mutex::new(0)),
+            coordinator: None,
         }
     }
 
@@ -105,11 +108,11 @@ impl PdService {
         self.cluster.cluster_id()
     }
 
-    /// The operator the region's leader should carry out next, sent back on its heartbeat
-    /// stream. Always `None` for now: the operator scheduler (balance, replica checks,
-    /// splits) is being built separately, and this is where its decisions will come out.
-    pub fn operator_for(&self, _region: &RegionInfo) -> Option<pdpb::RegionHeartbeatResponse> {
-        None
+    /// Makes the service schedule: heartbeats go through `coordinator`, and the next step
+    /// of a region's operator is sent back on its heartbeat stream.
+    pub fn with_coordinator(mut self, coordinator: Arc<Coordinator>) -> PdService {
+        self.coordinator = Some(coordinator);
+        self
     }
 
     /// The shared path of unary RPCs: header check, `f` on the blocking pool, header out.

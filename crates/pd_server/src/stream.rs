@@ -4,8 +4,8 @@
 //! blocking-pool hop) because it is on every transaction's critical path and the oracle
 //! writes to disk at most once per save interval (3 s by default).
 //!
-//! Region heartbeats are answered only when there is something to say: an error, or an
-//! operator from [`PdService::operator_for`]. A leader sends one heartbeat per region per
+//! Region heartbeats are answered only when there is something to say: an error, or the
+//! next step of the region's operator (when the service has a coordinator). A leader sends one heartbeat per region per
 //! interval on one stream per store, so most heartbeats get no answer.
 
 use proto::pdpb::{self, RegionHeartbeatResponse, TsoResponse};
@@ -96,15 +96,18 @@ async fn handle_heartbeat(
     check_cluster(svc.cluster_id(), req.header.as_ref())?;
     let info = convert::region_info_from_heartbeat(req)?;
     let cluster = svc.cluster.clone();
-    let for_operator = info.clone();
+    let coordinator = svc.coordinator.clone();
     // Blocking pool: a metadata change is persisted (synced) under the region lock.
-    tokio::task::spawn_blocking(move || cluster.region_heartbeat(info))
-        .await
-        .map_err(|e| {
-            ApiError::new(
-                pdpb::ErrorType::Unknown,
-                format!("heartbeat task failed: {e}"),
-            )
-        })??;
-    Ok(svc.operator_for(&for_operator))
+    let step = tokio::task::spawn_blocking(move || match coordinator {
+        Some(c) => c.region_heartbeat_with_operator(info),
+        None => cluster.region_heartbeat(info).map(|_| None),
+    })
+    .await
+    .map_err(|e| {
+        ApiError::new(
+            pdpb::ErrorType::Unknown,
+            format!("heartbeat task failed: {e}"),
+        )
+    })??;
+    Ok(step.map(|s| convert::operator_step_to_pb(&s)))
 }
