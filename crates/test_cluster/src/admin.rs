@@ -85,55 +85,49 @@ impl Cluster {
         } else {
             metapb::PeerRole::Voter
         } as i32;
-        let has =
-            move |r: &metapb::Region| r.peers.iter().any(|p| p.id == peer.id && p.role == role);
-        let deadline = Instant::now() + WAIT * 2;
-        loop {
-            if self.region_by_id(region_id).is_some_and(|r| has(&r)) {
-                break;
-            }
-            match self.change_peer(region_id, change, peer) {
-                Ok(()) => break,
-                // An earlier attempt whose answer was lost already did it.
-                Err(e) if e.contains("is already a member") => break,
-                Err(e) if Instant::now() > deadline => {
-                    panic!(
-                        "adding {peer:?} ({change:?}) to region {region_id} failed: {e} (seed {})",
-                        self.seed
-                    )
-                }
-                Err(_) => std::thread::sleep(Duration::from_millis(50)),
-            }
-        }
-        self.wait_region(region_id, "added peer", has);
+        self.must_change_peer(region_id, peer, change, "is already a member", move |r| {
+            r.peers.iter().any(|p| p.id == peer.id && p.role == role)
+        });
     }
 
     /// Removes `peer` from the region and waits until the region no longer shows it.
     pub fn must_remove_peer(&self, region_id: u64, peer: metapb::Peer) {
+        self.must_change_peer(
+            region_id,
+            peer,
+            ConfChangeType::RemoveNode,
+            "is not a member",
+            move |r| !r.peers.iter().any(|p| p.id == peer.id),
+        );
+    }
+
+    /// Proposes `change` of `peer` until it is accepted or the region already shows `done`,
+    /// then waits for every store's view to show it. `already` is the refusal a store gives
+    /// when an earlier attempt, whose answer was lost, already made the change.
+    fn must_change_peer(
+        &self,
+        region_id: u64,
+        peer: metapb::Peer,
+        change: ConfChangeType,
+        already: &str,
+        done: impl Fn(&metapb::Region) -> bool,
+    ) {
         let deadline = Instant::now() + WAIT * 2;
         loop {
-            if self
-                .region_by_id(region_id)
-                .is_some_and(|r| !r.peers.iter().any(|p| p.id == peer.id))
-            {
+            if self.region_by_id(region_id).is_some_and(|r| done(&r)) {
                 break;
             }
-            match self.change_peer(region_id, ConfChangeType::RemoveNode, peer) {
+            match self.change_peer(region_id, change, peer) {
                 Ok(()) => break,
-                // An earlier attempt whose answer was lost already did it.
-                Err(e) if e.contains("is not a member") => break,
-                Err(e) if Instant::now() > deadline => {
-                    panic!(
-                        "removing {peer:?} from region {region_id} failed: {e} (seed {})",
-                        self.seed
-                    )
-                }
+                Err(e) if e.contains(already) => break,
+                Err(e) if Instant::now() > deadline => panic!(
+                    "{change:?} of {peer:?} in region {region_id} failed: {e} (seed {})",
+                    self.seed
+                ),
                 Err(_) => std::thread::sleep(Duration::from_millis(50)),
             }
         }
-        self.wait_region(region_id, "removed peer", |r| {
-            !r.peers.iter().any(|p| p.id == peer.id)
-        });
+        self.wait_region(region_id, "the membership change", done);
     }
 
     /// Makes `peer` the leader of the region, retrying for a few seconds.
