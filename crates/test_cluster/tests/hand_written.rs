@@ -96,7 +96,14 @@ fn one_snapshot_catches_up_a_partitioned_store() {
     cluster.must_get_cf_equal(1, CF_LOCK, b"k100", b"v100");
     cluster.must_get_cf_equal(1, CF_LOCK, b"k114", b"v114");
     cluster.must_get_cf_none(1, CF_LOCK, b"k2");
-    let snaps_after = cluster.stats(1).snapshots_applied.load(Ordering::Relaxed);
+    // The region worker writes the snapshot's data before it counts the snapshot as applied,
+    // so the data can be visible a moment before the counter moves.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let mut snaps_after = cluster.stats(1).snapshots_applied.load(Ordering::Relaxed);
+    while snaps_after == snaps_before && std::time::Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(10));
+        snaps_after = cluster.stats(1).snapshots_applied.load(Ordering::Relaxed);
+    }
     assert!(
         snaps_after > snaps_before,
         "store 1 must have caught up through a snapshot (applied {snaps_before} -> {snaps_after})"
