@@ -11,6 +11,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/raft_cmdpb.proto",
         "proto/pdpb.proto",
         "proto/keyspacepb.proto",
+        "proto/tikvpb.proto",
     ];
     println!("cargo:rerun-if-changed=proto");
     let fds = protox::compile(files, ["proto"])?;
