@@ -9,7 +9,6 @@
 use std::pin::Pin;
 use std::sync::Arc;
 
-use parking_lot::Mutex;
 use proto::keyspacepb;
 use proto::metapb;
 use proto::pdpb::{self, pd_server::Pd, ErrorType, RequestHeader, ResponseHeader};
@@ -67,15 +66,11 @@ pub(crate) fn error_response<R: WithHeader>(cluster_id: u64, err: &ApiError) -> 
     r
 }
 
-/// The `PD` service. Cheap to clone; clones share the cluster and the GC safe point.
+/// The `PD` service. Cheap to clone; clones share the cluster.
 #[derive(Clone)]
 pub struct PdService {
     pub(crate) cluster: Arc<SchedulerCluster>,
     member: pdpb::Member,
-    /// The GC safe point. Kept in memory only: the scheduler's `MetaStore` has no place
-    /// for it yet, so it restarts at 0 and GC workers re-advance it on their next round
-    /// (a lower safe point only delays GC, it never loses data).
-    gc_safe_point: Arc<Mutex<u64>>,
     /// Runs the schedulers; without one, heartbeats only feed the region index.
     pub(crate) coordinator: Option<Arc<Coordinator>>,
 }
@@ -94,7 +89,6 @@ impl PdService {
         PdService {
             cluster,
             member,
-            gc_safe_point: Arc::new(Mutex::new(0)),
             coordinator: None,
         }
     }
@@ -415,11 +409,10 @@ impl Pd for PdService {
         &self,
         req: Request<pdpb::GetGcSafePointRequest>,
     ) -> Result<Response<pdpb::GetGcSafePointResponse>, Status> {
-        let sp = self.gc_safe_point.clone();
         self.run(req.into_inner().header, move |c| {
             require_bootstrapped(c)?;
             Ok(pdpb::GetGcSafePointResponse {
-                safe_point: *sp.lock(),
+                safe_point: c.gc_safe_point(),
                 ..Default::default()
             })
         })
@@ -431,15 +424,10 @@ impl Pd for PdService {
         req: Request<pdpb::UpdateGcSafePointRequest>,
     ) -> Result<Response<pdpb::UpdateGcSafePointResponse>, Status> {
         let req = req.into_inner();
-        let sp = self.gc_safe_point.clone();
         self.run(req.header, move |c| {
             require_bootstrapped(c)?;
-            // The safe point only moves forward: data below it may already be collected,
-            // so going back would promise readers versions that are gone.
-            let mut cur = sp.lock();
-            *cur = (*cur).max(req.safe_point);
             Ok(pdpb::UpdateGcSafePointResponse {
-                new_safe_point: *cur,
+                new_safe_point: c.update_gc_safe_point(req.safe_point)?,
                 ..Default::default()
             })
         })

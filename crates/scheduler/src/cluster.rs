@@ -66,6 +66,8 @@ pub struct SchedulerCluster {
     tso: Tso,
     stores: RwLock<StoreRegistry>,
     regions: RwLock<RegionTree>,
+    /// Guards the GC safe point's read-compare-save so concurrent updates cannot move it back.
+    gc_safe_point: parking_lot::Mutex<u64>,
 }
 
 impl std::fmt::Debug for SchedulerCluster {
@@ -118,7 +120,9 @@ impl SchedulerCluster {
             }
             regions.put(info);
         }
+        let gc_safe_point = parking_lot::Mutex::new(meta.load_gc_safe_point()?.unwrap_or(0));
         Ok(SchedulerCluster {
+            gc_safe_point,
             bootstrapped: AtomicBool::new(meta.is_bootstrapped()?),
             meta,
             clock,
@@ -193,6 +197,23 @@ impl SchedulerCluster {
     /// scheduler knew about them (a cluster bootstrapped with several regions).
     pub fn ensure_id_above(&self, id: u64) -> Result<()> {
         self.ids.ensure_above(id)
+    }
+
+    /// The GC safe point: versions older than it may be collected.
+    pub fn gc_safe_point(&self) -> u64 {
+        *self.gc_safe_point.lock()
+    }
+
+    /// Moves the GC safe point to `safe_point` if that is later, saves it, and returns the
+    /// safe point now in force. It never moves back: data below it may already be gone, so
+    /// going back would promise readers versions that no longer exist.
+    pub fn update_gc_safe_point(&self, safe_point: u64) -> Result<u64> {
+        let mut cur = self.gc_safe_point.lock();
+        if safe_point > *cur {
+            self.meta.save_gc_safe_point(safe_point)?;
+            *cur = safe_point;
+        }
+        Ok(*cur)
     }
 
     /// A new unique id.

@@ -28,6 +28,7 @@ const CLUSTER_ID_KEY: &[u8] = b"sched/cluster_id";
 const BOOTSTRAPPED_KEY: &[u8] = b"sched/bootstrapped";
 const ID_WINDOW_KEY: &[u8] = b"sched/id_window";
 const TSO_WINDOW_KEY: &[u8] = b"sched/tso_window";
+const GC_SAFE_POINT_KEY: &[u8] = b"sched/gc_safe_point";
 const STORE_PREFIX: &[u8] = b"sched/store/";
 const REGION_PREFIX: &[u8] = b"sched/region/";
 
@@ -159,6 +160,16 @@ impl MetaStore {
     /// Saves the timestamp oracle's window.
     pub fn save_tso_window(&self, max_physical_ms: u64) -> Result<()> {
         self.save_u64(TSO_WINDOW_KEY, max_physical_ms)
+    }
+
+    /// The GC safe point, if one was ever saved.
+    pub fn load_gc_safe_point(&self) -> Result<Option<u64>> {
+        self.load_u64(GC_SAFE_POINT_KEY)
+    }
+
+    /// Saves the GC safe point (synced: once acknowledged, collectors may act on it).
+    pub fn save_gc_safe_point(&self, safe_point: u64) -> Result<()> {
+        self.save_u64(GC_SAFE_POINT_KEY, safe_point)
     }
 
     /// True once [`MetaStore::save_bootstrap`] has completed.

@@ -74,7 +74,7 @@ fn bootstrap_ids_are_never_allocated_again() {
 }
 
 #[test]
-fn restart_recovers_cluster_id_ids_tso_stores_and_regions() {
+fn restart_recovers_cluster_id_ids_tso_gc_safe_point_stores_and_regions() {
     let dir = tempfile::tempdir().unwrap();
     let clock = Arc::new(ManualClock::new(T0));
     let regions = test_regions(5);
@@ -89,6 +89,12 @@ fn restart_recovers_cluster_id_ids_tso_stores_and_regions() {
             must_heartbeat(&cluster, r);
         }
         cluster.set_store_offline(3).unwrap();
+        assert_eq!(cluster.update_gc_safe_point(400).unwrap(), 400);
+        assert_eq!(
+            cluster.update_gc_safe_point(300).unwrap(),
+            400,
+            "never moves back"
+        );
         let mut last_id = 0;
         for _ in 0..1500 {
             last_id = cluster.alloc_id().unwrap();
@@ -106,6 +112,7 @@ fn restart_recovers_cluster_id_ids_tso_stores_and_regions() {
     let stores = cluster.all_stores();
     assert_eq!(stores.iter().map(|s| s.meta.id).collect::<Vec<_>>(), STORES);
     assert_eq!(cluster.get_store(3).unwrap().state, StoreState::Offline);
+    assert_eq!(cluster.gc_safe_point(), 400);
     // Regions come back with their metadata; leaders and sizes wait for heartbeats.
     assert_eq!(cluster.region_count(), 6);
     for r in &regions {
