@@ -1,17 +1,17 @@
-//! The `tessera` command.
+//! The `tessera` command: every way to run Tessera.
 //!
-//! Today it runs `demo`: a cluster of in-process stores on real on-disk engines (fjall and
-//! raft-engine in a temporary directory), a concurrent write workload, a store restart in
-//! the middle, and a final check that every acknowledged write is readable. The networked
-//! server, scheduler and playground arrive in later milestones (see the README).
+//! - `pd`: the scheduler (placement driver) service, on a data directory ([`cmd::pd`]);
+//! - `demo`: an in-process cluster with a write workload and a store restart ([`cmd::demo`]).
+//!
+//! Settings come from a TOML file (`--config`, one table per component, e.g. `[pd]`) and
+//! are overridden by flags; a bad file or value is reported with the field's name and the
+//! process exits with status 2.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::thread;
-use std::time::{Duration, Instant};
+mod cmd;
+
+use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
-use test_cluster::Cluster;
 
 #[derive(Parser)]
 #[command(
@@ -26,6 +26,18 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the scheduler (placement driver) service.
+    Pd {
+        /// TOML file; its `[pd]` table sets any field of the configuration.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Address for gRPC and the HTTP API (overrides the file).
+        #[arg(long)]
+        addr: Option<String>,
+        /// Metadata directory (overrides the file).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
     /// Run an in-process cluster with a write workload and a store restart.
     Demo {
         /// Number of stores (each holds a replica of every region).
@@ -42,104 +54,23 @@ enum Command {
 
 fn main() {
     let cli = Cli::parse();
-    match cli.command {
+    let result = match cli.command {
+        Command::Pd {
+            config,
+            addr,
+            data_dir,
+        } => cmd::pd::run(config.as_deref(), addr, data_dir),
         Command::Demo {
             stores,
             clients,
             seconds,
-        } => demo(stores, clients, seconds),
-    }
-}
-
-fn demo(stores: u64, clients: u64, seconds: u64) {
-    println!("starting {stores} stores (fjall + raft-engine in a temp dir), one region replicated on all");
-    let cluster = Arc::new(Cluster::new(stores, raftstore::Config::default()));
-    cluster.run();
-    let t = Instant::now();
-    cluster.must_put(b"warm-up", b"1");
-    println!(
-        "leader elected and first write committed in {} ms",
-        t.elapsed().as_millis()
-    );
-    let done = Arc::new(AtomicBool::new(false));
-    let count = Arc::new(AtomicU64::new(0));
-    let acked: Arc<Mutex<Vec<engine::KvPair>>> = Arc::default();
-    let writers: Vec<_> = (0..clients)
-        .map(|c| {
-            let (cluster, done, count, acked) =
-                (cluster.clone(), done.clone(), count.clone(), acked.clone());
-            thread::spawn(move || {
-                let mut i = 0u64;
-                while !done.load(Ordering::Relaxed) {
-                    let k = format!("user{c:03}-{i:08}").into_bytes();
-                    let v = format!("value of {c}/{i}").into_bytes();
-                    cluster.must_put(&k, &v);
-                    acked.lock().unwrap().push((k, v));
-                    count.fetch_add(1, Ordering::Relaxed);
-                    i += 1;
-                }
-            })
-        })
-        .collect();
-    let start = Instant::now();
-    let restart_at = seconds / 3;
-    let mut last = 0;
-    for sec in 1..=seconds {
-        thread::sleep(Duration::from_secs(1));
-        let now = count.load(Ordering::Relaxed);
-        println!(
-            "[{sec:>3}s] {:>8} acknowledged writes, {:>7} writes/s",
-            now,
-            now - last
-        );
-        last = now;
-        if stores > 1 && sec == restart_at.max(1) {
-            println!("        stopping store {stores} (its data stays on disk)");
-            cluster.stop_store(stores);
+        } => {
+            cmd::demo::demo(stores, clients, seconds);
+            Ok(())
         }
-        if stores > 1 && sec == (restart_at * 2).max(2) {
-            println!("        restarting store {stores}: it recovers from disk and catches up");
-            cluster.start_store(stores);
-        }
+    };
+    if let Err(e) = result {
+        eprintln!("tessera: {e}");
+        std::process::exit(2);
     }
-    done.store(true, Ordering::Relaxed);
-    for w in writers {
-        w.join().expect("writer thread");
-    }
-    let elapsed = start.elapsed().as_secs_f64();
-    let acked = acked.lock().unwrap().clone();
-    println!(
-        "workload done: {} writes in {elapsed:.1} s ({:.0} writes/s)",
-        acked.len(),
-        acked.len() as f64 / elapsed
-    );
-    print!("checking every acknowledged write through the cluster... ");
-    let mut all = cluster.scan(b"", b"");
-    all.sort();
-    all.retain(|(k, _)| k.as_slice() != b"warm-up");
-    let mut expected = acked.clone();
-    expected.sort();
-    if all != expected {
-        println!(
-            "MISMATCH: {} stored, {} acknowledged",
-            all.len(),
-            expected.len()
-        );
-        std::process::exit(1);
-    }
-    println!("all {} present", all.len());
-    if let Some((k, v)) = acked.last() {
-        cluster.must_get_equal(stores, k, v);
-        println!("store {stores} caught up after its restart");
-    }
-    for s in 1..=stores {
-        let st = cluster.stats(s);
-        println!(
-            "store {s}: {} raft-log fsyncs, {} readies persisted, {} snapshots applied",
-            st.fsyncs.load(Ordering::Relaxed),
-            st.readies.load(Ordering::Relaxed),
-            st.snapshots_applied.load(Ordering::Relaxed)
-        );
-    }
-    cluster.shutdown();
 }

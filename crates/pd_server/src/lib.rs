@@ -6,8 +6,7 @@
 //! `keyspacepb.Keyspace` gRPC calls into calls on it ([`service`], [`stream`],
 //! [`keyspace`]), translates
 //! types and errors ([`convert`]), and adds a read-only HTTP API on the same port
-//! ([`http`]). The one piece of state kept here is the GC safe point (in memory only; see
-//! [`service::PdService`]).
+//! ([`http`]). [`config`] reads the process's settings and starts it on a data directory.
 //!
 //! # How data moves through it
 //! ```text
@@ -34,6 +33,7 @@
 
 #![deny(missing_docs)]
 
+pub mod config;
 pub mod convert;
 pub mod http;
 pub mod keyspace;

@@ -1,0 +1,157 @@
+//! The scheduler process's configuration, and starting it from one.
+//!
+//! Read from the `[pd]` table of a TOML file (every field optional; defaults follow PD's
+//! where PD has one) and overridden by command-line flags in the `tessera pd` command.
+//! [`PdConfig::validate`] rejects settings that cannot work before anything is opened.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use scheduler::{ClusterConfig, Coordinator, MetaStore, SchedulerCluster, SystemClock};
+use serde::Deserialize;
+
+use crate::{serve_with_scheduling, Error, RunningServer};
+
+/// Settings of one scheduler (placement driver) process.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct PdConfig {
+    /// Address to listen on for gRPC and the HTTP API (`host:port`).
+    pub addr: String,
+    /// Directory of the metadata store (created if missing).
+    pub data_dir: PathBuf,
+    /// Voters each region should have.
+    pub max_replicas: usize,
+    /// How often the checkers and balancers run, in milliseconds.
+    pub schedule_interval_ms: u64,
+    /// A store silent this long (seconds) is disconnected: no new replicas go to it.
+    pub store_disconnect_secs: u64,
+    /// A store silent this long (seconds) is down: its replicas are rebuilt elsewhere.
+    pub store_down_secs: u64,
+}
+
+impl Default for PdConfig {
+    fn default() -> Self {
+        PdConfig {
+            addr: "127.0.0.1:2379".to_string(),
+            data_dir: PathBuf::from("tessera-data/pd"),
+            max_replicas: scheduler::schedulers::DEFAULT_MAX_REPLICAS,
+            schedule_interval_ms: 200,
+            store_disconnect_secs: scheduler::store_info::DEFAULT_DISCONNECT_AFTER_MS / 1000,
+            store_down_secs: scheduler::store_info::DEFAULT_DOWN_AFTER_MS / 1000,
+        }
+    }
+}
+
+impl PdConfig {
+    /// Checks that the settings can work together; the message names the bad field.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.addr.parse::<std::net::SocketAddr>().is_err() {
+            return Err(format!(
+                "pd.addr {:?} is not an IP address with a port (e.g. 127.0.0.1:2379)",
+                self.addr
+            ));
+        }
+        if !(1..=7).contains(&self.max_replicas) {
+            return Err(format!(
+                "pd.max_replicas must be between 1 and 7, got {}",
+                self.max_replicas
+            ));
+        }
+        if self.schedule_interval_ms == 0 {
+            return Err("pd.schedule_interval_ms must be positive".into());
+        }
+        if self.store_disconnect_secs == 0 || self.store_down_secs < self.store_disconnect_secs {
+            return Err(format!(
+                "pd.store_down_secs ({}) must be at least pd.store_disconnect_secs ({}), which must be positive",
+                self.store_down_secs, self.store_disconnect_secs
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Why the scheduler process could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A setting is wrong.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    /// The metadata store could not be opened or read.
+    #[error("metadata store at {path}: {message}")]
+    Meta {
+        /// The data directory.
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
+    /// The server could not bind or start.
+    #[error(transparent)]
+    Serve(#[from] Error),
+}
+
+/// Opens (or creates) the metadata store in `cfg.data_dir`, recovers the cluster from it,
+/// and serves gRPC + HTTP on `cfg.addr` with scheduling every `cfg.schedule_interval_ms`.
+pub async fn start(cfg: &PdConfig) -> Result<RunningServer, StartError> {
+    cfg.validate().map_err(StartError::Config)?;
+    let meta_err = |message: String| StartError::Meta {
+        path: cfg.data_dir.clone(),
+        message,
+    };
+    std::fs::create_dir_all(&cfg.data_dir).map_err(|e| meta_err(e.to_string()))?;
+    let engine = engine::FjallEngine::open(&cfg.data_dir, &engine::FjallConfig::default())
+        .map_err(|e| meta_err(e.to_string()))?;
+    let cluster_cfg = ClusterConfig {
+        store: scheduler::StoreConfig {
+            disconnect_after_ms: cfg.store_disconnect_secs * 1000,
+            down_after_ms: cfg.store_down_secs * 1000,
+        },
+        ..ClusterConfig::default()
+    };
+    let cluster =
+        SchedulerCluster::open(MetaStore::new(engine), Arc::new(SystemClock), cluster_cfg)
+            .map_err(|e| meta_err(e.to_string()))?;
+    let schedule = scheduler::ScheduleConfig {
+        max_replicas: cfg.max_replicas,
+        ..Default::default()
+    };
+    let seed = cluster.cluster_id();
+    let coordinator = Arc::new(Coordinator::new(Arc::new(cluster), schedule, seed));
+    let addr = cfg
+        .addr
+        .parse()
+        .map_err(|_| StartError::Config(format!("pd.addr {:?}", cfg.addr)))?;
+    Ok(serve_with_scheduling(
+        addr,
+        coordinator,
+        Duration::from_millis(cfg.schedule_interval_ms),
+    )
+    .await?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_bad_values_are_named() {
+        PdConfig::default().validate().unwrap();
+        let bad = PdConfig {
+            addr: "localhost".into(),
+            ..Default::default()
+        };
+        assert!(bad.validate().unwrap_err().contains("pd.addr"));
+        let bad = PdConfig {
+            max_replicas: 0,
+            ..Default::default()
+        };
+        assert!(bad.validate().unwrap_err().contains("max_replicas"));
+        let bad = PdConfig {
+            store_down_secs: 1,
+            store_disconnect_secs: 5,
+            ..Default::default()
+        };
+        assert!(bad.validate().unwrap_err().contains("store_down_secs"));
+    }
+}

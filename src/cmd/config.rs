@@ -1,0 +1,24 @@
+//! The configuration file: one TOML table per component. Unknown tables or fields are
+//! errors (a misspelt setting must not be silently ignored).
+
+use std::path::Path;
+
+use serde::Deserialize;
+
+/// Everything a configuration file may hold.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FileConfig {
+    /// The scheduler service.
+    pub pd: pd_server::config::PdConfig,
+}
+
+/// Reads `path`, or returns the defaults when there is none.
+pub fn load(path: Option<&Path>) -> Result<FileConfig, String> {
+    let Some(path) = path else {
+        return Ok(FileConfig::default());
+    };
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("reading config file {}: {e}", path.display()))?;
+    toml::from_str(&text).map_err(|e| format!("config file {}: {e}", path.display()))
+}
