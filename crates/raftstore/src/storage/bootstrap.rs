@@ -82,3 +82,66 @@ pub fn load_region_states<E: Engine>(
     }
     Ok(out)
 }
+
+/// Removes a first region written by [`write_initial_region`] that never became the
+/// cluster's: a store prepares the first region before asking the scheduler to bootstrap,
+/// and another store may win that race (or the process may crash in between). Refuses if
+/// the region has moved past its initial state, since then it holds real data.
+pub fn clear_initial_region<E: Engine>(
+    engine: &E,
+    raft_engine: &RaftLogEngine,
+    region_id: u64,
+) -> Result<()> {
+    let apply: Option<proto::raft_serverpb::RaftApplyState> =
+        match engine.get(CF_RAFT, &keys::apply_state_key(region_id))? {
+            Some(v) => Some(prost::Message::decode(v.as_slice())?),
+            None => None,
+        };
+    if let Some(a) = &apply {
+        if a.applied_index > initial_apply_state().applied_index {
+            return Err(Error::Other(format!(
+                "region {region_id} has applied index {}; it is not an unused first region",
+                a.applied_index
+            )));
+        }
+    }
+    let mut wb = engine.write_batch();
+    wb.delete(CF_RAFT, &keys::region_state_key(region_id));
+    wb.delete(CF_RAFT, &keys::apply_state_key(region_id));
+    engine.write(wb, true)?;
+    let mut lb = LogWriteBatch::default();
+    lb.clean(region_id);
+    raft_engine.write(&mut lb, true)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unused_first_region_can_be_cleared() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = engine::MemEngine::new();
+        let raft = RaftLogEngine::open(dir.path()).unwrap();
+        let region = metapb::Region {
+            id: 2,
+            peers: vec![metapb::Peer {
+                id: 3,
+                store_id: 1,
+                ..Default::default()
+            }],
+            region_epoch: Some(metapb::RegionEpoch {
+                conf_ver: 1,
+                version: 1,
+            }),
+            ..Default::default()
+        };
+        write_initial_region(&engine, &raft, &region).unwrap();
+        assert_eq!(load_region_states(&engine).unwrap().len(), 1);
+        assert!(raft.raft_state(2).unwrap().is_some());
+        clear_initial_region(&engine, &raft, 2).unwrap();
+        assert!(load_region_states(&engine).unwrap().is_empty());
+        assert!(raft.raft_state(2).unwrap().is_none());
+    }
+}
