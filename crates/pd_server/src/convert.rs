@@ -207,6 +207,12 @@ pub fn operator_step_to_pb(step: &scheduler::OpStep) -> pdpb::RegionHeartbeatRes
                 ..Default::default()
             })
         }
+        scheduler::OpStep::SplitRegion(keys) => {
+            r.split_region = Some(pdpb::SplitRegion {
+                policy: pdpb::CheckPolicy::Usekey as i32,
+                keys: keys.clone(),
+            })
+        }
     }
     r
 }

@@ -43,7 +43,7 @@ async fn json_from(
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02X}")).collect()
 }
 
@@ -52,24 +52,24 @@ fn peer_json(p: &metapb::Peer) -> Value {
     json!({"id": p.id, "store_id": p.store_id, "role_name": role})
 }
 
+/// One region as JSON (keys hex-encoded).
+pub(crate) fn region_json(r: &RegionInfo) -> Value {
+    let epoch = r.epoch();
+    json!({
+        "id": r.id(),
+        "start_key": hex(&r.region.start_key),
+        "end_key": hex(&r.region.end_key),
+        "epoch": {"conf_ver": epoch.conf_ver, "version": epoch.version},
+        "peers": r.region.peers.iter().map(peer_json).collect::<Vec<_>>(),
+        "leader": r.leader.as_ref().map(peer_json),
+        "pending_peers": r.pending_peers.iter().map(peer_json).collect::<Vec<_>>(),
+        "approximate_size": r.approximate_size,
+        "approximate_keys": r.approximate_keys,
+    })
+}
+
 fn regions_json(regions: &[RegionInfo]) -> Value {
-    let list: Vec<Value> = regions
-        .iter()
-        .map(|r| {
-            let epoch = r.epoch();
-            json!({
-                "id": r.id(),
-                "start_key": hex(&r.region.start_key),
-                "end_key": hex(&r.region.end_key),
-                "epoch": {"conf_ver": epoch.conf_ver, "version": epoch.version},
-                "peers": r.region.peers.iter().map(peer_json).collect::<Vec<_>>(),
-                "leader": r.leader.as_ref().map(peer_json),
-                "pending_peers": r.pending_peers.iter().map(peer_json).collect::<Vec<_>>(),
-                "approximate_size": r.approximate_size,
-                "approximate_keys": r.approximate_keys,
-            })
-        })
-        .collect();
+    let list: Vec<Value> = regions.iter().map(region_json).collect();
     json!({"count": list.len(), "regions": list})
 }
 

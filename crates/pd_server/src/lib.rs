@@ -20,6 +20,7 @@
 //!                                             └► with a Coordinator: the region's next
 //!                                                operator step ► answer if any
 //!  HTTP GET /pd/api/v1/{regions,stores} ► JSON snapshot
+//!  HTTP /pd/api/v1/{region,operators,store} ► admin_http: lookups, admin operators
 //! ```
 //!
 //! # Starting it
@@ -33,6 +34,7 @@
 
 #![deny(missing_docs)]
 
+pub mod admin_http;
 pub mod config;
 pub mod convert;
 pub mod http;
@@ -146,12 +148,14 @@ async fn serve_inner(
     let incoming = TcpIncoming::bind(addr)?.with_nodelay(Some(true));
     let addr = incoming.local_addr()?;
     let mut pd = PdService::new(cluster.clone(), format!("http://{addr}"));
+    let coordinator_for_http = coordinator.clone();
     if let Some(c) = coordinator {
         pd = pd.with_coordinator(c);
     }
     let keyspace = KeyspaceService::new(cluster.cluster_id());
     let grpc = Routes::new(PdServer::new(pd)).add_service(KeyspaceServer::new(keyspace));
-    let router = http::routes(grpc.into_axum_router(), cluster);
+    let router = http::routes(grpc.into_axum_router(), cluster.clone());
+    let router = admin_http::routes(router, cluster, coordinator_for_http);
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(
         tonic::transport::Server::builder()

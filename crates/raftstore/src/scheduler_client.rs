@@ -40,6 +40,9 @@ pub enum Operator {
     RemovePeer(metapb::Peer),
     /// Move leadership to this peer.
     TransferLeader(metapb::Peer),
+    /// Split the region at these keys (ascending, inside the region): the leader asks for
+    /// ids and proposes the split as it does for keys its own split check found.
+    Split(Vec<Vec<u8>>),
 }
 
 /// What a store reports about itself.

@@ -29,6 +29,9 @@ use crate::schedulers::{
 };
 use crate::Result;
 
+mod admin;
+pub use admin::{AdminError, AdminRequest};
+
 struct Slot {
     scheduler: Box<dyn Scheduler>,
     limits: SchedulerLimits,
@@ -189,6 +192,11 @@ impl Coordinator {
         self.ops.lock().get(region_id).cloned()
     }
 
+    /// Regions that have an operator in flight.
+    pub fn region_ids_with_operators(&self) -> Vec<u64> {
+        self.ops.lock().region_ids()
+    }
+
     /// Number of operators in flight.
     pub fn operator_count(&self) -> usize {
         self.ops.lock().len()
@@ -215,6 +223,8 @@ fn add_influence(stores: &mut [crate::StoreInfo], op: &Operator, region: &Region
             OpStep::AddPeer(p) => (p.store_id, 1i64, false),
             OpStep::RemovePeer(p) => (p.store_id, -1, false),
             OpStep::TransferLeader(p) => (p.store_id, 1, true),
+            // Sizes move between regions of the same stores: no store's totals change.
+            OpStep::SplitRegion(_) => continue,
         };
         let mut bump = |id: u64, sign: i64, leader: bool| {
             if let Some(s) = stores.iter_mut().find(|s| s.meta.id == id) {

@@ -67,7 +67,7 @@ pub mod tso;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use cluster::{ClusterConfig, SchedulerCluster, SplitIds};
-pub use coordinator::Coordinator;
+pub use coordinator::{AdminError, AdminRequest, Coordinator};
 pub use error::{Error, Result};
 pub use id::IdAllocator;
 pub use meta_store::MetaStore;

@@ -34,8 +34,8 @@ pub const LEADER_OP_TIMEOUT_MS: u64 = 60 * 1000;
 /// One instruction for a region's leader.
 ///
 /// The variants have exactly the shape of `raftstore::scheduler_client::Operator`
-/// (`AddPeer(Peer)`, `RemovePeer(Peer)`, `TransferLeader(Peer)`); this crate does not
-/// depend on raftstore, so the gRPC/mock layer that links both maps them one to one.
+/// (`AddPeer(Peer)`, `RemovePeer(Peer)`, `TransferLeader(Peer)`, `Split(keys)`); this crate
+/// does not depend on raftstore, so the gRPC/mock layer that links both maps them one to one.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum OpStep {
     /// Add this peer as a voter.
@@ -44,12 +44,15 @@ pub enum OpStep {
     RemovePeer(metapb::Peer),
     /// Make this peer the leader.
     TransferLeader(metapb::Peer),
+    /// Split the region at these keys (ascending, strictly inside it). The region keeps its
+    /// id for the leftmost part, so the step is done once its end key is the first key.
+    SplitRegion(Vec<Vec<u8>>),
 }
 
 impl OpStep {
     /// True for steps that change membership (and so bump `conf_ver` once applied).
     fn is_conf_change(&self) -> bool {
-        !matches!(self, OpStep::TransferLeader(_))
+        matches!(self, OpStep::AddPeer(_) | OpStep::RemovePeer(_))
     }
 
     /// True when the region shows this step's membership or leader change.
@@ -59,6 +62,11 @@ impl OpStep {
             OpStep::AddPeer(p) => has(p),
             OpStep::RemovePeer(p) => !has(p),
             OpStep::TransferLeader(p) => region.leader.as_ref().is_some_and(|l| l.id == p.id),
+            OpStep::SplitRegion(keys) => {
+                let end = &region.region.end_key;
+                keys.first()
+                    .is_some_and(|k| !end.is_empty() && end.as_slice() <= k.as_slice())
+            }
         }
     }
 
@@ -126,6 +134,11 @@ impl Operator {
     /// Moves `region`'s leadership to `to`.
     pub fn transfer_leader(desc: &str, region: &RegionInfo, to: metapb::Peer, now_ms: u64) -> Self {
         Self::new(desc, region, vec![OpStep::TransferLeader(to)], now_ms)
+    }
+
+    /// Splits `region` at `keys` (ascending, strictly inside the region).
+    pub fn split(desc: &str, region: &RegionInfo, keys: Vec<Vec<u8>>, now_ms: u64) -> Self {
+        Self::new(desc, region, vec![OpStep::SplitRegion(keys)], now_ms)
     }
 
     /// Moves a replica: adds `add`, then removes `remove`. Adding first keeps the region
@@ -365,7 +378,7 @@ impl OperatorController {
         self.ops.retain(|_, op| {
             let blocked = op.remaining_steps().iter().any(|s| match s {
                 OpStep::AddPeer(p) | OpStep::TransferLeader(p) => !usable(p.store_id),
-                OpStep::RemovePeer(_) => false,
+                OpStep::RemovePeer(_) | OpStep::SplitRegion(_) => false,
             });
             if blocked {
                 tracing::debug!(region = op.region_id, desc = %op.desc, "operator cancelled: target store unusable");

@@ -157,6 +157,7 @@ impl SchedulerClient for CoreScheduler {
             OpStep::AddPeer(p) => Operator::AddPeer(p),
             OpStep::RemovePeer(p) => Operator::RemovePeer(p),
             OpStep::TransferLeader(p) => Operator::TransferLeader(p),
+            OpStep::SplitRegion(keys) => Operator::Split(keys),
         }))
     }
 

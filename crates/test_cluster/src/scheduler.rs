@@ -99,6 +99,10 @@ impl MockScheduler {
             Operator::AddPeer(p) => region.peers.iter().any(|x| x.id == p.id),
             Operator::RemovePeer(p) => !region.peers.iter().any(|x| x.id == p.id),
             Operator::TransferLeader(p) => leader.id == p.id,
+            // The region keeps its id for the leftmost part.
+            Operator::Split(keys) => keys
+                .first()
+                .is_some_and(|k| !region.end_key.is_empty() && region.end_key <= *k),
         }
     }
 }

@@ -174,3 +174,84 @@ fn empty_stores_get_their_share_of_regions_and_leaders() {
         assert_eq!(cluster.must_get(&key), Some(vec![b'x'; 256]));
     }
 }
+
+/// Operators an administrator asks for (what `tessera ctl` sends through the HTTP API) are
+/// carried out by the region's leader: a split at a chosen key and a leader transfer.
+#[test]
+fn admin_split_and_leader_transfer_are_carried_out() {
+    let _g = scenario_lock();
+    let (cluster, core) = cluster_with_core(3, Duration::from_secs(30));
+    cluster.run_on_stores(&[1, 2, 3], &[]);
+    core.bootstrap(&[1, 2, 3], &cluster.cached_regions());
+    for k in [&b"a"[..], b"m", b"z"] {
+        cluster.must_put(k, k);
+    }
+    let wait_for = |what: &str, cond: &dyn Fn() -> bool| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !cond() {
+            assert!(Instant::now() < deadline, "{what} not done within 30 s");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    // The scheduler learns the region (and its leader) from a heartbeat first.
+    wait_for("first heartbeat", &|| {
+        core.cluster()
+            .get_region_by_id(1)
+            .is_some_and(|r| r.leader.is_some())
+    });
+    core.coordinator()
+        .admin(scheduler::AdminRequest::Split {
+            region_id: 1,
+            keys: vec![b"k".to_vec(), b"p".to_vec()],
+        })
+        .unwrap();
+    wait_for("split", &|| {
+        core.cluster().scan_regions(b"", b"", 0).len() == 3
+    });
+    let regions = core.cluster().scan_regions(b"", b"", 0);
+    let bounds: Vec<(Vec<u8>, Vec<u8>)> = regions
+        .iter()
+        .map(|r| (r.region.start_key.clone(), r.region.end_key.clone()))
+        .collect();
+    assert_eq!(
+        bounds,
+        vec![
+            (b"".to_vec(), b"k".to_vec()),
+            (b"k".to_vec(), b"p".to_vec()),
+            (b"p".to_vec(), b"".to_vec())
+        ]
+    );
+    for k in [&b"a"[..], b"m", b"z"] {
+        assert_eq!(cluster.must_get(k), Some(k.to_vec()));
+    }
+
+    // Move the middle region's leadership to a store that does not lead it.
+    let middle = core.cluster().get_region(b"m").unwrap();
+    wait_for("middle region's leader", &|| {
+        core.cluster()
+            .get_region(b"m")
+            .is_some_and(|r| r.leader.is_some())
+    });
+    let leader = core.cluster().get_region(b"m").unwrap().leader.unwrap();
+    let target = middle
+        .region
+        .peers
+        .iter()
+        .find(|p| p.store_id != leader.store_id)
+        .unwrap()
+        .store_id;
+    core.coordinator()
+        .admin(scheduler::AdminRequest::TransferLeader {
+            region_id: middle.id(),
+            to_store_id: target,
+        })
+        .unwrap();
+    wait_for("leader transfer", &|| {
+        core.cluster()
+            .get_region(b"m")
+            .and_then(|r| r.leader)
+            .is_some_and(|l| l.store_id == target)
+    });
+    cluster.must_put(b"m", b"after transfer");
+    assert_eq!(cluster.must_get(b"m"), Some(b"after transfer".to_vec()));
+}

@@ -134,8 +134,16 @@ impl<S: Send + 'static> SchedulerRunner<S> {
         }
     }
 
-    fn execute_operator(&self, hb: &RegionHeartbeat, op: Operator) {
+    fn execute_operator(&mut self, hb: &RegionHeartbeat, op: Operator) {
         let admin = match op {
+            Operator::Split(split_keys) => {
+                self.handle(SchedulerTask::AskBatchSplit {
+                    region: hb.region.clone(),
+                    split_keys,
+                    peer: hb.leader,
+                });
+                return;
+            }
             Operator::AddPeer(p) | Operator::RemovePeer(p) => {
                 let change_type = if matches!(op, Operator::AddPeer(_)) {
                     ConfChangeType::AddNode

@@ -242,6 +242,7 @@ fn apply(r: &mut RegionInfo, step: &OpStep) {
                 r.leader = Some(*p);
             }
         }
+        OpStep::SplitRegion(_) => panic!("the schedulers under test never split"),
     }
 }
 
@@ -475,4 +476,82 @@ fn offline_store_is_drained_leaders_included_then_can_be_tombstoned() {
     sim.coord.cluster().set_store_tombstone(1).unwrap();
     let c = sim.coord.counters();
     assert_eq!(c.cancelled + c.timed_out, 0, "{c:?}");
+}
+
+#[test]
+fn admin_requests_are_checked_then_carried_out_like_any_operator() {
+    // Three stores, two regions on stores 1 and 2; no schedulers of its own.
+    let mut sim = Sim::new(&[1, 2, 3], 2, |_| vec![1, 2], Some(vec![]));
+    let coord = &sim.coord;
+    let err = |r| coord.admin(r).unwrap_err();
+    assert_eq!(
+        err(AdminRequest::AddPeer {
+            region_id: 9,
+            store_id: 3
+        }),
+        AdminError::RegionNotFound(9)
+    );
+    assert_eq!(
+        err(AdminRequest::AddPeer {
+            region_id: 1,
+            store_id: 8
+        }),
+        AdminError::StoreNotFound(8)
+    );
+    assert!(matches!(
+        err(AdminRequest::AddPeer {
+            region_id: 1,
+            store_id: 2
+        }),
+        AdminError::Invalid(_)
+    ));
+    assert!(matches!(
+        err(AdminRequest::TransferLeader {
+            region_id: 1,
+            to_store_id: 1
+        }),
+        AdminError::Invalid(_)
+    ));
+    assert!(matches!(
+        err(AdminRequest::RemovePeer {
+            region_id: 1,
+            store_id: 3
+        }),
+        AdminError::Invalid(_)
+    ));
+    // Region 1 is [, r0002): keys must be ascending and strictly inside.
+    for keys in [
+        vec![],
+        vec![b"r9".to_vec()],
+        vec![b"b".to_vec(), b"a".to_vec()],
+    ] {
+        assert!(matches!(
+            err(AdminRequest::Split { region_id: 1, keys }),
+            AdminError::Invalid(_)
+        ));
+    }
+
+    coord
+        .admin(AdminRequest::AddPeer {
+            region_id: 1,
+            store_id: 3,
+        })
+        .unwrap();
+    assert_eq!(
+        err(AdminRequest::TransferLeader {
+            region_id: 1,
+            to_store_id: 2
+        }),
+        AdminError::Busy(1)
+    );
+    coord
+        .admin(AdminRequest::TransferLeader {
+            region_id: 2,
+            to_store_id: 2,
+        })
+        .unwrap();
+    sim.settle(10);
+    assert!(sim.model[&1].region.peers.iter().any(|p| p.store_id == 3));
+    assert_eq!(sim.model[&2].leader.unwrap().store_id, 2);
+    assert_eq!(sim.coord.counters().finished, 2);
 }

@@ -223,3 +223,25 @@ fn a_leader_stepping_down_never_hands_over_to_a_silent_store() {
     c.set_unusable_stores([2, 3].into_iter().collect());
     assert_eq!(c.on_heartbeat(&r, 20), None);
 }
+
+#[test]
+fn split_is_sent_until_the_region_ends_at_the_first_key() {
+    let r = region(vec![peer(1, 1), peer(2, 2)], 1, 2);
+    let mut c = OperatorController::new();
+    let keys = vec![b"m".to_vec(), b"t".to_vec()];
+    c.add(Operator::split("admin", &r, keys.clone(), 0))
+        .unwrap();
+    assert_eq!(
+        c.on_heartbeat(&r, 1),
+        Some(OpStep::SplitRegion(keys.clone()))
+    );
+    // Not yet split: the same instruction again.
+    assert_eq!(c.on_heartbeat(&r, 2), Some(OpStep::SplitRegion(keys)));
+    // Split: region 7 now ends at "m" with a newer version. Done, not cancelled.
+    let mut left = region(vec![peer(1, 1), peer(2, 2)], 3, 2);
+    left.region.end_key = b"m".to_vec();
+    assert_eq!(c.on_heartbeat(&left, 3), None);
+    assert!(c.is_empty());
+    assert_eq!(c.counters().finished, 1);
+    assert_eq!(c.counters().cancelled, 0);
+}

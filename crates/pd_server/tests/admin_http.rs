@@ -1,0 +1,108 @@
+//! The admin HTTP API over a real socket: region lookups, operators asked for with a JSON
+//! body and sent to the leader in its heartbeat answer, a store taken offline.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use proto::pdpb::{self, pd_client::PdClient};
+use scheduler::{ClusterConfig, Coordinator, MetaStore, SchedulerCluster, SystemClock};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_stream::StreamExt;
+
+/// One HTTP/1.1 request over a plain socket; returns (status, JSON body).
+async fn http(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    body: &str,
+) -> (u16, serde_json::Value) {
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    let status = out[9..12].parse().unwrap();
+    let body = &out[out.find("\r\n\r\n").unwrap() + 4..];
+    (
+        status,
+        serde_json::from_str(body).unwrap_or(serde_json::Value::Null),
+    )
+}
+
+#[tokio::test]
+async fn operators_lookups_and_offline_stores_over_http() {
+    let meta = MetaStore::new(engine::MemEngine::new());
+    let cluster = Arc::new(
+        SchedulerCluster::open(meta, Arc::new(SystemClock), ClusterConfig::default()).unwrap(),
+    );
+    // No schedulers of its own: only the admin's operators.
+    let coordinator = Arc::new(Coordinator::with_schedulers(cluster.clone(), vec![], 1));
+    let server = pd_server::serve_with_scheduling(
+        "127.0.0.1:0".parse().unwrap(),
+        coordinator,
+        Duration::from_millis(20),
+    )
+    .await
+    .unwrap();
+    let env = Env { server, cluster };
+    let addr = env.server.addr();
+    let mut c = PdClient::connect(format!("http://{addr}")).await.unwrap();
+    env.bootstrap(&mut c).await;
+    c.put_store(pdpb::PutStoreRequest {
+        header: env.header(),
+        store: Some(store(2)),
+    })
+    .await
+    .unwrap();
+
+    let (status, v) = http(addr, "GET", "/pd/api/v1/region/key/anything", "").await;
+    assert_eq!(status, 200);
+    assert_eq!(v["id"], 1);
+    let (status, _) = http(addr, "GET", "/pd/api/v1/region/id/77", "").await;
+    assert_eq!(status, 404);
+
+    let split = r#"{"name":"split-region","region_id":1,"keys":["6D"]}"#;
+    let (status, v) = http(addr, "POST", "/pd/api/v1/operators", split).await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["steps"][0]["split_region"][0], "6D");
+    let (status, v) = http(addr, "POST", "/pd/api/v1/operators", split).await;
+    assert_eq!(status, 409, "one operator per region: {v}");
+    let (status, v) = http(addr, "GET", "/pd/api/v1/operators", "").await;
+    assert_eq!((status, v["count"].clone()), (200, 1.into()));
+    let bad = r#"{"name":"add-peer","region_id":99,"store_id":2}"#;
+    assert_eq!(http(addr, "POST", "/pd/api/v1/operators", bad).await.0, 404);
+    assert_eq!(http(addr, "POST", "/pd/api/v1/operators", "{").await.0, 400);
+
+    // The leader's next heartbeat is answered with the split, keys as given.
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    tx.send(heartbeat(&env, region(1, b"", b"", 1, &[(1, 1)])))
+        .await
+        .unwrap();
+    let mut answers = c
+        .region_heartbeat(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await
+        .unwrap()
+        .into_inner();
+    let answer = tokio::time::timeout(Duration::from_secs(5), answers.next())
+        .await
+        .expect("an answer")
+        .unwrap()
+        .unwrap();
+    let split = answer.split_region.expect("split instruction");
+    assert_eq!(split.keys, vec![b"m".to_vec()]);
+    assert_eq!(split.policy, pdpb::CheckPolicy::Usekey as i32);
+
+    let (status, v) = http(addr, "DELETE", "/pd/api/v1/store/2", "").await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(
+        env.cluster.get_store(2).unwrap().state,
+        scheduler::StoreState::Offline
+    );
+    assert_eq!(http(addr, "DELETE", "/pd/api/v1/store/9", "").await.0, 404);
+}
