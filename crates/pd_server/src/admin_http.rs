@@ -130,7 +130,7 @@ fn error(status: StatusCode, message: String) -> Response {
 }
 
 fn unhex(s: &str) -> Result<Vec<u8>, String> {
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return Err(format!("key {s:?} is not hex (odd length)"));
     }
     (0..s.len())
