@@ -1,6 +1,8 @@
 //! The `tessera` command: every way to run Tessera.
 //!
 //! - `pd`: the scheduler (placement driver) service, on a data directory ([`cmd::pd`]);
+//! - `ctl`: list stores and regions, find a key's region, split, move leaders and replicas
+//!   through the scheduler ([`cmd::ctl`]);
 //! - `demo`: an in-process cluster with a write workload and a store restart ([`cmd::demo`]).
 //!
 //! Settings come from a TOML file (`--config`, one table per component, e.g. `[pd]`) and
@@ -38,6 +40,14 @@ enum Command {
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
+    /// Inspect and steer a running cluster through the scheduler.
+    Ctl {
+        /// The scheduler's address (`host:port`).
+        #[arg(long, default_value = "127.0.0.1:2379")]
+        pd: String,
+        #[command(subcommand)]
+        command: cmd::ctl::CtlCommand,
+    },
     /// Run an in-process cluster with a write workload and a store restart.
     Demo {
         /// Number of stores (each holds a replica of every region).
@@ -60,6 +70,7 @@ fn main() {
             addr,
             data_dir,
         } => cmd::pd::run(config.as_deref(), addr, data_dir),
+        Command::Ctl { pd, command } => cmd::ctl::run(&pd, command),
         Command::Demo {
             stores,
             clients,

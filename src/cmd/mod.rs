@@ -1,6 +1,7 @@
 //! One module per subcommand, plus the shared configuration file.
 
 pub mod config;
+pub mod ctl;
 pub mod demo;
 pub mod pd;
 

@@ -1,0 +1,274 @@
+//! `tessera ctl`: inspect and steer a running cluster through the scheduler's HTTP API
+//! (see `pd_server::http` and `pd_server::admin_http`). Operators are queued by the
+//! scheduler and carried out by the region's leader on its next heartbeats; `ctl` returns
+//! once the scheduler accepted them.
+
+use clap::Subcommand;
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// What `ctl` can do.
+#[derive(Subcommand, Debug)]
+pub enum CtlCommand {
+    /// List the stores with their state, region and leader counts.
+    Stores,
+    /// List the regions in key order.
+    Regions,
+    /// Show the region holding a key, or a region by id.
+    Region {
+        /// A key (as text).
+        #[arg(long, conflicts_with = "id")]
+        key: Option<String>,
+        /// A region id.
+        #[arg(long)]
+        id: Option<u64>,
+    },
+    /// Split a region at one or more keys.
+    Split {
+        /// The region.
+        #[arg(long)]
+        region: u64,
+        /// Where to cut (as text); repeat for several cuts, in ascending order.
+        #[arg(long = "key", required = true)]
+        keys: Vec<String>,
+    },
+    /// Move a region's leadership to its replica on a store.
+    TransferLeader {
+        /// The region.
+        #[arg(long)]
+        region: u64,
+        /// The store that should lead it.
+        #[arg(long)]
+        store: u64,
+    },
+    /// Add a replica of a region on a store.
+    AddPeer {
+        /// The region.
+        #[arg(long)]
+        region: u64,
+        /// The store that gets the replica.
+        #[arg(long)]
+        store: u64,
+    },
+    /// Remove a region's replica from a store.
+    RemovePeer {
+        /// The region.
+        #[arg(long)]
+        region: u64,
+        /// The store that loses the replica.
+        #[arg(long)]
+        store: u64,
+    },
+    /// List the operators in flight.
+    Operators,
+    /// Take a store offline: its replicas move to other stores.
+    StoreOffline {
+        /// The store.
+        #[arg(long)]
+        store: u64,
+    },
+}
+
+/// Runs one `ctl` command against the scheduler at `pd` (`host:port`).
+pub fn run(pd: &str, cmd: CtlCommand) -> Result<(), String> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("starting the runtime: {e}"))?;
+    rt.block_on(run_async(pd, cmd))
+}
+
+async fn run_async(pd: &str, cmd: CtlCommand) -> Result<(), String> {
+    let op = |body: Value| async move {
+        request(pd, "POST", "/pd/api/v1/operators", &body.to_string()).await
+    };
+    let out = match cmd {
+        CtlCommand::Stores => {
+            let v = request(pd, "GET", "/pd/api/v1/stores", "").await?;
+            print_stores(&v);
+            return Ok(());
+        }
+        CtlCommand::Regions => {
+            let v = request(pd, "GET", "/pd/api/v1/regions", "").await?;
+            print_regions(&v);
+            return Ok(());
+        }
+        CtlCommand::Region { key, id } => match (key, id) {
+            (Some(k), _) => {
+                request(pd, "GET", &format!("/pd/api/v1/region/key/{}", percent(k.as_bytes())), "").await?
+            }
+            (None, Some(id)) => request(pd, "GET", &format!("/pd/api/v1/region/id/{id}"), "").await?,
+            (None, None) => return Err("give --key or --id".into()),
+        },
+        CtlCommand::Split { region, keys } => {
+            let keys: Vec<String> = keys.iter().map(|k| hex(k.as_bytes())).collect();
+            op(serde_json::json!({"name": "split-region", "region_id": region, "keys": keys})).await?
+        }
+        CtlCommand::TransferLeader { region, store } => {
+            op(serde_json::json!({"name": "transfer-leader", "region_id": region, "to_store_id": store}))
+                .await?
+        }
+        CtlCommand::AddPeer { region, store } => {
+            op(serde_json::json!({"name": "add-peer", "region_id": region, "store_id": store})).await?
+        }
+        CtlCommand::RemovePeer { region, store } => {
+            op(serde_json::json!({"name": "remove-peer", "region_id": region, "store_id": store}))
+                .await?
+        }
+        CtlCommand::Operators => request(pd, "GET", "/pd/api/v1/operators", "").await?,
+        CtlCommand::StoreOffline { store } => {
+            request(pd, "DELETE", &format!("/pd/api/v1/store/{store}"), "").await?
+        }
+    };
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&out).unwrap_or_else(|_| out.to_string())
+    );
+    Ok(())
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02X}")).collect()
+}
+
+fn percent(bytes: &[u8]) -> String {
+    bytes
+        .iter()
+        .map(|&b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+/// Shows a hex key as text when it is printable.
+fn show_key(hex_key: &str) -> String {
+    let bytes: Option<Vec<u8>> = (0..hex_key.len())
+        .step_by(2)
+        .map(|i| {
+            hex_key
+                .get(i..i + 2)
+                .and_then(|b| u8::from_str_radix(b, 16).ok())
+        })
+        .collect();
+    match bytes {
+        Some(b) if b.is_empty() => "-".into(),
+        Some(b) if b.iter().all(|c| c.is_ascii_graphic()) => String::from_utf8_lossy(&b).into(),
+        _ => format!("0x{hex_key}"),
+    }
+}
+
+fn print_stores(v: &Value) {
+    println!(
+        "{:>6}  {:<22} {:<13} {:>8} {:>8}",
+        "store", "address", "state", "regions", "leaders"
+    );
+    for s in v["stores"].as_array().into_iter().flatten() {
+        println!(
+            "{:>6}  {:<22} {:<13} {:>8} {:>8}",
+            s["store"]["id"],
+            s["store"]["address"].as_str().unwrap_or(""),
+            s["store"]["state_name"].as_str().unwrap_or(""),
+            s["status"]["region_count"],
+            s["status"]["leader_count"]
+        );
+    }
+}
+
+fn print_regions(v: &Value) {
+    println!(
+        "{:>8}  {:<20} {:<20} {:>9} {:>10}  {:<16} leader",
+        "region", "start", "end", "size MiB", "keys", "stores"
+    );
+    for r in v["regions"].as_array().into_iter().flatten() {
+        let stores: Vec<String> = r["peers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|p| p["store_id"].to_string())
+            .collect();
+        let size = r["approximate_size"].as_u64().unwrap_or(0) as f64 / (1 << 20) as f64;
+        println!(
+            "{:>8}  {:<20} {:<20} {:>9.1} {:>10}  {:<16} {}",
+            r["id"],
+            show_key(r["start_key"].as_str().unwrap_or("")),
+            show_key(r["end_key"].as_str().unwrap_or("")),
+            size,
+            r["approximate_keys"],
+            stores.join(","),
+            r["leader"]["store_id"]
+        );
+    }
+    println!("{} regions", v["count"]);
+}
+
+/// One HTTP/1.1 request with `Connection: close`; the scheduler answers JSON. A non-2xx
+/// answer becomes an error carrying the server's `error` message.
+pub async fn request(pd: &str, method: &str, path: &str, body: &str) -> Result<Value, String> {
+    let mut s = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        tokio::net::TcpStream::connect(pd),
+    )
+    .await
+    .map_err(|_| format!("connecting to the scheduler at {pd}: timed out"))?
+    .map_err(|e| format!("connecting to the scheduler at {pd}: {e}"))?;
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {pd}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes())
+        .await
+        .map_err(|e| format!("sending to {pd}: {e}"))?;
+    let mut raw = Vec::new();
+    tokio::time::timeout(std::time::Duration::from_secs(30), s.read_to_end(&mut raw))
+        .await
+        .map_err(|_| format!("no answer from {pd} within 30 s"))?
+        .map_err(|e| format!("reading from {pd}: {e}"))?;
+    let text = String::from_utf8_lossy(&raw);
+    let status: u16 = text
+        .get(9..12)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| format!("{pd} did not answer HTTP"))?;
+    let body = text
+        .find("\r\n\r\n")
+        .map(|i| &text[i + 4..])
+        .unwrap_or_default();
+    let body = dechunk(body);
+    let v: Value = serde_json::from_str(&body).unwrap_or(Value::String(body.clone()));
+    if (200..300).contains(&status) {
+        Ok(v)
+    } else {
+        Err(format!(
+            "scheduler answered {status}: {}",
+            v["error"].as_str().unwrap_or(&body)
+        ))
+    }
+}
+
+/// Undoes HTTP/1.1 chunked transfer encoding when the body uses it.
+fn dechunk(body: &str) -> String {
+    let first = body.lines().next().unwrap_or("");
+    if first.is_empty() || !first.chars().all(|c| c.is_ascii_hexdigit()) || body.starts_with('{') {
+        return body.to_string();
+    }
+    let mut out = String::new();
+    let mut rest = body;
+    while let Some(nl) = rest.find("\r\n") {
+        let Ok(len) = usize::from_str_radix(rest[..nl].trim(), 16) else {
+            break;
+        };
+        if len == 0 {
+            break;
+        }
+        let start = nl + 2;
+        let Some(chunk) = rest.get(start..start + len) else {
+            break;
+        };
+        out.push_str(chunk);
+        rest = rest.get(start + len + 2..).unwrap_or("");
+    }
+    out
+}
