@@ -152,6 +152,15 @@ pub enum PeerMsg<S> {
         /// Keys counted.
         keys: u64,
     },
+    /// Split at these keys, asked for from outside the region (the scheduler's split
+    /// operator, or a new API V2 cluster cutting at keyspace edges). Handled like split
+    /// keys found by the split check: only the leader acts, on an unchanged `epoch`.
+    AskSplit {
+        /// Epoch of the region the keys were chosen for.
+        epoch: metapb::RegionEpoch,
+        /// Where to cut (ascending, inside the region).
+        split_keys: Vec<Vec<u8>>,
+    },
     /// Start an election now (a fresh single-voter region, or an operator's request).
     Campaign,
 }
@@ -193,6 +202,7 @@ impl<S> fmt::Debug for PeerMsg<S> {
             PeerMsg::SnapshotSent { .. } => write!(f, "SnapshotSent"),
             PeerMsg::Campaign => write!(f, "Campaign"),
             PeerMsg::SplitCheckResult { .. } => write!(f, "SplitCheckResult"),
+            PeerMsg::AskSplit { .. } => write!(f, "AskSplit"),
         }
     }
 }

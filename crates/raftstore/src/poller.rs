@@ -175,6 +175,9 @@ impl<E: Engine, T: Transport> Poller<E, T> {
                 size,
                 keys,
             } => peer.on_split_check_result(&mut self.ctx, epoch, split_keys, size, keys),
+            PeerMsg::AskSplit { epoch, split_keys } => {
+                peer.on_ask_split(&mut self.ctx, epoch, split_keys)
+            }
             PeerMsg::Campaign => {
                 if let Err(e) = peer.raft_group.campaign() {
                     tracing::debug!("{} campaign failed: {e}", peer.tag);

@@ -83,6 +83,18 @@ impl<E: Engine> Peer<E> {
         self.split_check_pending = false;
         self.approximate_size = Some(size);
         self.approximate_keys = Some(keys);
+        self.on_ask_split(ctx, scanned, split_keys);
+    }
+
+    /// Split keys chosen for this region (by the split check, or asked for from outside):
+    /// if this peer leads and the region is unchanged since they were chosen, ask the
+    /// scheduler for ids (the scheduler worker then proposes the BatchSplit).
+    pub fn on_ask_split<T: Transport>(
+        &mut self,
+        ctx: &mut PollContext<E, T>,
+        scanned: metapb::RegionEpoch,
+        split_keys: Vec<Vec<u8>>,
+    ) {
         if split_keys.is_empty() {
             return;
         }

@@ -134,14 +134,18 @@ impl<S: Send + 'static> SchedulerRunner<S> {
         }
     }
 
-    fn execute_operator(&mut self, hb: &RegionHeartbeat, op: Operator) {
+    fn execute_operator(&self, hb: &RegionHeartbeat, op: Operator) {
         let admin = match op {
             Operator::Split(split_keys) => {
-                self.handle(SchedulerTask::AskBatchSplit {
-                    region: hb.region.clone(),
-                    split_keys,
-                    peer: hb.leader,
-                });
+                // The peer checks leadership and epoch, then asks for ids as it does for
+                // keys its own split check found.
+                let _ = self.router.send(
+                    hb.region.id,
+                    crate::msg::PeerMsg::AskSplit {
+                        epoch: hb.region.region_epoch.unwrap_or_default(),
+                        split_keys,
+                    },
+                );
                 return;
             }
             Operator::AddPeer(p) | Operator::RemovePeer(p) => {
