@@ -1,6 +1,9 @@
 //! The `tessera` command: every way to run Tessera.
 //!
+//! - `playground`: a scheduler and stores on this machine in one command, with an optional
+//!   demo workload through `tikv-client` that makes regions split ([`cmd::playground`]);
 //! - `pd`: the scheduler (placement driver) service, on a data directory ([`cmd::pd`]);
+//! - `server`: one store: engines, raft, the TiKV-compatible gRPC API ([`cmd::server`]);
 //! - `ctl`: list stores and regions, find a key's region, split, move leaders and replicas
 //!   through the scheduler ([`cmd::ctl`]);
 //! - `demo`: an in-process cluster with a write workload and a store restart ([`cmd::demo`]).
@@ -40,6 +43,17 @@ enum Command {
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
+    /// Run one store.
+    Server {
+        /// TOML file; its `[server]` and `[raftstore]` tables set any field.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[command(flatten)]
+        flags: cmd::server::ServerFlags,
+    },
+    /// Start a scheduler and stores on this machine (child processes), optionally with a
+    /// demo workload that splits regions.
+    Playground(cmd::playground::PlaygroundFlags),
     /// Inspect and steer a running cluster through the scheduler.
     Ctl {
         /// The scheduler's address (`host:port`).
@@ -70,6 +84,8 @@ fn main() {
             addr,
             data_dir,
         } => cmd::pd::run(config.as_deref(), addr, data_dir),
+        Command::Server { config, flags } => cmd::server::run(config.as_deref(), flags),
+        Command::Playground(flags) => cmd::playground::run(flags),
         Command::Ctl { pd, command } => cmd::ctl::run(&pd, command),
         Command::Demo {
             stores,

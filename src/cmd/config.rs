@@ -11,6 +11,10 @@ use serde::Deserialize;
 pub struct FileConfig {
     /// The scheduler service.
     pub pd: pd_server::config::PdConfig,
+    /// A store: addresses, data directory, API version.
+    pub server: node::ServerConfig,
+    /// A store's raftstore settings (region sizes, intervals).
+    pub raftstore: node::RaftstoreConfig,
 }
 
 /// Reads `path`, or returns the defaults when there is none.

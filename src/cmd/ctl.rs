@@ -178,7 +178,7 @@ fn print_stores(v: &Value) {
     }
 }
 
-fn print_regions(v: &Value) {
+pub fn print_regions(v: &Value) {
     println!(
         "{:>8}  {:<20} {:<20} {:>9} {:>10}  {:<16} leader",
         "region", "start", "end", "size MiB", "keys", "stores"

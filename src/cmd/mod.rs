@@ -4,6 +4,8 @@ pub mod config;
 pub mod ctl;
 pub mod demo;
 pub mod pd;
+pub mod playground;
+pub mod server;
 
 /// Logs to stderr, filtered by `RUST_LOG` (default: info for Tessera's crates).
 pub fn init_logging() {

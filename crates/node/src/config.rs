@@ -1,0 +1,186 @@
+//! A store process's settings: the `[server]` and `[raftstore]` tables of the configuration
+//! file. Every field is optional; [`ServerConfig::validate`] and [`RaftstoreConfig::to_raftstore`]
+//! reject values that cannot work, naming the field.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Network, storage location and API settings of one store.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address to listen on for the TiKV gRPC API and raft traffic (`ip:port`).
+    pub addr: String,
+    /// Address other stores and clients use to reach this one (default: `addr`).
+    pub advertise_addr: String,
+    /// The scheduler's addresses.
+    pub pd_endpoints: Vec<String>,
+    /// Directory of this store's engines (created if missing).
+    pub data_dir: PathBuf,
+    /// Raw API version served: 1 (keys as given) or 2 (keyspace-prefixed keys).
+    pub api_version: u8,
+    /// Largest gRPC message accepted or sent, in bytes.
+    pub grpc_max_message_bytes: usize,
+    /// Longest key accepted, in bytes.
+    pub max_key_size: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            addr: "127.0.0.1:20160".into(),
+            advertise_addr: String::new(),
+            pd_endpoints: vec!["127.0.0.1:2379".into()],
+            data_dir: PathBuf::from("tessera-data/store"),
+            api_version: 1,
+            grpc_max_message_bytes: 16 * 1024 * 1024,
+            max_key_size: 8 * 1024,
+        }
+    }
+}
+
+impl ServerConfig {
+    /// Checks the settings; the message names the bad field.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.addr.parse::<std::net::SocketAddr>().is_err() {
+            return Err(format!(
+                "server.addr {:?} is not an IP address with a port (e.g. 127.0.0.1:20160)",
+                self.addr
+            ));
+        }
+        if !self.advertise_addr.is_empty() && !self.advertise_addr.contains(':') {
+            return Err(format!(
+                "server.advertise_addr {:?} needs a port",
+                self.advertise_addr
+            ));
+        }
+        if self.pd_endpoints.is_empty() {
+            return Err("server.pd_endpoints is empty".into());
+        }
+        if !matches!(self.api_version, 1 | 2) {
+            return Err(format!(
+                "server.api_version must be 1 or 2, got {}",
+                self.api_version
+            ));
+        }
+        if self.grpc_max_message_bytes < 1024 * 1024 {
+            return Err(format!(
+                "server.grpc_max_message_bytes must be at least 1 MiB, got {}",
+                self.grpc_max_message_bytes
+            ));
+        }
+        if self.max_key_size == 0 || self.max_key_size > 1024 * 1024 {
+            return Err(format!(
+                "server.max_key_size must be between 1 and 1048576, got {}",
+                self.max_key_size
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The raftstore settings a user may change (the rest keep `raftstore::Config`'s defaults).
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct RaftstoreConfig {
+    /// A region is split into parts of about this size (MiB).
+    pub region_split_size_mb: u64,
+    /// A region is split once it is larger than this (MiB).
+    pub region_max_size_mb: u64,
+    /// How often a leader checks whether its region should split (ms).
+    pub split_check_interval_ms: u64,
+    /// How often a leader reports its region to the scheduler (ms).
+    pub region_heartbeat_interval_ms: u64,
+    /// How often the store reports itself to the scheduler (ms).
+    pub store_heartbeat_interval_ms: u64,
+    /// Raft's tick (ms): heartbeats every 2 ticks, elections after 10 to 20.
+    pub raft_base_tick_ms: u64,
+    /// Largest raft entry (bytes); larger writes are refused with RaftEntryTooLarge.
+    pub raft_entry_max_size: u64,
+}
+
+impl Default for RaftstoreConfig {
+    fn default() -> Self {
+        let d = raftstore::Config::default();
+        RaftstoreConfig {
+            region_split_size_mb: d.region_split_size >> 20,
+            region_max_size_mb: d.region_max_size >> 20,
+            split_check_interval_ms: d.split_region_check_tick_interval.as_millis() as u64,
+            region_heartbeat_interval_ms: d.region_heartbeat_tick_interval.as_millis() as u64,
+            store_heartbeat_interval_ms: d.store_heartbeat_tick_interval.as_millis() as u64,
+            raft_base_tick_ms: d.raft_base_tick_interval.as_millis() as u64,
+            raft_entry_max_size: d.raft_entry_max_size,
+        }
+    }
+}
+
+impl RaftstoreConfig {
+    /// The full raftstore configuration, validated.
+    pub fn to_raftstore(&self) -> Result<raftstore::Config, String> {
+        let positive = |name: &str, v: u64| {
+            if v == 0 {
+                Err(format!("raftstore.{name} must be positive"))
+            } else {
+                Ok(v)
+            }
+        };
+        let mut c = raftstore::Config::default();
+        c.region_split_size = positive("region_split_size_mb", self.region_split_size_mb)? << 20;
+        c.region_max_size = positive("region_max_size_mb", self.region_max_size_mb)? << 20;
+        // Key-count limits scale with the size limits (about 100 bytes per key, as TiKV's
+        // defaults assume), so a smaller split size is not overridden by the key limit.
+        c.region_split_keys = (c.region_split_size / 100).max(1);
+        c.region_max_keys = (c.region_max_size / 100).max(1);
+        c.split_region_check_tick_interval =
+            Duration::from_millis(positive("split_check_interval_ms", self.split_check_interval_ms)?);
+        c.region_heartbeat_tick_interval = Duration::from_millis(positive(
+            "region_heartbeat_interval_ms",
+            self.region_heartbeat_interval_ms,
+        )?);
+        c.store_heartbeat_tick_interval = Duration::from_millis(positive(
+            "store_heartbeat_interval_ms",
+            self.store_heartbeat_interval_ms,
+        )?);
+        c.raft_base_tick_interval =
+            Duration::from_millis(positive("raft_base_tick_ms", self.raft_base_tick_ms)?);
+        c.raft_entry_max_size = positive("raft_entry_max_size", self.raft_entry_max_size)?;
+        c.validate()
+            .map_err(|e| format!("raftstore: {e}"))?;
+        Ok(c)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_bad_fields_are_named() {
+        ServerConfig::default().validate().unwrap();
+        RaftstoreConfig::default().to_raftstore().unwrap();
+        let bad = ServerConfig {
+            api_version: 3,
+            ..Default::default()
+        };
+        assert!(bad.validate().unwrap_err().contains("api_version"));
+        let bad = ServerConfig {
+            addr: "nowhere".into(),
+            ..Default::default()
+        };
+        assert!(bad.validate().unwrap_err().contains("server.addr"));
+        let bad = RaftstoreConfig {
+            region_split_size_mb: 200,
+            ..Default::default()
+        };
+        assert!(bad.to_raftstore().is_err(), "split size above max size");
+        let bad = RaftstoreConfig {
+            raft_base_tick_ms: 0,
+            ..Default::default()
+        };
+        assert!(bad.to_raftstore().unwrap_err().contains("raft_base_tick_ms"));
+        let err = toml::from_str::<ServerConfig>("pd_endpoint = []").unwrap_err();
+        assert!(err.to_string().contains("pd_endpoint"));
+    }
+}

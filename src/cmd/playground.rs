@@ -1,0 +1,407 @@
+//! `tessera playground`: a whole cluster on this machine in one command.
+//!
+//! It starts a scheduler (`tessera pd`) and N stores (`tessera server`) as child processes
+//! of this one, on loopback ports, with one data directory and log file each under one
+//! directory, and prints where everything is. Real processes, so a store can be killed
+//! (`kill -9 <pid>`) to watch the cluster elect new leaders and, after a minute, rebuild
+//! its replicas. With `--demo` it then runs a write workload through the official
+//! `tikv-client` crate that makes regions split, shows them, checks every write, and
+//! stops. Ctrl-C stops the children (SIGTERM, then SIGKILL after 10 s).
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::Args;
+
+use super::ctl;
+
+/// Flags of `tessera playground`.
+#[derive(Args, Debug)]
+pub struct PlaygroundFlags {
+    /// Directory for data and logs (default: a new temporary directory, removed at exit).
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// The scheduler's address.
+    #[arg(long, default_value = "127.0.0.1:2379")]
+    pub pd_addr: String,
+    /// Number of stores.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=7))]
+    pub stores: u64,
+    /// Port of the first store; store i listens on this port + i - 1.
+    #[arg(long, default_value_t = 20160)]
+    pub store_port: u16,
+    /// Raw API version served: 1 or 2.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=2))]
+    pub api_version: u8,
+    /// Region split size in MiB (small, so that splits are easy to see).
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u64).range(1..=1024))]
+    pub region_split_size_mb: u64,
+    /// Run a write workload that splits regions, show them, verify, then stop.
+    #[arg(long)]
+    pub demo: bool,
+    /// MiB the demo writes (1 KiB values).
+    #[arg(long, default_value_t = 48, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub demo_mb: u64,
+    /// Keep serving after the demo instead of stopping.
+    #[arg(long)]
+    pub keep_running: bool,
+}
+
+struct Children {
+    procs: Vec<(String, Child)>,
+}
+
+impl Children {
+    fn spawn(&mut self, name: &str, args: &[String], log: &Path) -> Result<u32, String> {
+        let exe = std::env::current_exe().map_err(|e| format!("finding this program: {e}"))?;
+        let out = std::fs::File::create(log).map_err(|e| format!("{}: {e}", log.display()))?;
+        let err = out.try_clone().map_err(|e| e.to_string())?;
+        let child = Command::new(exe)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .map_err(|e| format!("starting {name}: {e}"))?;
+        let pid = child.id();
+        self.procs.push((name.to_string(), child));
+        Ok(pid)
+    }
+
+    /// Names of children that have exited, with their status.
+    fn exited(&mut self) -> Vec<String> {
+        self.procs
+            .iter_mut()
+            .filter_map(|(n, c)| match c.try_wait() {
+                Ok(Some(status)) => Some(format!("{n} ({status})")),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// SIGTERM to every child, stores first; SIGKILL to any still running after 10 s.
+    fn stop(&mut self) {
+        for (_, c) in self.procs.iter().rev() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &c.id().to_string()])
+                .status();
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        for (name, c) in self.procs.iter_mut().rev() {
+            loop {
+                match c.try_wait() {
+                    Ok(Some(_)) | Err(_) => break,
+                    Ok(None) if Instant::now() < deadline => {
+                        std::thread::sleep(Duration::from_millis(50))
+                    }
+                    Ok(None) => {
+                        eprintln!("{name} did not stop in time; killing it");
+                        let _ = c.kill();
+                        let _ = c.wait();
+                        break;
+                    }
+                }
+            }
+        }
+        self.procs.clear();
+    }
+}
+
+impl Drop for Children {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Runs the playground.
+pub fn run(flags: PlaygroundFlags) -> Result<(), String> {
+    let (dir, temp) = match &flags.dir {
+        Some(d) => (d.clone(), None),
+        None => {
+            let t = tempfile::Builder::new()
+                .prefix("tessera-playground-")
+                .tempdir()
+                .map_err(|e| format!("creating a temporary directory: {e}"))?;
+            (t.path().to_path_buf(), Some(t))
+        }
+    };
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let config = dir.join("tessera.toml");
+    std::fs::write(&config, config_text(&flags, &dir))
+        .map_err(|e| format!("{}: {e}", config.display()))?;
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| format!("starting the runtime: {e}"))?;
+    let mut children = Children { procs: Vec::new() };
+    let result = rt.block_on(run_cluster(&flags, &dir, &config, &mut children));
+    children.stop();
+    drop(temp);
+    result
+}
+
+fn config_text(flags: &PlaygroundFlags, dir: &Path) -> String {
+    let split = flags.region_split_size_mb;
+    format!(
+        r#"# Written by `tessera playground`.
+[pd]
+addr = "{pd}"
+data_dir = {pd_dir:?}
+max_replicas = {replicas}
+# A store silent for a minute is down: its replicas are rebuilt elsewhere.
+store_disconnect_secs = 10
+store_down_secs = 60
+
+[server]
+pd_endpoints = ["{pd}"]
+api_version = {api}
+
+[raftstore]
+region_split_size_mb = {split}
+region_max_size_mb = {max}
+split_check_interval_ms = 1000
+region_heartbeat_interval_ms = 2000
+store_heartbeat_interval_ms = 2000
+"#,
+        pd = flags.pd_addr,
+        pd_dir = dir.join("pd"),
+        replicas = flags.stores.min(3),
+        api = flags.api_version,
+        max = split + split / 2,
+    )
+}
+
+async fn wait_until(
+    what: &str,
+    timeout: Duration,
+    mut check: impl AsyncFnMut() -> bool,
+) -> Result<(), String> {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if check().await {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    Err(format!("{what}: not ready within {} s", timeout.as_secs()))
+}
+
+async fn store_count(pd: &str) -> u64 {
+    ctl::request(pd, "GET", "/pd/api/v1/stores", "")
+        .await
+        .ok()
+        .and_then(|v| v["count"].as_u64())
+        .unwrap_or(0)
+}
+
+async fn run_cluster(
+    flags: &PlaygroundFlags,
+    dir: &Path,
+    config: &Path,
+    children: &mut Children,
+) -> Result<(), String> {
+    let pd = flags.pd_addr.as_str();
+    let cfg = config.display().to_string();
+    println!("data and logs in {}", dir.display());
+    let pid = children.spawn("pd", &["pd".into(), "--config".into(), cfg.clone()], &dir.join("pd.log"))?;
+    wait_until("scheduler", Duration::from_secs(30), async || {
+        ctl::request(pd, "GET", "/pd/api/v1/stores", "").await.is_ok()
+    })
+    .await
+    .map_err(|e| format!("{e} (see {})", dir.join("pd.log").display()))?;
+    println!("scheduler  {pd:<21} pid {pid:<7} log {}", dir.join("pd.log").display());
+
+    for i in 1..=flags.stores {
+        let port = flags.store_port as u64 + i - 1;
+        let addr = format!("127.0.0.1:{port}");
+        let log = dir.join(format!("store{i}.log"));
+        let args = vec![
+            "server".into(),
+            "--config".into(),
+            cfg.clone(),
+            "--addr".into(),
+            addr.clone(),
+            "--data-dir".into(),
+            dir.join(format!("store{i}")).display().to_string(),
+        ];
+        let pid = children.spawn(&format!("store {i}"), &args, &log)?;
+        // One at a time: the first store bootstraps the cluster before the others join.
+        wait_until(&format!("store {i}"), Duration::from_secs(60), async || {
+            store_count(pd).await >= i
+        })
+        .await
+        .map_err(|e| format!("{e} (see {})", log.display()))?;
+        println!("store {i:<4} {addr:<21} pid {pid:<7} log {}", log.display());
+    }
+    let replicas = flags.stores.min(3) as usize;
+    wait_until("replicas of the first region", Duration::from_secs(60), async || {
+        ctl::request(pd, "GET", "/pd/api/v1/regions", "")
+            .await
+            .ok()
+            .and_then(|v| v["regions"][0]["peers"].as_array().map(|p| p.len()))
+            == Some(replicas)
+    })
+    .await?;
+    println!(
+        "cluster ready: {} stores, API V{}; clients connect to the scheduler at {pd}",
+        flags.stores, flags.api_version
+    );
+    println!("try: tessera ctl --pd {pd} regions   |   kill -9 a store's pid to see a failover");
+
+    if flags.demo {
+        demo(flags).await?;
+        if !flags.keep_running {
+            println!("demo done; stopping the cluster");
+            return Ok(());
+        }
+    }
+    println!("serving until Ctrl-C");
+    let mut reported = std::collections::HashSet::new();
+    loop {
+        tokio::select! {
+            _ = crate::cmd::shutdown_signal() => break,
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {
+                for name in children.exited() {
+                    if reported.insert(name.clone()) {
+                        println!("{name} exited");
+                    }
+                }
+            }
+        }
+    }
+    println!("stopping");
+    Ok(())
+}
+
+async fn region_count(pd: &str) -> u64 {
+    ctl::request(pd, "GET", "/pd/api/v1/regions", "")
+        .await
+        .ok()
+        .and_then(|v| v["count"].as_u64())
+        .unwrap_or(0)
+}
+
+/// Writes `demo_mb` MiB of 1 KiB values with 16 writers through tikv-client, printing
+/// progress and the region count each second, then reads everything back.
+async fn demo(flags: &PlaygroundFlags) -> Result<(), String> {
+    let pd = flags.pd_addr.clone();
+    let client = if flags.api_version == 2 {
+        tikv_client::RawClient::new_with_config(
+            vec![pd.clone()],
+            tikv_client::Config::default().with_default_keyspace(),
+        )
+        .await
+    } else {
+        tikv_client::RawClient::new(vec![pd.clone()]).await
+    }
+    .map_err(|e| format!("tikv-client could not connect: {e}"))?;
+    let writers = 16u64;
+    let total = flags.demo_mb * 1024;
+    let per_writer = total.div_ceil(writers);
+    let done = Arc::new(AtomicU64::new(0));
+    let errors = Arc::new(AtomicU64::new(0));
+    println!(
+        "demo: writing {} MiB ({} keys of 1 KiB) with {writers} writers through tikv-client",
+        flags.demo_mb,
+        per_writer * writers
+    );
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..writers)
+        .map(|w| {
+            let (client, done, errors) = (client.clone(), done.clone(), errors.clone());
+            tokio::spawn(async move {
+                for i in 0..per_writer {
+                    let key = demo_key(w, i);
+                    let value = demo_value(w, i);
+                    loop {
+                        match client.put(key.clone(), value.clone()).await {
+                            Ok(()) => break,
+                            Err(_) => {
+                                // tikv-client already retried region errors; back off a little.
+                                errors.fetch_add(1, Ordering::Relaxed);
+                                tokio::time::sleep(Duration::from_millis(100)).await;
+                            }
+                        }
+                    }
+                    done.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    let mut last = 0;
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.tick().await;
+    while done.load(Ordering::Relaxed) < per_writer * writers {
+        tick.tick().await;
+        let now = done.load(Ordering::Relaxed);
+        println!(
+            "[{:>3}s] {:>7.1} MiB written, {:>6} puts/s, {:>3} regions",
+            start.elapsed().as_secs(),
+            now as f64 / 1024.0,
+            now - last,
+            region_count(&pd).await
+        );
+        last = now;
+    }
+    for t in tasks {
+        t.await.map_err(|e| format!("writer failed: {e}"))?;
+    }
+    let secs = start.elapsed().as_secs_f64();
+    println!(
+        "wrote {} keys in {secs:.1} s ({:.0} puts/s, {} retried errors)",
+        per_writer * writers,
+        (per_writer * writers) as f64 / secs,
+        errors.load(Ordering::Relaxed)
+    );
+    // Splits are decided on the split check's interval: give the last ones a moment.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    print!("reading every key back ... ");
+    let mut found = 0u64;
+    for w in 0..writers {
+        let keys: Vec<Vec<u8>> = (0..per_writer).map(|i| demo_key(w, i)).collect();
+        for chunk in keys.chunks(1000) {
+            let got = client
+                .batch_get(chunk.to_vec())
+                .await
+                .map_err(|e| format!("batch_get: {e}"))?;
+            for pair in got {
+                let key: Vec<u8> = pair.key().clone().into();
+                let (w2, i2) = parse_demo_key(&key).ok_or("unexpected key")?;
+                if pair.value() != &demo_value(w2, i2) {
+                    return Err(format!("wrong value for key {}", String::from_utf8_lossy(&key)));
+                }
+                found += 1;
+            }
+        }
+    }
+    if found != per_writer * writers {
+        return Err(format!("{found} of {} keys found", per_writer * writers));
+    }
+    println!("all {found} present with the right values");
+    let v = ctl::request(&pd, "GET", "/pd/api/v1/regions", "").await?;
+    println!("regions now (tessera ctl --pd {pd} regions):");
+    ctl::print_regions(&v);
+    Ok(())
+}
+
+fn demo_key(writer: u64, i: u64) -> Vec<u8> {
+    format!("demo/{writer:02}/{i:08}").into_bytes()
+}
+
+fn parse_demo_key(key: &[u8]) -> Option<(u64, u64)> {
+    let s = std::str::from_utf8(key).ok()?;
+    let mut parts = s.strip_prefix("demo/")?.split('/');
+    Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
+}
+
+fn demo_value(writer: u64, i: u64) -> Vec<u8> {
+    let mut v = format!("{writer}/{i}/").into_bytes();
+    v.resize(1024, b'.');
+    v
+}
