@@ -131,13 +131,15 @@ mod tests {
 
     #[test]
     fn expiry_is_inclusive_of_the_deadline_second() {
-        let d = decode(&encode(b"v", expire_at(100, 5))).unwrap();
+        let stored = encode(b"v", expire_at(100, 5));
+        let d = decode(&stored).unwrap();
         assert_eq!(d.expire_at, Some(105));
         assert!(!d.is_expired(104));
         assert_eq!(d.ttl_left(104), Some(1));
         assert!(d.is_expired(105));
         assert_eq!(d.ttl_left(105), None);
-        let forever = decode(&encode(b"v", expire_at(100, 0))).unwrap();
+        let stored = encode(b"v", expire_at(100, 0));
+        let forever = decode(&stored).unwrap();
         assert!(!forever.is_expired(u64::MAX));
         assert_eq!(forever.ttl_left(u64::MAX), Some(0));
         assert_eq!(expire_at(u64::MAX - 1, 10), Some(u64::MAX));
