@@ -1,0 +1,382 @@
+//! [`KvService`]: the tonic `Tikv` service of one store.
+//!
+//! Each `Raw*` handler unpacks its request, calls [`RawStorage`] and packs the result the
+//! way TiKV does: not-found keys as `not_found` (or left out of batch answers), region
+//! errors in `region_error`, other failures as text. A request without a context is
+//! treated as TiKV treats it, with a default context (region 0, which no store has).
+
+use std::sync::Arc;
+
+use engine::Snapshot;
+use proto::errorpb;
+use proto::kvrpcpb::*;
+use proto::raft_serverpb::{Done, RaftMessage, SnapshotChunk};
+use proto::tikvpb::tikv_server::{Tikv, TikvServer};
+use proto::tikvpb::BatchRaftMessage;
+use raftstore::Router;
+use tonic::{Request, Response, Status, Streaming};
+use tracing::debug;
+
+use super::raft;
+use crate::storage::{Error, RawStorage, StorageConfig};
+
+/// Largest gRPC message the service accepts or sends: a value at the storage limit plus
+/// room for keys and framing, or a snapshot chunk.
+pub const MAX_GRPC_MESSAGE_SIZE: usize = 16 * 1024 * 1024;
+
+/// The `tikvpb.Tikv` service of one store.
+pub struct KvService<S> {
+    storage: Arc<RawStorage<S>>,
+    router: Router<S>,
+    store_id: u64,
+    max_snapshot_size: usize,
+}
+
+impl<S> Clone for KvService<S> {
+    fn clone(&self) -> Self {
+        KvService {
+            storage: self.storage.clone(),
+            router: self.router.clone(),
+            store_id: self.store_id,
+            max_snapshot_size: self.max_snapshot_size,
+        }
+    }
+}
+
+impl<S: Snapshot> KvService<S> {
+    /// The service of store `store_id`, whose raftstore `router` leads to.
+    pub fn new(store_id: u64, router: Router<S>, cfg: StorageConfig) -> Self {
+        KvService {
+            storage: Arc::new(RawStorage::new(router.clone(), cfg)),
+            router,
+            store_id,
+            max_snapshot_size: raft::DEFAULT_MAX_SNAPSHOT_SIZE,
+        }
+    }
+
+    /// Sets the largest snapshot the `Snapshot` RPC accepts.
+    pub fn with_max_snapshot_size(mut self, bytes: usize) -> Self {
+        self.max_snapshot_size = bytes;
+        self
+    }
+
+    /// The raw storage behind the service.
+    pub fn storage(&self) -> &Arc<RawStorage<S>> {
+        &self.storage
+    }
+
+    /// The store this service belongs to.
+    pub fn store_id(&self) -> u64 {
+        self.store_id
+    }
+
+    /// The tonic server for this service, with message limits that fit the storage
+    /// limits (tonic's default 4 MiB would refuse a large value before our checks).
+    pub fn into_server(self) -> TikvServer<Self> {
+        TikvServer::new(self)
+            .max_decoding_message_size(MAX_GRPC_MESSAGE_SIZE)
+            .max_encoding_message_size(MAX_GRPC_MESSAGE_SIZE)
+    }
+}
+
+/// Splits a failure into (region error, text), exactly one of which is set.
+fn split_error(cmd: &str, e: Error) -> (Option<errorpb::Error>, String) {
+    match e {
+        Error::Region(re) => (Some(*re), String::new()),
+        other => {
+            debug!(cmd, error = %other, "raw request failed");
+            (None, other.to_string())
+        }
+    }
+}
+
+/// For responses without an `error` field: region error, or the pairs, or one pair
+/// carrying the failure as an abort key error (TiKV's shape).
+fn pairs_response(
+    cmd: &str,
+    r: crate::storage::Result<Vec<(Vec<u8>, Vec<u8>)>>,
+) -> (Option<errorpb::Error>, Vec<KvPair>) {
+    match r {
+        Ok(pairs) => (
+            None,
+            pairs
+                .into_iter()
+                .map(|(key, value)| KvPair {
+                    key,
+                    value,
+                    error: None,
+                })
+                .collect(),
+        ),
+        Err(e) => match split_error(cmd, e) {
+            (Some(re), _) => (Some(re), Vec::new()),
+            (None, text) => (
+                None,
+                vec![KvPair {
+                    error: Some(KeyError {
+                        abort: text,
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }],
+            ),
+        },
+    }
+}
+
+/// Region error or text of a write with no result.
+fn write_response(cmd: &str, r: crate::storage::Result<()>) -> (Option<errorpb::Error>, String) {
+    match r {
+        Ok(()) => (None, String::new()),
+        Err(e) => split_error(cmd, e),
+    }
+}
+
+#[tonic::async_trait]
+impl<S: Snapshot> Tikv for KvService<S> {
+    async fn raw_get(
+        &self,
+        request: Request<RawGetRequest>,
+    ) -> Result<Response<RawGetResponse>, Status> {
+        let req = request.into_inner();
+        let ctx = req.context.unwrap_or_default();
+        let mut resp = RawGetResponse::default();
+        match self.storage.get(&ctx, &req.cf, req.key).await {
+            Ok(Some(v)) => resp.value = v,
+            Ok(None) => resp.not_found = true,
+            Err(e) => (resp.region_error, resp.error) = split_error("raw_get", e),
+        }
+        Ok(Response::new(resp))
+    }
+
+    async fn raw_batch_get(
+        &self,
+        request: Request<RawBatchGetRequest>,
+    ) -> Result<Response<RawBatchGetResponse>, Status> {
+        let req = request.into_inner();
+        let ctx = req.context.unwrap_or_default();
+        let r = self.storage.batch_get(&ctx, &req.cf, req.keys).await;
+        let (region_error, pairs) = pairs_response("raw_batch_get", r);
+        Ok(Response::new(RawBatchGetResponse {
+            region_error,
+            pairs,
+        }))
+    }
+
+    async fn raw_put(
+        &self,
+        request: Request<RawPutRequest>,
+    ) -> Result<Response<RawPutResponse>, Status> {
+        // `for_cas` needs no separate path: every raw write takes the key latches.
+        let req = request.into_inner();
+        let ctx = req.context.unwrap_or_default();
+        let r = self
+            .storage
+            .put(&ctx, &req.cf, req.key, req.value, req.ttl)
+            .await;
+        let (region_error, error) = write_response("raw_put", r);
+        Ok(Response::new(RawPutResponse {
+            region_error,
+            error,
+        }))
+    }
+
+    async fn raw_batch_put(
+        &self,
+        request: Request<RawBatchPutRequest>,
+    ) -> Result<Response<RawBatchPutResponse>, Status> {
+        let req = request.into_inner();
+        let ctx = req.context.unwrap_or_default();
+        // Old clients send one TTL in the deprecated `ttl` field instead of `ttls`.
+        let ttls = if req.ttls.is_empty() && req.ttl != 0 {
+            vec![req.ttl]
+        } else {
+            req.ttls
+        };
+        let pairs = req.pairs.into_iter().map(|p| (p.key, p.value)).collect();
+        let r = self.storage.batch_put(&ctx, &req.cf, pairs, ttls).await;
+        let (region_error, error) = write_response("raw_batch_put", r);
+        Ok(Response::new(RawBatchPutResponse {
+            region_error,
+            error,
+        }))
+    }
+
+    async fn raw_delete(
+        &self,
+        request: Request<RawDeleteRequest>,
+    ) -> Result<Response<RawDeleteResponse>, Status> {
+        let req = request.into_inner();
+        let ctx = req.context.unwrap_or_default();
+        let r = self.storage.delete(&ctx, &req.cf, req.key).await;
+        let (region_error, error) = write_response("raw_delete", r);
+        Ok(Response::new(RawDeleteResponse {
+            region_error,
+            error,
+        }))
+    }
+
+    async fn raw_batch_delete(
+        &self,
+        request: Request<RawBatchDeleteRequest>,
+    ) -> Result<Response<RawBatchDeleteResponse>, Status> {
+        let req = request.into_inner();
+        let ctx = req.context.unwrap_or_default();
+        let r = self.storage.batch_delete(&ctx, &req.cf, req.keys).await;
+        let (region_error, error) = write_response("raw_batch_delete", r);
+        Ok(Response::new(RawBatchDeleteResponse {
+            region_error,
+            error,
+        }))
+    }
+
+    async fn raw_scan(
+        &self,
+        request: Request<RawScanRequest>,
+    ) -> Result<Response<RawScanResponse>, Status> {
+        let req = request.into_inner();
+        let ctx = req.context.unwrap_or_default();
+        let r = self
+            .storage
+            .scan(
+                &ctx,
+                &req.cf,
+                req.start_key,
+                req.end_key,
+                req.limit as usize,
+                req.key_only,
+                req.reverse,
+            )
+            .await;
+        let (region_error, kvs) = pairs_response("raw_scan", r);
+        Ok(Response::new(RawScanResponse { region_error, kvs }))
+    }
+
+    async fn raw_delete_range(
+        &self,
+        request: Request<RawDeleteRangeRequest>,
+    ) -> Result<Response<RawDeleteRangeResponse>, Status> {
+        let req = request.into_inner();
+        let ctx = req.context.unwrap_or_default();
+        let r = self
+            .storage
+            .delete_range(&ctx, &req.cf, req.start_key, req.end_key)
+            .await;
+        let (region_error, error) = write_response("raw_delete_range", r);
+        Ok(Response::new(RawDeleteRangeResponse {
+            region_error,
+            error,
+        }))
+    }
+
+    async fn raw_batch_scan(
+        &self,
+        request: Request<RawBatchScanRequest>,
+    ) -> Result<Response<RawBatchScanResponse>, Status> {
+        let req = request.into_inner();
+        let ctx = req.context.unwrap_or_default();
+        let r = self
+            .storage
+            .batch_scan(
+                &ctx,
+                &req.cf,
+                req.ranges,
+                req.each_limit as usize,
+                req.key_only,
+                req.reverse,
+            )
+            .await;
+        let (region_error, kvs) = pairs_response("raw_batch_scan", r);
+        Ok(Response::new(RawBatchScanResponse { region_error, kvs }))
+    }
+
+    async fn raw_get_key_ttl(
+        &self,
+        request: Request<RawGetKeyTtlRequest>,
+    ) -> Result<Response<RawGetKeyTtlResponse>, Status> {
+        let req = request.into_inner();
+        let ctx = req.context.unwrap_or_default();
+        let mut resp = RawGetKeyTtlResponse::default();
+        match self.storage.get_key_ttl(&ctx, &req.cf, req.key).await {
+            Ok(Some(ttl)) => resp.ttl = ttl,
+            Ok(None) => resp.not_found = true,
+            Err(e) => (resp.region_error, resp.error) = split_error("raw_get_key_ttl", e),
+        }
+        Ok(Response::new(resp))
+    }
+
+    async fn raw_compare_and_swap(
+        &self,
+        request: Request<RawCasRequest>,
+    ) -> Result<Response<RawCasResponse>, Status> {
+        let req = request.into_inner();
+        let ctx = req.context.unwrap_or_default();
+        let previous = (!req.previous_not_exist).then_some(req.previous_value);
+        let mut resp = RawCasResponse::default();
+        match self
+            .storage
+            .compare_and_swap(&ctx, &req.cf, req.key, previous, req.value, req.ttl)
+            .await
+        {
+            Ok(outcome) => {
+                resp.succeed = outcome.succeed;
+                match outcome.previous {
+                    Some(v) => resp.previous_value = v,
+                    None => resp.previous_not_exist = true,
+                }
+            }
+            Err(e) => (resp.region_error, resp.error) = split_error("raw_compare_and_swap", e),
+        }
+        Ok(Response::new(resp))
+    }
+
+    async fn raw_checksum(
+        &self,
+        request: Request<RawChecksumRequest>,
+    ) -> Result<Response<RawChecksumResponse>, Status> {
+        let req = request.into_inner();
+        let ctx = req.context.unwrap_or_default();
+        let mut resp = RawChecksumResponse::default();
+        match self.storage.checksum(&ctx, req.algorithm, req.ranges).await {
+            Ok(sum) => {
+                resp.checksum = sum.checksum;
+                resp.total_kvs = sum.total_kvs;
+                resp.total_bytes = sum.total_bytes;
+            }
+            Err(e) => (resp.region_error, resp.error) = split_error("raw_checksum", e),
+        }
+        Ok(Response::new(resp))
+    }
+
+    async fn raft(
+        &self,
+        request: Request<Streaming<RaftMessage>>,
+    ) -> Result<Response<Done>, Status> {
+        raft::receive_raft(&self.router, self.store_id, request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn batch_raft(
+        &self,
+        request: Request<Streaming<BatchRaftMessage>>,
+    ) -> Result<Response<Done>, Status> {
+        raft::receive_batch_raft(&self.router, self.store_id, request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn snapshot(
+        &self,
+        request: Request<Streaming<SnapshotChunk>>,
+    ) -> Result<Response<Done>, Status> {
+        raft::receive_snapshot(
+            &self.router,
+            self.store_id,
+            self.max_snapshot_size,
+            request.into_inner(),
+        )
+        .await
+        .map(Response::new)
+    }
+}

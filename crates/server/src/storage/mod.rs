@@ -1,0 +1,59 @@
+//! The raw KV layer: TiKV's raw API on top of raftstore.
+//!
+//! # Pieces
+//! - [`raftkv::RaftKv`] sends one command to the region named by a request's context
+//!   (`region_id`, `region_epoch`, `peer`, `term`) and awaits raftstore's callback through
+//!   a oneshot channel: linearizable reads come back as a region-bounded snapshot
+//!   (ReadIndex), writes come back once applied. Region problems come back as
+//!   [`Error::Region`] carrying raftstore's `errorpb::Error` unchanged.
+//! - [`raw::RawStorage`] implements the operations (get, batch get, scan, batch scan,
+//!   put, batch put, delete, batch delete, delete range, compare-and-swap, key TTL,
+//!   checksum) and every request check ([`validate`]).
+//! - [`latch::Latches`] serialises raw writes per key on this store, so a
+//!   compare-and-swap's read and write are atomic with respect to every other raw write
+//!   sent here; a range delete excludes all of them.
+//! - [`value`] is our on-disk value format, [`checksum`] the RawChecksum algorithm.
+//!
+//! # API versions
+//! The store serves one API version ([`StorageConfig::api_version`]), like TiKV's
+//! `storage.api-version`:
+//! - **V1**: any key; `cf` may be empty, `default`, `lock` or `write`. TTLs are accepted
+//!   (TiKV needs `enable-ttl` for that; we always store the expiry).
+//! - **V2**: every key must be a raw key of a keyspace, `r` + 3-byte keyspace id + user
+//!   key; range bounds must be such keys too (or `s`, the end of the raw key space); `cf`
+//!   must be empty. Keys are stored exactly as sent, prefix included.
+//!
+//! A request whose `context.api_version` differs from the store's setting is refused with
+//! `ApiVersionNotMatched`; in V2 a key outside the raw key space is refused with
+//! `InvalidKeyMode` (or `InvalidKeyRangeMode` for ranges), as TiKV does.
+//!
+//! # Value encoding (ours, not TiKV's)
+//! Every stored value starts with one flags byte:
+//! ```text
+//! 0x00 ‖ user value                          no expiry
+//! 0x01 ‖ expire_at (u64 big-endian) ‖ value  expires at `expire_at`, Unix seconds
+//! ```
+//! Other flag values are rejected as corrupt. A value whose `expire_at` is at or before
+//! the current time is treated as absent by every read (get, batch get, scan, batch scan,
+//! key TTL, checksum, compare-and-swap); it stays on disk until overwritten or deleted.
+//! Keys are stored unchanged (raftstore adds its data prefix `z`).
+//!
+//! # Limits
+//! Key size ([`StorageConfig::max_key_size`], 8 KiB), value size
+//! ([`StorageConfig::max_value_size`]), scan limit ([`StorageConfig::max_scan_limit`]),
+//! and raftstore's raft entry size (`RaftEntryTooLarge` region error). Each violation is a
+//! clean error; none panics.
+
+pub mod checksum;
+pub mod config;
+pub mod error;
+pub mod latch;
+pub mod raftkv;
+pub mod raw;
+pub mod validate;
+pub mod value;
+
+pub use config::{ApiVersion, StorageConfig};
+pub use error::{Error, Result};
+pub use raftkv::{Modify, RaftKv};
+pub use raw::{CasOutcome, Checksum, RawStorage};
