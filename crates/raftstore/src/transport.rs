@@ -23,4 +23,15 @@ pub trait Transport: Send + 'static {
     fn send(&mut self, msg: RaftMessage) -> Result<(), TransportError>;
     /// Pushes out everything queued since the last flush.
     fn flush(&mut self);
+    /// Whether this transport reports the outcome of every snapshot `send` accepted by
+    /// delivering [`crate::PeerMsg::SnapshotSent`] to the sending peer later.
+    ///
+    /// If not (the default, right for a transport that delivers on `flush`), a peer
+    /// treats an accepted snapshot as delivered at once. A transport that streams
+    /// snapshots in the background must say yes: reporting "finished" before the data
+    /// arrived lets raft probe the follower, which still lacks the snapshot, rejects the
+    /// probe and is sent the whole snapshot again while the first is still on its way.
+    fn reports_snapshot_delivery(&self) -> bool {
+        false
+    }
 }

@@ -22,8 +22,10 @@ use crate::worker::region::{ApplyTask, RegionTask};
 use crate::Error;
 
 impl<E: Engine> Peer<E> {
-    /// Sends leader messages now, reporting failed snapshot sends back to raft.
+    /// Sends leader messages now, reporting failed snapshot sends back to raft (and
+    /// accepted ones as finished, unless the transport reports delivery itself).
     fn send_messages<T: Transport>(&mut self, ctx: &mut PollContext<E, T>, msgs: Vec<Message>) {
+        let transport_reports = ctx.transport.reports_snapshot_delivery();
         for m in msgs {
             let is_snapshot = m.get_msg_type() == MessageType::MsgSnapshot;
             let to = m.to;
@@ -31,7 +33,7 @@ impl<E: Engine> Peer<E> {
                 continue;
             };
             match ctx.send(rm) {
-                Ok(()) if is_snapshot => {
+                Ok(()) if is_snapshot && !transport_reports => {
                     self.raft_group
                         .report_snapshot(to, raft::SnapshotStatus::Finish);
                 }
