@@ -2,6 +2,15 @@
 //!
 //! The store's scheduler worker is the only caller. The in-process cluster harness provides
 //! a mock; the networked client (gRPC to the scheduler service) implements the same trait.
+//!
+//! Operators reach a store in one of two ways: as the return value of
+//! [`SchedulerClient::region_heartbeat`] (an in-process scheduler answers at once), or
+//! later, pushed by the client through the [`OperatorSink`] the store installs with
+//! [`SchedulerClient::set_operator_sink`] (a networked client reads them off its heartbeat
+//! response stream). Both end up in the same place: an admin command for the region's
+//! leader ([`crate::worker::scheduler::execute_operator`]).
+
+use std::sync::Arc;
 
 use proto::metapb;
 
@@ -36,6 +45,8 @@ pub struct RegionHeartbeat {
 pub enum Operator {
     /// Add this peer (a voter).
     AddPeer(metapb::Peer),
+    /// Add this peer as a learner (receives the log, does not vote).
+    AddLearner(metapb::Peer),
     /// Remove this peer.
     RemovePeer(metapb::Peer),
     /// Move leadership to this peer.
@@ -44,6 +55,25 @@ pub enum Operator {
     /// ids and proposes the split as it does for keys its own split check found.
     Split(Vec<Vec<u8>>),
 }
+
+/// An operator that arrived on its own, outside a `region_heartbeat` return value, with
+/// what the leader needs to address the admin command.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PushedOperator {
+    /// The region to change.
+    pub region_id: u64,
+    /// The region's epoch as the scheduler last saw it (the command is checked against it,
+    /// so an operator decided on stale information is refused by the region).
+    pub region_epoch: Option<metapb::RegionEpoch>,
+    /// The peer the command is addressed to: the leader that sent the heartbeat.
+    pub leader: metapb::Peer,
+    /// What to do.
+    pub op: Operator,
+}
+
+/// Where a client delivers pushed operators. Called on the client's own threads, so it
+/// must not block (the store's sink only queues a command on its router).
+pub type OperatorSink = Arc<dyn Fn(PushedOperator) + Send + Sync>;
 
 /// What a store reports about itself.
 #[derive(Clone, Debug, Default)]
@@ -64,10 +94,15 @@ pub struct StoreHeartbeat {
 pub trait SchedulerClient: Send + Sync + 'static {
     /// Allocates ids for `count` new regions split off `region` (checking its epoch).
     fn ask_batch_split(&self, region: &metapb::Region, count: usize) -> Result<Vec<SplitIds>>;
-    /// Reports a region; may return an operator for its leader to carry out.
+    /// Reports a region; may return an operator for its leader to carry out. A client whose
+    /// answers arrive later returns `Ok(None)` and pushes them to the operator sink.
     fn region_heartbeat(&self, hb: &RegionHeartbeat) -> Result<Option<Operator>>;
     /// Reports the store.
     fn store_heartbeat(&self, hb: &StoreHeartbeat) -> Result<()>;
     /// Reports the regions a batch split produced (the scheduler learns both at once).
     fn report_batch_split(&self, regions: &[metapb::Region]) -> Result<()>;
+    /// Installs where operators that arrive asynchronously go; the store calls this once at
+    /// start (again on restart, replacing the old sink). Clients that only answer through
+    /// `region_heartbeat`'s return value ignore it.
+    fn set_operator_sink(&self, _sink: OperatorSink) {}
 }

@@ -19,7 +19,7 @@ use crate::context::PollContext;
 use crate::peer::Peer;
 use crate::poller::Poller;
 use crate::router::Router;
-use crate::scheduler_client::SchedulerClient;
+use crate::scheduler_client::{PushedOperator, SchedulerClient};
 use crate::stats::StoreStats;
 use crate::storage::bootstrap::{load_region_states, load_store_ident};
 use crate::storage::write;
@@ -128,6 +128,12 @@ impl<E: Engine> Store<E> {
         );
         threads.push(worker::spawn("split-check", split_rx, move |t| {
             split_runner.handle(t)
+        }));
+        // Operators a networked client receives on its own (not as a heartbeat's return
+        // value) take the same path as returned ones: an admin command through the router.
+        let sink_router = router.clone();
+        scheduler.set_operator_sink(Arc::new(move |op: PushedOperator| {
+            crate::worker::scheduler::execute_operator(&sink_router, op)
         }));
         let mut sched_runner = SchedulerRunner::new(scheduler, router.clone());
         threads.push(worker::spawn("scheduler-worker", sched_rx, move |t| {

@@ -47,9 +47,13 @@ pub struct Cluster {
     pub(crate) leader_hints: Mutex<HashMap<u64, u64>>,
     pub(crate) region_cache: Mutex<Vec<metapb::Region>>,
     scheduler: Arc<MockScheduler>,
-    /// What the stores talk to: the mock by default, or a real scheduler core.
-    client: Arc<dyn SchedulerClient>,
+    /// What each store talks to, by store id: the mock by default, a real scheduler core,
+    /// or one networked client per store.
+    clients: ClientFactory,
 }
+
+/// Gives the scheduler client of a store each time it starts.
+pub type ClientFactory = Box<dyn Fn(u64) -> Arc<dyn SchedulerClient> + Send + Sync>;
 
 /// The seed a cluster uses: `TESSERA_TEST_SEED` if set, else a random one.
 pub fn pick_seed() -> u64 {
@@ -74,6 +78,18 @@ impl Cluster {
         mock: Arc<MockScheduler>,
         client: Arc<dyn SchedulerClient>,
     ) -> Cluster {
+        Self::with_scheduler_per_store(count, cfg, mock, Box::new(move |_| client.clone()))
+    }
+
+    /// A cluster whose store `id` talks to `clients(id)`, asked at every start of the store
+    /// (a client that pushes operators needs one per store: each store installs its own
+    /// operator sink). `mock` still serves the harness's own id needs and lookups.
+    pub fn with_scheduler_per_store(
+        count: u64,
+        cfg: Config,
+        mock: Arc<MockScheduler>,
+        clients: ClientFactory,
+    ) -> Cluster {
         crate::init_logging();
         let seed = pick_seed();
         eprintln!("test cluster seed: {seed} (replay the harness's choices with TESSERA_TEST_SEED={seed})");
@@ -90,7 +106,7 @@ impl Cluster {
             leader_hints: Mutex::new(HashMap::new()),
             region_cache: Mutex::new(Vec::new()),
             scheduler: mock,
-            client,
+            clients,
         }
     }
 
@@ -196,7 +212,7 @@ impl Cluster {
             kv.clone(),
             raft,
             transport,
-            self.client.clone(),
+            (self.clients)(id),
         )
         .expect("start store");
         self.net.register(id, store.router());

@@ -96,7 +96,9 @@ impl MockScheduler {
 
     fn operator_done(op: &Operator, region: &metapb::Region, leader: &metapb::Peer) -> bool {
         match op {
-            Operator::AddPeer(p) => region.peers.iter().any(|x| x.id == p.id),
+            Operator::AddPeer(p) | Operator::AddLearner(p) => {
+                region.peers.iter().any(|x| x.id == p.id)
+            }
             Operator::RemovePeer(p) => !region.peers.iter().any(|x| x.id == p.id),
             Operator::TransferLeader(p) => leader.id == p.id,
             // The region keeps its id for the leftmost part.

@@ -2,7 +2,9 @@
 //!
 //! - region heartbeats from leaders (region, leader, pending peers, approximate size and
 //!   keys); an operator in the answer (add/remove peer, transfer leader) becomes an admin
-//!   command sent to the region through the router, with the epoch the heartbeat reported;
+//!   command sent to the region through the router, with the epoch the heartbeat reported
+//!   ([`execute_operator`], also what the store's operator sink calls when a networked
+//!   client receives an operator on its own);
 //! - store heartbeats;
 //! - AskBatchSplit: a leader found split keys; the scheduler allocates the new region id and
 //!   one new peer id per existing peer, and the worker proposes the BatchSplit admin command;
@@ -19,8 +21,11 @@ use proto::raft_cmdpb::{
     RaftRequestHeader, SplitRequest, TransferLeaderRequest,
 };
 
+use crate::msg::PeerMsg;
 use crate::router::Router;
-use crate::scheduler_client::{Operator, RegionHeartbeat, SchedulerClient, StoreHeartbeat};
+use crate::scheduler_client::{
+    Operator, PushedOperator, RegionHeartbeat, SchedulerClient, StoreHeartbeat,
+};
 
 /// Work for the scheduler worker.
 pub enum SchedulerTask {
@@ -63,20 +68,12 @@ impl<S: Send + 'static> SchedulerRunner<S> {
     }
 
     fn send_admin(&self, region: &metapb::Region, peer: metapb::Peer, admin: AdminRequest) {
-        let region_id = region.id;
         let req = RaftCmdRequest {
             header: Some(header(region, peer)),
             admin_request: Some(admin),
             ..Default::default()
         };
-        self.router.send_command(
-            req,
-            Box::new(move |resp| {
-                if let Some(e) = resp.response.header.and_then(|h| h.error) {
-                    tracing::debug!("[region {region_id}] admin command failed: {}", e.message);
-                }
-            }),
-        );
+        send_admin_command(&self.router, region.id, req);
     }
 
     /// Executes one task.
@@ -117,7 +114,15 @@ impl<S: Send + 'static> SchedulerRunner<S> {
                 Err(e) => tracing::warn!("[region {}] ask split failed: {e}", region.id),
             },
             SchedulerTask::RegionHeartbeat(hb) => match self.client.region_heartbeat(&hb) {
-                Ok(Some(op)) => self.execute_operator(&hb, op),
+                Ok(Some(op)) => execute_operator(
+                    &self.router,
+                    PushedOperator {
+                        region_id: hb.region.id,
+                        region_epoch: hb.region.region_epoch,
+                        leader: hb.leader,
+                        op,
+                    },
+                ),
                 Ok(None) => {}
                 Err(e) => tracing::debug!("[region {}] heartbeat failed: {e}", hb.region.id),
             },
@@ -133,45 +138,144 @@ impl<S: Send + 'static> SchedulerRunner<S> {
             }
         }
     }
+}
 
-    fn execute_operator(&self, hb: &RegionHeartbeat, op: Operator) {
-        let admin = match op {
-            Operator::Split(split_keys) => {
-                // The peer checks leadership and epoch, then asks for ids as it does for
-                // keys its own split check found.
-                let _ = self.router.send(
-                    hb.region.id,
-                    crate::msg::PeerMsg::AskSplit {
-                        epoch: hb.region.region_epoch.unwrap_or_default(),
-                        split_keys,
-                    },
-                );
-                return;
+/// The admin command that carries out `op` on its region's leader: a ChangePeer (add voter,
+/// add learner, remove) or a TransferLeader, addressed to `op.leader` and checked against
+/// `op.region_epoch`. None for a split, which is not one command (see [`execute_operator`]).
+pub fn operator_command(op: &PushedOperator) -> Option<RaftCmdRequest> {
+    let change_peer = |p: metapb::Peer, t: ConfChangeType| AdminRequest {
+        cmd_type: AdminCmdType::ChangePeer as i32,
+        change_peer: Some(ChangePeerRequest {
+            change_type: t as i32,
+            peer: Some(p),
+        }),
+        ..Default::default()
+    };
+    let admin = match &op.op {
+        Operator::AddPeer(p) => change_peer(*p, ConfChangeType::AddNode),
+        Operator::AddLearner(p) => change_peer(*p, ConfChangeType::AddLearnerNode),
+        Operator::RemovePeer(p) => change_peer(*p, ConfChangeType::RemoveNode),
+        Operator::TransferLeader(p) => AdminRequest {
+            cmd_type: AdminCmdType::TransferLeader as i32,
+            transfer_leader: Some(TransferLeaderRequest {
+                peer: Some(*p),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+        Operator::Split(_) => return None,
+    };
+    Some(RaftCmdRequest {
+        header: Some(RaftRequestHeader {
+            region_id: op.region_id,
+            peer: Some(op.leader),
+            region_epoch: op.region_epoch,
+            ..Default::default()
+        }),
+        admin_request: Some(admin),
+        ..Default::default()
+    })
+}
+
+/// Carries out `op` through `router`. Fire and forget: a refused command (stale epoch, no
+/// longer leader) is only logged, because the scheduler re-sends the operator on a later
+/// heartbeat if it still wants it. A split goes to the peer as [`PeerMsg::AskSplit`]: the
+/// leader checks it against its epoch and asks the scheduler for ids, as it does for keys
+/// its own split check found.
+pub fn execute_operator<S: Send + 'static>(router: &Router<S>, op: PushedOperator) {
+    let region_id = op.region_id;
+    if let Operator::Split(split_keys) = op.op {
+        let _ = router.send(
+            region_id,
+            PeerMsg::AskSplit {
+                epoch: op.region_epoch.unwrap_or_default(),
+                split_keys,
+            },
+        );
+        return;
+    }
+    if let Some(req) = operator_command(&op) {
+        send_admin_command(router, region_id, req);
+    }
+}
+
+fn send_admin_command<S: Send + 'static>(router: &Router<S>, region_id: u64, req: RaftCmdRequest) {
+    router.send_command(
+        req,
+        Box::new(move |resp| {
+            if let Some(e) = resp.response.header.and_then(|h| h.error) {
+                tracing::debug!("[region {region_id}] admin command failed: {}", e.message);
             }
-            Operator::AddPeer(p) | Operator::RemovePeer(p) => {
-                let change_type = if matches!(op, Operator::AddPeer(_)) {
-                    ConfChangeType::AddNode
-                } else {
-                    ConfChangeType::RemoveNode
-                };
-                AdminRequest {
-                    cmd_type: AdminCmdType::ChangePeer as i32,
-                    change_peer: Some(ChangePeerRequest {
-                        change_type: change_type as i32,
-                        peer: Some(p),
-                    }),
-                    ..Default::default()
-                }
-            }
-            Operator::TransferLeader(p) => AdminRequest {
-                cmd_type: AdminCmdType::TransferLeader as i32,
-                transfer_leader: Some(TransferLeaderRequest {
-                    peer: Some(p),
-                    ..Default::default()
-                }),
+        }),
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pushed(op: Operator) -> PushedOperator {
+        PushedOperator {
+            region_id: 7,
+            region_epoch: Some(metapb::RegionEpoch {
+                conf_ver: 3,
+                version: 4,
+            }),
+            leader: metapb::Peer {
+                id: 70,
+                store_id: 1,
                 ..Default::default()
             },
+            op,
+        }
+    }
+
+    fn peer() -> metapb::Peer {
+        metapb::Peer {
+            id: 72,
+            store_id: 2,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn operator_command_is_addressed_to_the_leader_with_the_reported_epoch() {
+        let req = operator_command(&pushed(Operator::RemovePeer(peer()))).unwrap();
+        let h = req.header.unwrap();
+        assert_eq!(h.region_id, 7);
+        assert_eq!(h.peer.unwrap().id, 70);
+        assert_eq!(h.region_epoch.unwrap().conf_ver, 3);
+        assert_eq!(h.region_epoch.unwrap().version, 4);
+    }
+
+    #[test]
+    fn each_operator_becomes_its_admin_command() {
+        let change = |op| {
+            let admin = operator_command(&pushed(op)).unwrap().admin_request.unwrap();
+            assert_eq!(admin.cmd_type, AdminCmdType::ChangePeer as i32);
+            let c = admin.change_peer.unwrap();
+            assert_eq!(c.peer.unwrap(), peer());
+            c.change_type
         };
-        self.send_admin(&hb.region, hb.leader, admin);
+        assert_eq!(
+            change(Operator::AddPeer(peer())),
+            ConfChangeType::AddNode as i32
+        );
+        assert_eq!(
+            change(Operator::AddLearner(peer())),
+            ConfChangeType::AddLearnerNode as i32
+        );
+        assert_eq!(
+            change(Operator::RemovePeer(peer())),
+            ConfChangeType::RemoveNode as i32
+        );
+        let admin = operator_command(&pushed(Operator::TransferLeader(peer())))
+            .unwrap()
+            .admin_request
+            .unwrap();
+        assert_eq!(admin.cmd_type, AdminCmdType::TransferLeader as i32);
+        assert_eq!(admin.transfer_leader.unwrap().peer.unwrap(), peer());
+        assert!(operator_command(&pushed(Operator::Split(vec![b"k".to_vec()]))).is_none());
     }
 }
