@@ -454,7 +454,10 @@ async fn ttl_expiry_and_checksum() {
     let c = at(&env, b"a").await;
 
     c.must_put(b"forever", b"f").await;
-    let r = c.put(b"short", b"s", 1).await;
+    // TTL 2 rather than 1: expiry is counted in whole seconds from the write, so a TTL of
+    // 2 keeps the key visible for at least a full second after the put, long enough for
+    // the checks below to see it.
+    let r = c.put(b"short", b"s", 2).await;
     assert!(r.region_error.is_none() && r.error.is_empty(), "{r:?}");
     let r = c.put(b"long", b"l", 1000).await;
     assert!(r.error.is_empty(), "{r:?}");

@@ -45,9 +45,20 @@ impl<S> Clone for KvService<S> {
 
 impl<S: Snapshot> KvService<S> {
     /// The service of store `store_id`, whose raftstore `router` leads to.
+    ///
+    /// Create one per store and clone it to share: the latches that make
+    /// compare-and-swap atomic live in its [`RawStorage`], and two storages over one
+    /// store would not see each other's latches.
     pub fn new(store_id: u64, router: Router<S>, cfg: StorageConfig) -> Self {
+        let storage = Arc::new(RawStorage::new(router.clone(), cfg));
+        Self::with_storage(store_id, router, storage)
+    }
+
+    /// The service over an existing `storage` of the same store (for a process that also
+    /// uses the storage directly).
+    pub fn with_storage(store_id: u64, router: Router<S>, storage: Arc<RawStorage<S>>) -> Self {
         KvService {
-            storage: Arc::new(RawStorage::new(router.clone(), cfg)),
+            storage,
             router,
             store_id,
             max_snapshot_size: raft::DEFAULT_MAX_SNAPSHOT_SIZE,
