@@ -22,7 +22,8 @@
 //!                                                take all queued ─► few BatchRaftMessage
 //!                                                frames; on failure: store marked down,
 //!                                                queue drained and dropped during an
-//!                                                exponential backoff, reconnect
+//!                                                exponential backoff, reconnect once
+//!                                                the store is sent to again
 //! ```
 //! The sending threads never wait on the network: `send` appends to a buffer (or
 //! `try_send`s a snapshot) and `flush` `try_send`s into bounded queues. Dropped messages

@@ -4,7 +4,9 @@
 //! few `BatchRaftMessage` frames as the size limits allow, and writes them to the stream.
 //! When resolving, connecting or the stream fails, it marks the store down, drops what
 //! arrives while it waits out an exponential backoff (raft retransmits; messages that
-//! old are useless anyway), and tries again with a freshly resolved address.
+//! old are useless anyway), and tries again with a freshly resolved address — once
+//! somebody sends to the store again, so a store that left the cluster is not retried
+//! forever.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -71,6 +73,28 @@ pub(crate) async fn run(
         failures += 1;
         if !drain_for(&mut rx, delay, &ctx.stats, &mut buf).await {
             return;
+        }
+        if !wait_for_demand(&mut rx, &state, &ctx.stats, &mut buf).await {
+            return;
+        }
+    }
+}
+
+/// Returns once a message was sent to the store since it went down (`send` refused it,
+/// or it raced into the queue), at once if that already happened during the backoff.
+/// False if the queue closed meanwhile.
+async fn wait_for_demand(
+    rx: &mut mpsc::Receiver<RaftMessage>,
+    state: &LinkState,
+    stats: &TransportStats,
+    buf: &mut Vec<RaftMessage>,
+) -> bool {
+    tokio::select! {
+        _ = state.demand.notified() => true,
+        n = rx.recv_many(buf, 1024) => {
+            TransportStats::add(&stats.dropped_unreachable, n);
+            buf.clear();
+            n > 0
         }
     }
 }

@@ -15,6 +15,7 @@ use raft::eraftpb::MessageType;
 use raftstore::{RaftMessage, Transport, TransportError};
 use tokio::runtime::Handle;
 use tokio::sync::mpsc::{self, error::TrySendError};
+use tokio::sync::Notify;
 
 use crate::config::{Config, ConfigError};
 use crate::resolver::StoreResolver;
@@ -34,26 +35,37 @@ pub enum LinkStatus {
     Connecting,
     /// A `BatchRaft` stream is open.
     Connected,
-    /// The last attempt failed; the task waits out its backoff and `send` refuses
-    /// messages for this store (raft treats the peer as unreachable).
+    /// The last attempt failed; `send` refuses messages for this store (raft treats the
+    /// peer as unreachable). The task retries after its backoff, once someone sends to
+    /// the store again.
     Down,
 }
 
-/// The connection state, written by the store's task and read by `send` without a lock.
+/// What a store's raft task and the senders share: the connection state, written by the
+/// task and read by `send` without a lock, and the senders' demand for the store.
 #[derive(Debug)]
-pub(crate) struct LinkState(AtomicU8);
+pub(crate) struct LinkState {
+    status: AtomicU8,
+    /// Poked by `send` when it refuses a message because the store is down: a task in
+    /// backoff retries only if someone still wants to reach the store, so a store that
+    /// left the cluster is not looked up forever.
+    pub(crate) demand: Notify,
+}
 
 impl LinkState {
     fn new() -> Self {
-        LinkState(AtomicU8::new(LinkStatus::Connecting as u8))
+        LinkState {
+            status: AtomicU8::new(LinkStatus::Connecting as u8),
+            demand: Notify::new(),
+        }
     }
 
     pub(crate) fn set(&self, s: LinkStatus) {
-        self.0.store(s as u8, Ordering::Release);
+        self.status.store(s as u8, Ordering::Release);
     }
 
     pub(crate) fn get(&self) -> LinkStatus {
-        match self.0.load(Ordering::Acquire) {
+        match self.status.load(Ordering::Acquire) {
             x if x == LinkStatus::Connected as u8 => LinkStatus::Connected,
             x if x == LinkStatus::Down as u8 => LinkStatus::Down,
             _ => LinkStatus::Connecting,
@@ -194,6 +206,7 @@ impl Transport for GrpcTransport {
         let link = self.link(store_id);
         let stats = &self.shared.ctx.stats;
         if link.state.get() == LinkStatus::Down {
+            link.state.demand.notify_one();
             TransportStats::add(&stats.dropped_unreachable, 1);
             return Err(TransportError::Unreachable(store_id));
         }

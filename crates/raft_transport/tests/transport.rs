@@ -301,6 +301,12 @@ fn an_unknown_store_drops_messages_and_is_resolved_again_later() {
     assert!((2..=8).contains(&calls), "{calls} lookups in one second");
     assert_eq!(c.transport.link_status(99), Some(LinkStatus::Down));
 
+    // Nobody sends to the store any more: at most the retry already earned is made.
+    let before = c.resolver.calls.load(Ordering::SeqCst);
+    std::thread::sleep(Duration::from_millis(2500));
+    let idle_calls = c.resolver.calls.load(Ordering::SeqCst) - before;
+    assert!(idle_calls <= 1, "{idle_calls} lookups while nobody sent");
+
     // Once the store becomes known, a later attempt finds it and messages flow.
     c.resolver.table.insert(99, server.addr.to_string());
     let reached = wait_until(WAIT, || {
