@@ -48,9 +48,10 @@ impl TestCluster {
         let c = TestCluster { pd, nodes };
         // The scheduler gives the first region its other two replicas.
         c.wait_for("3 replicas", |v| {
-            v["regions"]
-                .as_array()
-                .is_some_and(|rs| rs.iter().all(|r| r["peers"].as_array().map(Vec::len) == Some(3)))
+            v["regions"].as_array().is_some_and(|rs| {
+                rs.iter()
+                    .all(|r| r["peers"].as_array().map(Vec::len) == Some(3))
+            })
         })
         .await;
         c
@@ -61,7 +62,9 @@ impl TestCluster {
     }
 
     async fn regions(&self) -> serde_json::Value {
-        http(&self.pd_addr(), "GET", "/pd/api/v1/regions", "").await.1
+        http(&self.pd_addr(), "GET", "/pd/api/v1/regions", "")
+            .await
+            .1
     }
 
     async fn wait_for(&self, what: &str, cond: impl Fn(&serde_json::Value) -> bool) {
@@ -115,7 +118,10 @@ fn value(i: u32) -> Vec<u8> {
 async fn exercise(cluster: &TestCluster, client: RawClient, prefix: &[u8]) {
     // Single-key operations.
     client.put(b"alpha".to_vec(), b"1".to_vec()).await.unwrap();
-    assert_eq!(client.get(b"alpha".to_vec()).await.unwrap(), Some(b"1".to_vec()));
+    assert_eq!(
+        client.get(b"alpha".to_vec()).await.unwrap(),
+        Some(b"1".to_vec())
+    );
     assert_eq!(client.get(b"missing".to_vec()).await.unwrap(), None);
     client.delete(b"alpha".to_vec()).await.unwrap();
     assert_eq!(client.get(b"alpha".to_vec()).await.unwrap(), None);
@@ -162,7 +168,11 @@ async fn exercise(cluster: &TestCluster, client: RawClient, prefix: &[u8]) {
     let all = client.scan(key(0)..key(2000), 10240).await.unwrap();
     assert_eq!(all.len(), 2000);
     for (i, pair) in all.iter().enumerate() {
-        assert_eq!(Vec::<u8>::from(pair.key().clone()), key(i as u32), "scan order");
+        assert_eq!(
+            Vec::<u8>::from(pair.key().clone()),
+            key(i as u32),
+            "scan order"
+        );
     }
     let limited = client.scan(key(990)..key(1010), 5).await.unwrap();
     let limited: Vec<Vec<u8>> = limited.into_iter().map(|p| p.into_key().into()).collect();
@@ -216,7 +226,10 @@ async fn exercise(cluster: &TestCluster, client: RawClient, prefix: &[u8]) {
         .await
         .unwrap();
     assert!(ok);
-    assert_eq!(atomic.get(b"cas".to_vec()).await.unwrap(), Some(b"second".to_vec()));
+    assert_eq!(
+        atomic.get(b"cas".to_vec()).await.unwrap(),
+        Some(b"second".to_vec())
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

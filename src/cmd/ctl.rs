@@ -169,11 +169,11 @@ fn print_stores(v: &Value) {
     for s in v["stores"].as_array().into_iter().flatten() {
         println!(
             "{:>6}  {:<22} {:<13} {:>8} {:>8}",
-            s["store"]["id"],
+            s["store"]["id"].as_u64().unwrap_or(0),
             s["store"]["address"].as_str().unwrap_or(""),
             s["store"]["state_name"].as_str().unwrap_or(""),
-            s["status"]["region_count"],
-            s["status"]["leader_count"]
+            s["status"]["region_count"].as_u64().unwrap_or(0),
+            s["status"]["leader_count"].as_u64().unwrap_or(0)
         );
     }
 }
@@ -193,13 +193,15 @@ pub fn print_regions(v: &Value) {
         let size = r["approximate_size"].as_u64().unwrap_or(0) as f64 / (1 << 20) as f64;
         println!(
             "{:>8}  {:<20} {:<20} {:>9.1} {:>10}  {:<16} {}",
-            r["id"],
+            r["id"].as_u64().unwrap_or(0),
             show_key(r["start_key"].as_str().unwrap_or("")),
             show_key(r["end_key"].as_str().unwrap_or("")),
             size,
-            r["approximate_keys"],
+            r["approximate_keys"].as_u64().unwrap_or(0),
             stores.join(","),
             r["leader"]["store_id"]
+                .as_u64()
+                .map_or("-".to_string(), |s| s.to_string())
         );
     }
     println!("{} regions", v["count"]);

@@ -82,15 +82,30 @@ impl Children {
             .collect()
     }
 
-    /// SIGTERM to every child, stores first; SIGKILL to any still running after 10 s.
+    /// SIGTERM to the stores, then to the scheduler (stores report to it while they stop);
+    /// SIGKILL to any child still running 10 s after its SIGTERM.
     fn stop(&mut self) {
-        for (_, c) in self.procs.iter().rev() {
+        let mut procs = std::mem::take(&mut self.procs);
+        // The scheduler was started first.
+        let pd = if procs.is_empty() {
+            vec![]
+        } else {
+            vec![procs.remove(0)]
+        };
+        for group in [procs, pd] {
+            Self::stop_group(group);
+        }
+    }
+
+    fn stop_group(mut group: Vec<(String, Child)>) {
+        for (_, c) in &group {
             let _ = Command::new("kill")
                 .args(["-TERM", &c.id().to_string()])
+                .stderr(Stdio::null())
                 .status();
         }
         let deadline = Instant::now() + Duration::from_secs(10);
-        for (name, c) in self.procs.iter_mut().rev() {
+        for (name, c) in group.iter_mut() {
             loop {
                 match c.try_wait() {
                     Ok(Some(_)) | Err(_) => break,
@@ -106,7 +121,6 @@ impl Children {
                 }
             }
         }
-        self.procs.clear();
     }
 }
 
@@ -208,13 +222,22 @@ async fn run_cluster(
     let pd = flags.pd_addr.as_str();
     let cfg = config.display().to_string();
     println!("data and logs in {}", dir.display());
-    let pid = children.spawn("pd", &["pd".into(), "--config".into(), cfg.clone()], &dir.join("pd.log"))?;
+    let pid = children.spawn(
+        "pd",
+        &["pd".into(), "--config".into(), cfg.clone()],
+        &dir.join("pd.log"),
+    )?;
     wait_until("scheduler", Duration::from_secs(30), async || {
-        ctl::request(pd, "GET", "/pd/api/v1/stores", "").await.is_ok()
+        ctl::request(pd, "GET", "/pd/api/v1/stores", "")
+            .await
+            .is_ok()
     })
     .await
     .map_err(|e| format!("{e} (see {})", dir.join("pd.log").display()))?;
-    println!("scheduler  {pd:<21} pid {pid:<7} log {}", dir.join("pd.log").display());
+    println!(
+        "scheduler  {pd:<21} pid {pid:<7} log {}",
+        dir.join("pd.log").display()
+    );
 
     for i in 1..=flags.stores {
         let port = flags.store_port as u64 + i - 1;
@@ -239,13 +262,17 @@ async fn run_cluster(
         println!("store {i:<4} {addr:<21} pid {pid:<7} log {}", log.display());
     }
     let replicas = flags.stores.min(3) as usize;
-    wait_until("replicas of the first region", Duration::from_secs(60), async || {
-        ctl::request(pd, "GET", "/pd/api/v1/regions", "")
-            .await
-            .ok()
-            .and_then(|v| v["regions"][0]["peers"].as_array().map(|p| p.len()))
-            == Some(replicas)
-    })
+    wait_until(
+        "replicas of the first region",
+        Duration::from_secs(60),
+        async || {
+            ctl::request(pd, "GET", "/pd/api/v1/regions", "")
+                .await
+                .ok()
+                .and_then(|v| v["regions"][0]["peers"].as_array().map(|p| p.len()))
+                == Some(replicas)
+        },
+    )
     .await?;
     println!(
         "cluster ready: {} stores, API V{}; clients connect to the scheduler at {pd}",
@@ -321,9 +348,11 @@ async fn demo(flags: &PlaygroundFlags) -> Result<(), String> {
                     loop {
                         match client.put(key.clone(), value.clone()).await {
                             Ok(()) => break,
-                            Err(_) => {
+                            Err(e) => {
                                 // tikv-client already retried region errors; back off a little.
-                                errors.fetch_add(1, Ordering::Relaxed);
+                                if errors.fetch_add(1, Ordering::Relaxed) < 3 {
+                                    eprintln!("put failed (will retry): {e}");
+                                }
                                 tokio::time::sleep(Duration::from_millis(100)).await;
                             }
                         }
@@ -374,7 +403,10 @@ async fn demo(flags: &PlaygroundFlags) -> Result<(), String> {
                 let key: Vec<u8> = pair.key().clone().into();
                 let (w2, i2) = parse_demo_key(&key).ok_or("unexpected key")?;
                 if pair.value() != &demo_value(w2, i2) {
-                    return Err(format!("wrong value for key {}", String::from_utf8_lossy(&key)));
+                    return Err(format!(
+                        "wrong value for key {}",
+                        String::from_utf8_lossy(&key)
+                    ));
                 }
                 found += 1;
             }

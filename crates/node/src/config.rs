@@ -133,8 +133,10 @@ impl RaftstoreConfig {
         // defaults assume), so a smaller split size is not overridden by the key limit.
         c.region_split_keys = (c.region_split_size / 100).max(1);
         c.region_max_keys = (c.region_max_size / 100).max(1);
-        c.split_region_check_tick_interval =
-            Duration::from_millis(positive("split_check_interval_ms", self.split_check_interval_ms)?);
+        c.split_region_check_tick_interval = Duration::from_millis(positive(
+            "split_check_interval_ms",
+            self.split_check_interval_ms,
+        )?);
         c.region_heartbeat_tick_interval = Duration::from_millis(positive(
             "region_heartbeat_interval_ms",
             self.region_heartbeat_interval_ms,
@@ -146,8 +148,7 @@ impl RaftstoreConfig {
         c.raft_base_tick_interval =
             Duration::from_millis(positive("raft_base_tick_ms", self.raft_base_tick_ms)?);
         c.raft_entry_max_size = positive("raft_entry_max_size", self.raft_entry_max_size)?;
-        c.validate()
-            .map_err(|e| format!("raftstore: {e}"))?;
+        c.validate().map_err(|e| format!("raftstore: {e}"))?;
         Ok(c)
     }
 }
@@ -179,7 +180,10 @@ mod tests {
             raft_base_tick_ms: 0,
             ..Default::default()
         };
-        assert!(bad.to_raftstore().unwrap_err().contains("raft_base_tick_ms"));
+        assert!(bad
+            .to_raftstore()
+            .unwrap_err()
+            .contains("raft_base_tick_ms"));
         let err = toml::from_str::<ServerConfig>("pd_endpoint = []").unwrap_err();
         assert!(err.to_string().contains("pd_endpoint"));
     }

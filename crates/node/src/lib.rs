@@ -65,7 +65,9 @@ pub enum Error {
     #[error("scheduler: {0}")]
     Scheduler(String),
     /// The data directory belongs to another cluster.
-    #[error("data directory {path} belongs to cluster {local}, but the scheduler runs cluster {remote}")]
+    #[error(
+        "data directory {path} belongs to cluster {local}, but the scheduler runs cluster {remote}"
+    )]
     ClusterMismatch {
         /// The data directory.
         path: std::path::PathBuf,
@@ -107,8 +109,7 @@ impl Node {
         }
         let engine = FjallEngine::open(&kv_dir, &FjallConfig::default())
             .map_err(|e| storage_err(e.to_string()))?;
-        let raft_engine =
-            RaftLogEngine::open(&raft_dir).map_err(|e| storage_err(e.to_string()))?;
+        let raft_engine = RaftLogEngine::open(&raft_dir).map_err(|e| storage_err(e.to_string()))?;
 
         let pd_cfg = pd_client::Config {
             runtime: Some(tokio::runtime::Handle::current()),
@@ -116,7 +117,9 @@ impl Node {
         };
         let pd = PdClient::connect_with(&server.pd_endpoints, pd_cfg)
             .await
-            .map_err(|e| Error::Scheduler(format!("connecting to {:?}: {e}", server.pd_endpoints)))?;
+            .map_err(|e| {
+                Error::Scheduler(format!("connecting to {:?}: {e}", server.pd_endpoints))
+            })?;
         let cluster_id = pd.cluster_id();
         let sched = |what: &str, e: pd_client::Error| Error::Scheduler(format!("{what}: {e}"));
 
@@ -130,7 +133,10 @@ impl Node {
             }
             Some(ident) => ident.store_id,
             None => {
-                let id = pd.alloc_id().await.map_err(|e| sched("allocating a store id", e))?;
+                let id = pd
+                    .alloc_id()
+                    .await
+                    .map_err(|e| sched("allocating a store id", e))?;
                 bootstrap_store(&engine, cluster_id, id).map_err(|e| storage_err(e.to_string()))?;
                 tracing::info!(store_id = id, cluster_id, "new store");
                 id
@@ -159,12 +165,15 @@ impl Node {
             ..Default::default()
         };
 
-        let first_region =
-            bootstrap_cluster(&pd, &engine, &raft_engine, &meta).await.map_err(|e| match e {
+        let first_region = bootstrap_cluster(&pd, &engine, &raft_engine, &meta)
+            .await
+            .map_err(|e| match e {
                 BootstrapError::Storage(m) => storage_err(m),
                 BootstrapError::Scheduler(m) => Error::Scheduler(m),
             })?;
-        pd.put_store(meta).await.map_err(|e| sched("registering the store", e))?;
+        pd.put_store(meta)
+            .await
+            .map_err(|e| sched("registering the store", e))?;
 
         // The transport reports snapshot outcomes to the sending peer through the router,
         // which exists only once the store runs.
@@ -255,8 +264,15 @@ impl Node {
         if let Some(s) = self.stop.take() {
             let _ = s.send(());
         }
-        if let Some(t) = self.server.take() {
-            let _ = t.await;
+        if let Some(mut t) = self.server.take() {
+            // Graceful shutdown waits for every connection to close, and other stores
+            // and clients keep theirs open: give in-flight calls a moment, then stop.
+            if tokio::time::timeout(std::time::Duration::from_secs(2), &mut t)
+                .await
+                .is_err()
+            {
+                t.abort();
+            }
         }
         if let Some(store) = self.store.take() {
             // Joining the store's threads blocks; keep it off the async workers.
@@ -294,7 +310,11 @@ async fn bootstrap_cluster(
         [r] if r.peers.len() == 1 && r.peers[0].store_id == store.id => Some(r.clone()),
         _ => None,
     };
-    if pd.is_bootstrapped().await.map_err(|e| sc("is_bootstrapped", e))? {
+    if pd
+        .is_bootstrapped()
+        .await
+        .map_err(|e| sc("is_bootstrapped", e))?
+    {
         if let Some(r) = prepared {
             if pd
                 .get_region_by_id(r.id)
@@ -302,7 +322,10 @@ async fn bootstrap_cluster(
                 .map_err(|e| sc("get_region_by_id", e))?
                 .is_none()
             {
-                tracing::info!(region = r.id, "clearing a first region prepared before a crash");
+                tracing::info!(
+                    region = r.id,
+                    "clearing a first region prepared before a crash"
+                );
                 clear_initial_region(engine, raft_engine, r.id).map_err(st)?;
             }
         }
@@ -338,12 +361,20 @@ async fn bootstrap_cluster(
     };
     match pd.bootstrap(store.clone(), region.clone()).await {
         Ok(()) => {
-            tracing::info!(region = region.id, store = store.id, "bootstrapped the cluster");
+            tracing::info!(
+                region = region.id,
+                store = store.id,
+                "bootstrapped the cluster"
+            );
             Ok(Some(region))
         }
         Err(e) => {
             // Another store may have won the race; then our prepared region must go.
-            if pd.is_bootstrapped().await.map_err(|e| sc("is_bootstrapped", e))? {
+            if pd
+                .is_bootstrapped()
+                .await
+                .map_err(|e| sc("is_bootstrapped", e))?
+            {
                 clear_initial_region(engine, raft_engine, region.id).map_err(st)?;
                 Ok(None)
             } else {

@@ -105,9 +105,10 @@ pub fn operator_from_response(
 ) -> Result<Option<PushedOperator>> {
     const CALL: &str = "RegionHeartbeat";
     let op = match (&resp.change_peer, &resp.transfer_leader) {
-        (None, None) if resp.split_region.as_ref().is_some_and(|s| {
-            s.policy == pdpb::CheckPolicy::Usekey as i32 && !s.keys.is_empty()
-        }) =>
+        (None, None)
+            if resp.split_region.as_ref().is_some_and(|s| {
+                s.policy == pdpb::CheckPolicy::Usekey as i32 && !s.keys.is_empty()
+            }) =>
         {
             Operator::Split(resp.split_region.clone().unwrap_or_default().keys)
         }

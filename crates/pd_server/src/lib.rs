@@ -93,7 +93,12 @@ impl RunningServer {
         if let Some(t) = self.ticker.take() {
             t.abort();
         }
-        self.task.await??;
+        // Graceful shutdown waits for every connection to close, and stores keep their
+        // heartbeat streams open: give in-flight calls a moment, then stop.
+        match tokio::time::timeout(std::time::Duration::from_secs(2), &mut self.task).await {
+            Ok(r) => r??,
+            Err(_) => self.task.abort(),
+        }
         Ok(())
     }
 }

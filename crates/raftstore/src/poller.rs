@@ -11,7 +11,7 @@
 //! 6. hand the staged log writes to the log writer (one fsync for all regions) and flush
 //!    the transport (one batch per destination store).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::time::Instant;
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
@@ -39,7 +39,13 @@ pub struct Poller<E: Engine, T: Transport> {
     heartbeat_ticks: u64,
     store_heartbeat_ticks: u64,
     store_tick_count: u64,
+    /// Votes for regions a split has not created here yet (see [`Poller::maybe_create_peer`]),
+    /// replayed when the split creates them. Bounded: oldest dropped first.
+    early_split_votes: VecDeque<RaftMessage>,
 }
+
+/// Most early split votes kept; a vote not replayed in time only costs an election timeout.
+const MAX_EARLY_SPLIT_VOTES: usize = 256;
 
 impl<E: Engine, T: Transport> Poller<E, T> {
     /// Creates a poller over `peers`.
@@ -62,6 +68,7 @@ impl<E: Engine, T: Transport> Poller<E, T> {
             heartbeat_ticks,
             store_heartbeat_ticks,
             store_tick_count: 0,
+            early_split_votes: VecDeque::new(),
         }
     }
 
@@ -280,6 +287,18 @@ impl<E: Engine, T: Transport> Poller<E, T> {
                     .overlapping(&msg.start_key, &msg.end_key, msg.region_id);
             if !overlaps.is_empty() {
                 // Most likely a split this store has not applied yet; the split creates it.
+                // The new region's first leader campaigns as soon as it applied the split:
+                // keep its vote for the peer the split will create here, or the region stays
+                // leaderless for a whole election timeout after every split.
+                if matches!(
+                    m.get_msg_type(),
+                    MessageType::MsgRequestVote | MessageType::MsgRequestPreVote
+                ) {
+                    if self.early_split_votes.len() >= MAX_EARLY_SPLIT_VOTES {
+                        self.early_split_votes.pop_front();
+                    }
+                    self.early_split_votes.push_back(msg.clone());
+                }
                 return false;
             }
         }
@@ -373,6 +392,25 @@ impl<E: Engine, T: Transport> Poller<E, T> {
                 let _ = peer.raft_group.campaign();
             }
             self.touched.insert(region_id);
+            self.replay_early_split_votes(region_id);
+        }
+    }
+
+    /// Hands the votes that arrived before the split created `region_id` to its new peer.
+    fn replay_early_split_votes(&mut self, region_id: u64) {
+        if !self
+            .early_split_votes
+            .iter()
+            .any(|m| m.region_id == region_id)
+        {
+            return;
+        }
+        let (mine, rest): (VecDeque<_>, VecDeque<_>) = std::mem::take(&mut self.early_split_votes)
+            .into_iter()
+            .partition(|m| m.region_id == region_id);
+        self.early_split_votes = rest;
+        for m in mine {
+            self.on_raft_message(m);
         }
     }
 

@@ -29,6 +29,7 @@ pub mod transport;
 
 pub use cluster::Cluster;
 pub use scenario::GenericTest;
+pub use transport::{Decision, Filter};
 
 /// Installs a `RUST_LOG`-filtered log subscriber once (quiet by default).
 pub fn init_logging() {

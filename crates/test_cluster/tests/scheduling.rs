@@ -255,3 +255,81 @@ fn admin_split_and_leader_transfer_are_carried_out() {
     cluster.must_put(b"m", b"after transfer");
     assert_eq!(cluster.must_get(b"m"), Some(b"after transfer".to_vec()));
 }
+
+/// The new region's first leader campaigns as soon as its store applied the split; votes
+/// reaching stores that have not applied it yet are kept and replayed when the split
+/// creates the peer there, so the region serves writes well within one election timeout.
+#[test]
+fn a_split_region_elects_its_leader_without_an_election_timeout() {
+    let _g = scenario_lock();
+    let mut cfg = raftstore::Config::for_tests();
+    // Elections take 2 to 4 s unless a vote arrives.
+    cfg.raft_base_tick_interval = Duration::from_millis(50);
+    cfg.raft_election_timeout_ticks = 40;
+    let core = CoreScheduler::new(Duration::from_secs(30), Duration::from_millis(50), 7);
+    let cluster = Arc::new(Cluster::with_scheduler(
+        3,
+        cfg,
+        Arc::new(MockScheduler::default()),
+        core.clone(),
+    ));
+    cluster.run_on_stores(&[1, 2, 3], &[]);
+    core.bootstrap(&[1, 2, 3], &cluster.cached_regions());
+    cluster.must_put(b"a", b"a");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while core
+        .cluster()
+        .get_region_by_id(1)
+        .and_then(|r| r.leader)
+        .is_none()
+    {
+        assert!(Instant::now() < deadline, "no heartbeat from region 1");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for round in 0..3 {
+        // Appends (and so the commit of the split) reach followers late, votes at once:
+        // the new region's first vote arrives before the followers have applied the split,
+        // as it often does over a real network.
+        cluster.add_filter(SlowAppends(Duration::from_millis(300)));
+        let key = format!("m{round}").into_bytes();
+        let before = core.cluster().scan_regions(b"", b"", 0).len();
+        let region = core.cluster().get_region(&key).unwrap();
+        core.coordinator()
+            .admin(scheduler::AdminRequest::Split {
+                region_id: region.id(),
+                keys: vec![key.clone()],
+            })
+            .unwrap();
+        while core.cluster().scan_regions(b"", b"", 0).len() == before {
+            assert!(Instant::now() < deadline, "split not done");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let t = Instant::now();
+        cluster.must_put(&key, b"first write in the new region");
+        let took = t.elapsed();
+        assert!(
+            took < Duration::from_millis(1500),
+            "round {round}: the new region took {took:?} to take a write (seed {})",
+            cluster.seed
+        );
+        cluster.clear_filters();
+    }
+}
+
+struct SlowAppends(Duration);
+
+impl test_cluster::Filter for SlowAppends {
+    fn decide(
+        &self,
+        _: u64,
+        _: u64,
+        msg: &raftstore::RaftMessage,
+        _: &mut rand::rngs::StdRng,
+    ) -> test_cluster::Decision {
+        if msg.message.get_msg_type() == raft::eraftpb::MessageType::MsgAppend {
+            test_cluster::Decision::Delay(self.0)
+        } else {
+            test_cluster::Decision::Pass
+        }
+    }
+}

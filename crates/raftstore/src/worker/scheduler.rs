@@ -252,7 +252,10 @@ mod tests {
     #[test]
     fn each_operator_becomes_its_admin_command() {
         let change = |op| {
-            let admin = operator_command(&pushed(op)).unwrap().admin_request.unwrap();
+            let admin = operator_command(&pushed(op))
+                .unwrap()
+                .admin_request
+                .unwrap();
             assert_eq!(admin.cmd_type, AdminCmdType::ChangePeer as i32);
             let c = admin.change_peer.unwrap();
             assert_eq!(c.peer.unwrap(), peer());
