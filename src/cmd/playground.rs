@@ -362,24 +362,30 @@ async fn demo(flags: &PlaygroundFlags) -> Result<(), String> {
             })
         })
         .collect();
-    let mut last = 0;
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-    tick.tick().await;
-    while done.load(Ordering::Relaxed) < per_writer * writers {
-        tick.tick().await;
-        let now = done.load(Ordering::Relaxed);
-        println!(
-            "[{:>3}s] {:>7.1} MiB written, {:>6} puts/s, {:>3} regions",
-            start.elapsed().as_secs(),
-            now as f64 / 1024.0,
-            now - last,
-            region_count(&pd).await
-        );
-        last = now;
-    }
+    let progress = {
+        let (done, pd) = (done.clone(), pd.clone());
+        tokio::spawn(async move {
+            let mut last = 0;
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let now = done.load(Ordering::Relaxed);
+                println!(
+                    "[{:>3}s] {:>7.1} MiB written, {:>6} puts/s, {:>3} regions",
+                    start.elapsed().as_secs(),
+                    now as f64 / 1024.0,
+                    now - last,
+                    region_count(&pd).await
+                );
+                last = now;
+            }
+        })
+    };
     for t in tasks {
         t.await.map_err(|e| format!("writer failed: {e}"))?;
     }
+    progress.abort();
     let secs = start.elapsed().as_secs_f64();
     println!(
         "wrote {} keys in {secs:.1} s ({:.0} puts/s, {} retried errors)",
