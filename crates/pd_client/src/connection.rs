@@ -1,8 +1,8 @@
 //! The connection to PD and the one retry loop every call goes through.
 //!
-//! [`Shared`] holds the current connection (a tonic channel to the member that answered
+//! `Shared` holds the current connection (a tonic channel to the member that answered
 //! GetMembers), the cluster id learned at connect, and the operator sink. A call
-//! ([`Shared::call`]) stamps the request with `RequestHeader{cluster_id}`, checks the
+//! (`Shared::call`) stamps the request with `RequestHeader{cluster_id}`, checks the
 //! response header, and on a transport failure drops the connection (only if nobody
 //! replaced it meanwhile, tracked by a generation number), dials again and repeats, with
 //! backoff, until the retry deadline.

@@ -187,6 +187,9 @@ fn splits_go_through_pd_and_heartbeats_keep_its_view_current() {
     drop(cluster);
 }
 
+/// A write: key and value.
+type KeyValue = (Vec<u8>, Vec<u8>);
+
 /// Regions cut at `n - 1` keys, as the harness bootstraps them.
 fn split_keys(n: usize) -> Vec<Vec<u8>> {
     (1..n).map(|i| format!("r{i:03}").into_bytes()).collect()
@@ -214,7 +217,7 @@ fn lost_store_is_repaired_by_operators_sent_over_the_stream() {
         },
     );
 
-    let acked: Arc<Mutex<Vec<(Vec<u8>, Vec<u8>)>>> = Arc::default();
+    let acked: Arc<Mutex<Vec<KeyValue>>> = Arc::default();
     for i in 0..REGIONS {
         for j in 0..10 {
             let key = format!("r{i:03}-before-{j:02}").into_bytes();
@@ -277,6 +280,13 @@ fn lost_store_is_repaired_by_operators_sent_over_the_stream() {
         "repaired {healed_after:?} after losing store 3; {during} writes during; operators {counters:?}"
     );
     assert!(during > 0, "no write finished while the store was lost");
+    // Every region needed at least one operator (a replica moved off store 3), and its
+    // steps only reach the stores on the heartbeat stream: the client's
+    // `region_heartbeat` never returns one.
+    assert!(
+        counters.finished >= REGIONS as u64,
+        "operators finished: {counters:?}"
+    );
 
     let acked = acked.lock().clone();
     for (k, v) in &acked {

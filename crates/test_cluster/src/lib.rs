@@ -6,7 +6,9 @@
 //! partition or isolate traffic; stop/restart of a store on its data; client helpers that
 //! retry like a real client ([`client`]); and TinyKV's GenericTest ([`scenario`]). The
 //! stores talk to an in-process scheduler: the TinyKV-style mock ([`scheduler`]) or the
-//! real scheduler core with its operators and balancers ([`pd`]).
+//! real scheduler core with its operators and balancers ([`pd`]); or each store gets a
+//! client of its own ([`Cluster::with_scheduler_per_store`], how `pd_client`'s tests
+//! connect every store to a real PD server over gRPC).
 //!
 //! # How a message flows
 //! store A's poller → `SimTransport::send` (filters decide: pass, drop, delay) → buffer
