@@ -56,14 +56,16 @@ pub struct Args {
     #[arg(long, default_value_t = 256)]
     pub value_size: usize,
     /// Measured run time in seconds (fractions allowed).
-    #[arg(long, default_value_t = 10.0)]
+    // Negative numbers are taken as values so that `--duration -3` gets our range message
+    // instead of clap's "unexpected argument".
+    #[arg(long, default_value_t = 10.0, allow_negative_numbers = true)]
     pub duration: f64,
     /// Size of the key space that random keys are drawn from (and that read-heavy,
     /// update-heavy and scan preload). Not used by `load`, which inserts 0, 1, 2, ...
     #[arg(long, default_value_t = 100_000)]
     pub keys: u64,
     /// Seconds of load before measuring starts; operations in it are not counted.
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
     pub warmup: f64,
     /// TiKV API version: 1 (raw keys as given) or 2 (keyspace DEFAULT). tikv target only.
     #[arg(long, value_parser = clap::value_parser!(u8).range(1..=2))]
