@@ -113,7 +113,7 @@ http_get() {
 # One JSON number field from a tessera-bench --json line ("ops_per_sec", "p99_us", ...).
 json_field() {
     local v
-    v="$(grep -o "\"$2\":[-0-9.eE+]*" <<<"$1" | head -n1 | cut -d: -f2)"
+    v="$(grep -o "\"$2\":[-0-9.eE+]*" <<<"$1" | awk -F: 'NR == 1 { print $2 }')"
     printf '%s' "${v:-}"
 }
 
@@ -162,7 +162,8 @@ run_series() {
 # ---------------------------------------------------------------------------------------
 ETCD_VERSION="-"
 if run_etcd; then
-    ETCD_VERSION="$(etcd --version 2>/dev/null | head -n1 | awk '{print $NF}')"
+    # awk reads all of it: `head` would close the pipe early and, under pipefail, fail.
+    ETCD_VERSION="$(etcd --version 2>/dev/null | awk 'NR == 1 { print $NF }')"
     log "starting a 3-member etcd cluster ($ETCD_VERSION)"
     cluster=""
     endpoints=""
@@ -188,7 +189,9 @@ if run_etcd; then
         for i in 0 1 2; do
             kill -0 "${ETCD_PIDS[$i]}" 2>/dev/null ||
                 die "etcd member m$i exited; log: $(tail -n 5 "$WORK/etcd-m$i.log")"
-            if http_get $((PORT_BASE + i)) /health 2>/dev/null | grep -q '"health": *"true"'; then
+            # Into a variable first: `grep -q` closing a pipe early would fail it (pipefail).
+            if body="$(http_get $((PORT_BASE + i)) /health 2>/dev/null)" &&
+                grep -q '"health": *"true"' <<<"$body"; then
                 healthy=$((healthy + 1))
             fi
         done
@@ -217,7 +220,8 @@ if run_tessera; then
     for _ in $(seq 1 120); do
         kill -0 "$TESSERA_PID" 2>/dev/null ||
             die "tessera playground exited; log: $(tail -n 20 "$WORK/tessera.log")"
-        if http_get "$pd_port" /pd/api/v1/stores 2>/dev/null | grep -q '"count": *3\b'; then
+        if body="$(http_get "$pd_port" /pd/api/v1/stores 2>/dev/null)" &&
+            grep -q '"count": *3\b' <<<"$body"; then
             ready=1
             break
         fi

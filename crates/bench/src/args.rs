@@ -338,8 +338,24 @@ mod tests {
             with(&["--frobnicate"]),
             with(&["--clients", "many"]),
             with(&["--value-size", "-1"]),
-            vec!["tessera-bench", "--target", "redis", "--endpoints", "x", "--workload", "write"],
-            vec!["tessera-bench", "--target", "etcd", "--endpoints", "x", "--workload", "mixed"],
+            vec![
+                "tessera-bench",
+                "--target",
+                "redis",
+                "--endpoints",
+                "x",
+                "--workload",
+                "write",
+            ],
+            vec![
+                "tessera-bench",
+                "--target",
+                "etcd",
+                "--endpoints",
+                "x",
+                "--workload",
+                "mixed",
+            ],
             vec!["tessera-bench", "--target", "etcd", "--workload", "write"],
         ] {
             let e = clap_error(argv.clone());

@@ -61,13 +61,10 @@ impl EtcdBackend {
                 .map_err(|e| err(error_chain(&e)))?;
             all.push(KvClient::new(channel));
         }
-        let mine = all
-            .first()
-            .cloned()
-            .ok_or_else(|| BenchError::Connect {
-                target: "etcd",
-                detail: "no endpoints".into(),
-            })?;
+        let mine = all.first().cloned().ok_or_else(|| BenchError::Connect {
+            target: "etcd",
+            detail: "no endpoints".into(),
+        })?;
         Ok(EtcdBackend { all, mine })
     }
 }
@@ -163,7 +160,18 @@ mod tests {
         .encode_to_vec();
         assert_eq!(
             range,
-            vec![1 << 3 | 2, 1, b'a', 2 << 3 | 2, 1, b'b', 3 << 3, 5, 7 << 3, 1]
+            vec![
+                1 << 3 | 2,
+                1,
+                b'a',
+                2 << 3 | 2,
+                1,
+                b'b',
+                3 << 3,
+                5,
+                7 << 3,
+                1
+            ]
         );
 
         // A RangeResponse as etcd sends it: header (1), kvs (2) with key (1), create (2),
@@ -203,6 +211,9 @@ mod tests {
             .err()
             .expect("nothing listens there");
         let text = err.to_string();
-        assert!(text.contains("etcd") && text.contains(&port.to_string()), "{text}");
+        assert!(
+            text.contains("etcd") && text.contains(&port.to_string()),
+            "{text}"
+        );
     }
 }

@@ -27,8 +27,13 @@ use stats::Report;
 #[derive(Debug, thiserror::Error)]
 pub enum BenchError {
     #[error("cannot connect to {target}: {detail}")]
-    Connect { target: &'static str, detail: String },
-    #[error("preload failed: none of the {failed} keys could be written (first error: {first_error})")]
+    Connect {
+        target: &'static str,
+        detail: String,
+    },
+    #[error(
+        "preload failed: none of the {failed} keys could be written (first error: {first_error})"
+    )]
     Preload { failed: u64, first_error: String },
     #[error("every operation failed ({errors} errors); first error: {first_error}")]
     AllFailed { errors: u64, first_error: String },

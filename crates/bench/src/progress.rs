@@ -121,7 +121,14 @@ pub async fn report(
         };
         (last_ops, last_at) = (ops, now);
         let elapsed = now.duration_since(start);
-        let text = line(elapsed < warmup, elapsed, total, rate, errors, style.terminal);
+        let text = line(
+            elapsed < warmup,
+            elapsed,
+            total,
+            rate,
+            errors,
+            style.terminal,
+        );
         if style.terminal {
             // Trailing spaces wipe leftovers of a longer previous line.
             emit(style, &format!("\r{text}   "));
@@ -164,7 +171,14 @@ mod tests {
         assert!(l.contains("5.0/10.0 s"), "{l}");
         assert!(l.contains("12345 ops/s"), "{l}");
         assert!(l.contains("errors 2"), "{l}");
-        let plain = line(true, Duration::from_secs(1), Duration::from_secs(10), 1.0, 0, false);
+        let plain = line(
+            true,
+            Duration::from_secs(1),
+            Duration::from_secs(10),
+            1.0,
+            0,
+            false,
+        );
         assert!(plain.contains("warmup"), "{plain}");
         assert!(!plain.contains('['), "{plain}");
         assert!(!plain.contains('\r') && !plain.contains('\n'));

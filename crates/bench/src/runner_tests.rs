@@ -39,7 +39,7 @@ impl MemBackend {
         tokio::time::sleep(self.delay).await;
         let n = self.store.calls.fetch_add(1, Ordering::Relaxed) + 1;
         let every = self.store.fail_every.load(Ordering::Relaxed);
-        if every > 0 && n % every == 0 {
+        if every > 0 && n.is_multiple_of(every) {
             return Err(format!("injected failure #{n}"));
         }
         Ok(())
@@ -102,7 +102,10 @@ fn config(workload: &'static str, extra: &[&'static str]) -> Config {
 #[tokio::test]
 async fn write_runs_for_the_duration_and_counts_every_op() {
     let b = MemBackend::new(Duration::from_millis(1));
-    let c = config("write", &["--clients", "4", "--duration", "0.5", "--keys", "50"]);
+    let c = config(
+        "write",
+        &["--clients", "4", "--duration", "0.5", "--keys", "50"],
+    );
     let t = Instant::now();
     let r = run_with(b.clone(), &c, None).await.unwrap();
     let took = t.elapsed();
@@ -127,7 +130,16 @@ async fn read_heavy_preloads_so_reads_hit() {
     let b = MemBackend::new(Duration::ZERO);
     let c = config(
         "read-heavy",
-        &["--clients", "2", "--duration", "0.3", "--keys", "200", "--value-size", "16"],
+        &[
+            "--clients",
+            "2",
+            "--duration",
+            "0.3",
+            "--keys",
+            "200",
+            "--value-size",
+            "16",
+        ],
     );
     let r = run_with(b.clone(), &c, None).await.unwrap();
     assert_eq!(b.store.data.lock().unwrap().len(), 200);
@@ -155,7 +167,10 @@ async fn scan_reads_10_to_100_keys() {
 #[tokio::test]
 async fn load_inserts_distinct_sequential_keys() {
     let b = MemBackend::new(Duration::from_micros(200));
-    let c = config("load", &["--clients", "3", "--duration", "0.3", "--keys", "5"]);
+    let c = config(
+        "load",
+        &["--clients", "3", "--duration", "0.3", "--keys", "5"],
+    );
     run_with(b.clone(), &c, None).await.unwrap();
     let data = b.store.data.lock().unwrap();
     let puts = b.store.puts.load(Ordering::Relaxed) as usize;
@@ -171,11 +186,18 @@ async fn load_inserts_distinct_sequential_keys() {
 async fn errors_are_counted_not_fatal() {
     let b = MemBackend::new(Duration::ZERO);
     b.store.fail_every.store(4, Ordering::Relaxed);
-    let c = config("update-heavy", &["--clients", "2", "--duration", "0.3", "--keys", "100"]);
+    let c = config(
+        "update-heavy",
+        &["--clients", "2", "--duration", "0.3", "--keys", "100"],
+    );
     let r = run_with(b.clone(), &c, None).await.unwrap();
     assert!(r.ops > 0);
     assert!(r.errors > 0);
-    assert!(r.first_error.as_deref().unwrap().contains("injected failure"));
+    assert!(r
+        .first_error
+        .as_deref()
+        .unwrap()
+        .contains("injected failure"));
     // Preload retried its failures: every key is there.
     assert_eq!(b.store.data.lock().unwrap().len(), 100);
 }
@@ -209,7 +231,16 @@ async fn warmup_ops_are_not_measured() {
     let b = MemBackend::new(Duration::from_millis(1));
     let c = config(
         "write",
-        &["--clients", "2", "--duration", "0.3", "--warmup", "0.3", "--keys", "10"],
+        &[
+            "--clients",
+            "2",
+            "--duration",
+            "0.3",
+            "--warmup",
+            "0.3",
+            "--keys",
+            "10",
+        ],
     );
     let t = Instant::now();
     let r = run_with(b.clone(), &c, None).await.unwrap();

@@ -270,7 +270,13 @@ mod tests {
         for _ in 0..5_000 {
             l.record(Duration::from_micros(1_500));
         }
-        let r = Report::new(&config(), &l, 3, Some("boom".into()), Duration::from_secs(2));
+        let r = Report::new(
+            &config(),
+            &l,
+            3,
+            Some("boom".into()),
+            Duration::from_secs(2),
+        );
         assert_eq!(r.ops, 5_000);
         assert_eq!(r.ops_per_sec, 2_500.0);
         assert_eq!(r.errors, 3);
@@ -287,7 +293,10 @@ mod tests {
         assert_eq!(v["first_error"], "boom");
         assert!(within(v["latency"]["p99_us"].as_u64().unwrap(), 1_500));
         let text = r.to_string();
-        assert!(text.starts_with("etcd write: 16 clients over 3 endpoint(s)"), "{text}");
+        assert!(
+            text.starts_with("etcd write: 16 clients over 3 endpoint(s)"),
+            "{text}"
+        );
         assert!(text.contains("ops/s    2500.0"), "{text}");
         assert!(text.contains("p99 1.50 ms"), "{text}");
     }

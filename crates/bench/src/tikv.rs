@@ -100,7 +100,10 @@ mod tests {
             .await
             .err()
             .expect("nothing listens there");
-        assert!(matches!(err, BenchError::Connect { target: "tikv", .. }), "{err}");
+        assert!(
+            matches!(err, BenchError::Connect { target: "tikv", .. }),
+            "{err}"
+        );
         assert!(started.elapsed() <= CONNECT_TIMEOUT + Duration::from_secs(5));
     }
 }

@@ -63,10 +63,17 @@ impl Workload {
 /// One request to send.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Op {
-    Put { key: Vec<u8> },
-    Get { key: Vec<u8> },
+    Put {
+        key: Vec<u8>,
+    },
+    Get {
+        key: Vec<u8>,
+    },
     /// Up to `limit` keys from `start` (inclusive) to the end of our key prefix.
-    Scan { start: Vec<u8>, limit: u32 },
+    Scan {
+        start: Vec<u8>,
+        limit: u32,
+    },
 }
 
 /// The key for record `index`.

@@ -24,24 +24,81 @@ fn bad_command_lines_exit_2_with_a_message() {
     let cases: &[(&[&str], &str)] = &[
         (&[], "--target"),
         (&["--target", "etcd", "--endpoints", "x:1"], "--workload"),
-        (&["--target", "mysql", "--endpoints", "x:1", "--workload", "write"], "mysql"),
         (
-            &["--target", "etcd", "--endpoints", "x:1", "--workload", "write", "--clients", "0"],
+            &[
+                "--target",
+                "mysql",
+                "--endpoints",
+                "x:1",
+                "--workload",
+                "write",
+            ],
+            "mysql",
+        ),
+        (
+            &[
+                "--target",
+                "etcd",
+                "--endpoints",
+                "x:1",
+                "--workload",
+                "write",
+                "--clients",
+                "0",
+            ],
             "--clients",
         ),
         (
-            &["--target", "etcd", "--endpoints", "x:1", "--workload", "write", "--duration", "-1"],
+            &[
+                "--target",
+                "etcd",
+                "--endpoints",
+                "x:1",
+                "--workload",
+                "write",
+                "--duration",
+                "-1",
+            ],
             "--duration",
         ),
         (
-            &["--target", "etcd", "--endpoints", "x:1", "--workload", "write", "--api-version", "2"],
+            &[
+                "--target",
+                "etcd",
+                "--endpoints",
+                "x:1",
+                "--workload",
+                "write",
+                "--api-version",
+                "2",
+            ],
             "--api-version",
         ),
         (
-            &["--target", "tikv", "--endpoints", "x:1", "--workload", "write", "--api-version", "9"],
+            &[
+                "--target",
+                "tikv",
+                "--endpoints",
+                "x:1",
+                "--workload",
+                "write",
+                "--api-version",
+                "9",
+            ],
             "--api-version",
         ),
-        (&["--target", "etcd", "--endpoints", "x:1", "--workload", "write", "--bogus"], "--bogus"),
+        (
+            &[
+                "--target",
+                "etcd",
+                "--endpoints",
+                "x:1",
+                "--workload",
+                "write",
+                "--bogus",
+            ],
+            "--bogus",
+        ),
     ];
     for (args, needle) in cases {
         let out = run(args);
@@ -57,7 +114,14 @@ fn help_exits_0() {
     let out = run(&["--help"]);
     assert_eq!(out.status.code(), Some(0));
     let text = String::from_utf8_lossy(&out.stdout);
-    for flag in ["--target", "--endpoints", "--workload", "--clients", "--value-size", "--json"] {
+    for flag in [
+        "--target",
+        "--endpoints",
+        "--workload",
+        "--clients",
+        "--value-size",
+        "--json",
+    ] {
         assert!(text.contains(flag), "{text}");
     }
 }
@@ -70,7 +134,16 @@ fn unreachable_target_exits_1() {
         .unwrap()
         .port();
     let ep = format!("127.0.0.1:{port}");
-    let out = run(&["--target", "etcd", "--endpoints", &ep, "--workload", "write", "--duration", "1"]);
+    let out = run(&[
+        "--target",
+        "etcd",
+        "--endpoints",
+        &ep,
+        "--workload",
+        "write",
+        "--duration",
+        "1",
+    ]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("cannot connect to etcd"), "{stderr}");
@@ -102,7 +175,11 @@ impl Kv for FakeEtcd {
                 .into_iter()
                 .collect()
         } else {
-            let limit = if r.limit > 0 { r.limit as usize } else { usize::MAX };
+            let limit = if r.limit > 0 {
+                r.limit as usize
+            } else {
+                usize::MAX
+            };
             data.range(r.key.clone()..r.range_end.clone())
                 .take(limit)
                 .map(|(k, v)| pb::KeyValue {
@@ -167,8 +244,21 @@ async fn json_run_against_fake_etcd_spreads_over_endpoints() {
     let (fakes, addrs) = start_fakes(3).await;
     let endpoints = addrs.join(",");
     let out = run_async(args(&[
-        "--target", "etcd", "--endpoints", &endpoints, "--workload", "update-heavy",
-        "--clients", "6", "--value-size", "100", "--duration", "1", "--keys", "300", "--json",
+        "--target",
+        "etcd",
+        "--endpoints",
+        &endpoints,
+        "--workload",
+        "update-heavy",
+        "--clients",
+        "6",
+        "--value-size",
+        "100",
+        "--duration",
+        "1",
+        "--keys",
+        "300",
+        "--json",
     ]))
     .await;
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -199,17 +289,43 @@ async fn json_run_against_fake_etcd_spreads_over_endpoints() {
 async fn text_run_prints_a_progress_line_per_second_and_a_summary() {
     let (_fakes, addrs) = start_fakes(1).await;
     let out = run_async(args(&[
-        "--target", "etcd", "--endpoints", &addrs[0], "--workload", "scan",
-        "--clients", "2", "--duration", "2.3", "--keys", "500",
+        "--target",
+        "etcd",
+        "--endpoints",
+        &addrs[0],
+        "--workload",
+        "scan",
+        "--clients",
+        "2",
+        "--duration",
+        "2.3",
+        "--keys",
+        "500",
     ]))
     .await;
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // Not a terminal: plain lines, no carriage returns, no bar.
     assert!(!stdout.contains('\r'), "{stdout}");
-    let progress = stdout.lines().filter(|l| l.trim_start().starts_with("run")).count();
+    let progress = stdout
+        .lines()
+        .filter(|l| l.trim_start().starts_with("run"))
+        .count();
     assert!((2..=3).contains(&progress), "{stdout}");
-    for needle in ["etcd scan: 2 clients", "ops/s", "errors   0", "p50", "p99", "p999", "max"] {
+    for needle in [
+        "etcd scan: 2 clients",
+        "ops/s",
+        "errors   0",
+        "p50",
+        "p99",
+        "p999",
+        "max",
+    ] {
         assert!(stdout.contains(needle), "{needle} missing in {stdout}");
     }
 }
@@ -228,7 +344,14 @@ async fn total_failure_exits_1() {
         }
     });
     let out = run_async(args(&[
-        "--target", "etcd", "--endpoints", &addr, "--workload", "write", "--duration", "0.5",
+        "--target",
+        "etcd",
+        "--endpoints",
+        &addr,
+        "--workload",
+        "write",
+        "--duration",
+        "0.5",
     ]))
     .await;
     let stderr = String::from_utf8_lossy(&out.stderr);

@@ -89,19 +89,74 @@ fn etcd_target_against_a_real_etcd() {
     // Ready when a short write run succeeds (the member has elected itself leader).
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let out = bench(&["--target", "etcd", "--endpoints", ep, "--workload", "write",
-            "--duration", "0.2", "--json"]);
+        let out = bench(&[
+            "--target",
+            "etcd",
+            "--endpoints",
+            ep,
+            "--workload",
+            "write",
+            "--duration",
+            "0.2",
+            "--json",
+        ]);
         if out.status.success() {
             break;
         }
-        assert!(Instant::now() < deadline, "etcd at {ep} not ready: {}",
-            String::from_utf8_lossy(&out.stderr));
+        assert!(
+            Instant::now() < deadline,
+            "etcd at {ep} not ready: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         std::thread::sleep(Duration::from_millis(300));
     }
 
+    // Our client's requests mean to etcd what we think they mean: a single-key Range finds
+    // exactly the key, and a Range with range_end and limit stops at the limit.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        use bench::backend::Backend;
+        use bench::workload::{key_for, prefix_end};
+        let b = bench::etcd::EtcdBackend::connect(&[ep.to_string()])
+            .await
+            .unwrap();
+        for i in 0..30 {
+            b.put(key_for(1_000_000 + i), b"v".to_vec()).await.unwrap();
+        }
+        assert!(b.get(key_for(1_000_005)).await.unwrap());
+        assert!(!b.get(key_for(2_000_000)).await.unwrap());
+        assert_eq!(
+            b.scan(key_for(1_000_000), prefix_end(), 12).await.unwrap(),
+            12
+        );
+        assert_eq!(
+            b.scan(key_for(1_000_025), prefix_end(), 100).await.unwrap(),
+            5
+        );
+        assert_eq!(
+            b.scan(key_for(1_000_000), key_for(1_000_003), 100)
+                .await
+                .unwrap(),
+            3
+        );
+    });
+
     for workload in ["write", "read-heavy", "scan", "load"] {
-        let v = json(&bench(&["--target", "etcd", "--endpoints", ep, "--workload", workload,
-            "--clients", "4", "--duration", "1", "--keys", "500", "--json"]));
+        let v = json(&bench(&[
+            "--target",
+            "etcd",
+            "--endpoints",
+            ep,
+            "--workload",
+            workload,
+            "--clients",
+            "4",
+            "--duration",
+            "1",
+            "--keys",
+            "500",
+            "--json",
+        ]));
         assert_eq!(v["errors"], 0, "{workload}: {v}");
         assert!(v["ops"].as_u64().unwrap() > 0, "{workload}: {v}");
         println!("{workload}: {v}");
