@@ -254,8 +254,9 @@ async fn json_run_against_fake_etcd_spreads_over_endpoints() {
         "6",
         "--value-size",
         "100",
+        // Over 1 s, so at least one once-a-second progress line is drawn.
         "--duration",
-        "1",
+        "1.5",
         "--keys",
         "300",
         "--json",
