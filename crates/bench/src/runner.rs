@@ -150,7 +150,7 @@ pub async fn preload<B: Backend>(
     (failed, first_error)
 }
 
-/// Where progress goes for this configuration (`None`: nowhere).
+/// Where progress goes for this configuration: stdout, or stderr when stdout carries `--json`.
 pub fn progress_style(config: &Config) -> Style {
     if config.json {
         Style {
