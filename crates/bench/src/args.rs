@@ -1,0 +1,365 @@
+//! Command-line flags and their validation.
+//!
+//! clap turns the command line into [`Args`]; [`Args::validate`] then checks what clap cannot
+//! (ranges, combinations) and produces the [`Config`] the rest of the tool runs on. Both kinds
+//! of mistake end the process with exit code 2 and a message naming the flag.
+
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+
+use crate::workload::{Workload, MAX_KEYS};
+
+/// Which system the load is sent to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Target {
+    /// A TiKV-compatible cluster (Tessera or TiKV) through `tikv_client::RawClient`; the
+    /// endpoints are PD addresses.
+    Tikv,
+    /// An etcd v3 cluster through our own minimal gRPC client; the endpoints are client URLs.
+    Etcd,
+}
+
+/// The largest value we agree to generate. Both targets reject far smaller ones by default
+/// (etcd: 1.5 MiB requests); the cap only stops a typo from allocating gigabytes per client.
+pub const MAX_VALUE_SIZE: usize = 8 << 20;
+/// More clients than this is almost certainly a typo on a 2-core machine.
+pub const MAX_CLIENTS: usize = 100_000;
+/// Longest accepted run (one day), so the duration arithmetic can never overflow.
+pub const MAX_SECONDS: f64 = 86_400.0;
+
+/// The command line as clap parses it.
+#[derive(Parser, Debug, Clone)]
+#[command(
+    name = "tessera-bench",
+    version,
+    about = "YCSB-style load generator for TiKV-compatible clusters (Tessera) and etcd",
+    after_help = "Exit codes: 0 success, 1 the run failed (could not connect, or every \
+                  operation failed), 2 bad command line."
+)]
+pub struct Args {
+    /// System to load.
+    #[arg(long, value_enum)]
+    pub target: Target,
+    /// Comma-separated addresses: PD endpoints for tikv, client URLs (host:port or
+    /// http://host:port) for etcd.
+    #[arg(long, value_delimiter = ',', required = true)]
+    pub endpoints: Vec<String>,
+    /// Operation mix.
+    #[arg(long, value_enum)]
+    pub workload: Workload,
+    /// Concurrent clients (tokio tasks), each with one request in flight.
+    #[arg(long, default_value_t = 1)]
+    pub clients: usize,
+    /// Value size in bytes.
+    #[arg(long, default_value_t = 256)]
+    pub value_size: usize,
+    /// Measured run time in seconds (fractions allowed).
+    // Negative numbers are taken as values so that `--duration -3` gets our range message
+    // instead of clap's "unexpected argument".
+    #[arg(long, default_value_t = 10.0, allow_negative_numbers = true)]
+    pub duration: f64,
+    /// Size of the key space that random keys are drawn from (and that read-heavy,
+    /// update-heavy and scan preload). Not used by `load`, which inserts 0, 1, 2, ...
+    #[arg(long, default_value_t = 100_000)]
+    pub keys: u64,
+    /// Seconds of load before measuring starts; operations in it are not counted.
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
+    pub warmup: f64,
+    /// TiKV API version: 1 (raw keys as given) or 2 (keyspace DEFAULT). tikv target only.
+    #[arg(long, value_parser = clap::value_parser!(u8).range(1..=2))]
+    pub api_version: Option<u8>,
+    /// Print the final result as one JSON line on stdout (progress then goes to stderr).
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// A validated configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub target: Target,
+    pub endpoints: Vec<String>,
+    pub workload: Workload,
+    pub clients: usize,
+    pub value_size: usize,
+    pub duration: Duration,
+    pub keys: u64,
+    pub warmup: Duration,
+    /// 1 or 2; always 1 for etcd.
+    pub api_version: u8,
+    pub json: bool,
+}
+
+/// A command line that parses but makes no sense.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum ArgError {
+    #[error("--clients must be between 1 and {MAX_CLIENTS}, got {0}")]
+    Clients(usize),
+    #[error("--value-size must be between 1 and {MAX_VALUE_SIZE} bytes, got {0}")]
+    ValueSize(usize),
+    #[error("--duration must be a number of seconds in (0, {MAX_SECONDS}], got {0}")]
+    Duration(f64),
+    #[error("--warmup must be a number of seconds in [0, {MAX_SECONDS}], got {0}")]
+    Warmup(f64),
+    #[error("--keys must be between 1 and {MAX_KEYS}, got {0}")]
+    Keys(u64),
+    #[error("--endpoints contains an empty or blank address: {0:?}")]
+    EmptyEndpoint(String),
+    #[error("--endpoints: {0:?} uses TLS, which this tool does not support; use http://")]
+    TlsEndpoint(String),
+    #[error("--api-version applies only to --target tikv")]
+    ApiVersionForEtcd,
+}
+
+impl Args {
+    /// Checks ranges and combinations and builds the run configuration.
+    pub fn validate(self) -> Result<Config, ArgError> {
+        if self.clients == 0 || self.clients > MAX_CLIENTS {
+            return Err(ArgError::Clients(self.clients));
+        }
+        if self.value_size == 0 || self.value_size > MAX_VALUE_SIZE {
+            return Err(ArgError::ValueSize(self.value_size));
+        }
+        // `!(x > 0)` rather than `x <= 0` so that NaN is rejected too.
+        if !(self.duration > 0.0 && self.duration <= MAX_SECONDS) {
+            return Err(ArgError::Duration(self.duration));
+        }
+        if !(self.warmup >= 0.0 && self.warmup <= MAX_SECONDS) {
+            return Err(ArgError::Warmup(self.warmup));
+        }
+        if self.keys == 0 || self.keys > MAX_KEYS {
+            return Err(ArgError::Keys(self.keys));
+        }
+        let mut endpoints = Vec::with_capacity(self.endpoints.len());
+        for e in &self.endpoints {
+            let e = e.trim();
+            if e.is_empty() || e.contains(char::is_whitespace) {
+                return Err(ArgError::EmptyEndpoint(e.to_string()));
+            }
+            if e.starts_with("https://") {
+                return Err(ArgError::TlsEndpoint(e.to_string()));
+            }
+            endpoints.push(e.to_string());
+        }
+        if endpoints.is_empty() {
+            return Err(ArgError::EmptyEndpoint(String::new()));
+        }
+        let api_version = match (self.target, self.api_version) {
+            (Target::Etcd, Some(_)) => return Err(ArgError::ApiVersionForEtcd),
+            (_, v) => v.unwrap_or(1),
+        };
+        Ok(Config {
+            target: self.target,
+            endpoints,
+            workload: self.workload,
+            clients: self.clients,
+            value_size: self.value_size,
+            duration: Duration::from_secs_f64(self.duration),
+            keys: self.keys,
+            warmup: Duration::from_secs_f64(self.warmup),
+            api_version,
+            json: self.json,
+        })
+    }
+}
+
+/// Parses and validates a full command line (first element is the program name).
+pub fn parse_from<I, T>(argv: I) -> Result<Config, CliError>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let args = Args::try_parse_from(argv).map_err(CliError::Clap)?;
+    args.validate().map_err(CliError::Invalid)
+}
+
+/// Why a command line was refused (or `--help` was asked for).
+#[derive(Debug)]
+pub enum CliError {
+    /// clap's own error, which also carries `--help` and `--version` output.
+    Clap(clap::Error),
+    Invalid(ArgError),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn base() -> Vec<&'static str> {
+        vec![
+            "tessera-bench",
+            "--target",
+            "etcd",
+            "--endpoints",
+            "127.0.0.1:2379,127.0.0.1:22379",
+            "--workload",
+            "write",
+        ]
+    }
+
+    fn with(extra: &[&'static str]) -> Vec<&'static str> {
+        let mut v = base();
+        v.extend_from_slice(extra);
+        v
+    }
+
+    fn invalid(extra: &[&'static str]) -> ArgError {
+        match parse_from(with(extra)) {
+            Err(CliError::Invalid(e)) => e,
+            other => panic!("expected a validation error for {extra:?}, got {other:?}"),
+        }
+    }
+
+    fn clap_error(argv: Vec<&'static str>) -> clap::Error {
+        match parse_from(argv) {
+            Err(CliError::Clap(e)) => e,
+            other => panic!("expected a clap error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn defaults_and_endpoint_list() {
+        let c = parse_from(base()).unwrap();
+        assert_eq!(c.target, Target::Etcd);
+        assert_eq!(c.endpoints, vec!["127.0.0.1:2379", "127.0.0.1:22379"]);
+        assert_eq!(c.workload, Workload::Write);
+        assert_eq!(c.clients, 1);
+        assert_eq!(c.value_size, 256);
+        assert_eq!(c.duration, Duration::from_secs(10));
+        assert_eq!(c.keys, 100_000);
+        assert_eq!(c.warmup, Duration::ZERO);
+        assert_eq!(c.api_version, 1);
+        assert!(!c.json);
+    }
+
+    #[test]
+    fn all_flags() {
+        let c = parse_from([
+            "tessera-bench",
+            "--target",
+            "tikv",
+            "--endpoints",
+            "127.0.0.1:2379",
+            "--workload",
+            "read-heavy",
+            "--clients",
+            "64",
+            "--value-size",
+            "1024",
+            "--duration",
+            "2.5",
+            "--keys",
+            "5000",
+            "--warmup",
+            "1",
+            "--api-version",
+            "2",
+            "--json",
+        ])
+        .unwrap();
+        assert_eq!(c.target, Target::Tikv);
+        assert_eq!(c.workload, Workload::ReadHeavy);
+        assert_eq!(c.clients, 64);
+        assert_eq!(c.value_size, 1024);
+        assert_eq!(c.duration, Duration::from_millis(2500));
+        assert_eq!(c.keys, 5000);
+        assert_eq!(c.warmup, Duration::from_secs(1));
+        assert_eq!(c.api_version, 2);
+        assert!(c.json);
+    }
+
+    #[test]
+    fn every_workload_name_parses() {
+        for (name, w) in [
+            ("write", Workload::Write),
+            ("read-heavy", Workload::ReadHeavy),
+            ("update-heavy", Workload::UpdateHeavy),
+            ("scan", Workload::Scan),
+            ("load", Workload::Load),
+        ] {
+            let mut argv = base();
+            argv[6] = name;
+            assert_eq!(parse_from(argv).unwrap().workload, w);
+        }
+    }
+
+    #[test]
+    fn range_errors_name_the_flag() {
+        assert_eq!(invalid(&["--clients", "0"]), ArgError::Clients(0));
+        assert_eq!(invalid(&["--value-size", "0"]), ArgError::ValueSize(0));
+        assert_eq!(
+            invalid(&["--value-size", "9999999999"]),
+            ArgError::ValueSize(9_999_999_999)
+        );
+        assert_eq!(invalid(&["--duration", "0"]), ArgError::Duration(0.0));
+        assert_eq!(invalid(&["--duration", "-3"]), ArgError::Duration(-3.0));
+        assert!(matches!(
+            invalid(&["--duration", "NaN"]),
+            ArgError::Duration(_)
+        ));
+        assert_eq!(invalid(&["--duration", "1e9"]), ArgError::Duration(1e9));
+        assert_eq!(invalid(&["--warmup", "-1"]), ArgError::Warmup(-1.0));
+        assert_eq!(invalid(&["--keys", "0"]), ArgError::Keys(0));
+        let msg = invalid(&["--clients", "0"]).to_string();
+        assert!(msg.contains("--clients"), "{msg}");
+    }
+
+    #[test]
+    fn endpoint_errors() {
+        let mut argv = base();
+        argv[4] = "127.0.0.1:2379,,127.0.0.1:2380";
+        assert!(matches!(
+            parse_from(argv),
+            Err(CliError::Invalid(ArgError::EmptyEndpoint(_)))
+        ));
+        let mut argv = base();
+        argv[4] = "https://127.0.0.1:2379";
+        assert!(matches!(
+            parse_from(argv),
+            Err(CliError::Invalid(ArgError::TlsEndpoint(_)))
+        ));
+    }
+
+    #[test]
+    fn api_version_rules() {
+        assert_eq!(
+            invalid(&["--api-version", "2"]),
+            ArgError::ApiVersionForEtcd
+        );
+        let e = clap_error(with(&["--api-version", "3"]));
+        assert_eq!(e.exit_code(), 2);
+        assert!(e.to_string().contains("--api-version"), "{e}");
+    }
+
+    #[test]
+    fn unknown_and_malformed_flags_are_clap_errors_with_exit_code_2() {
+        for argv in [
+            with(&["--frobnicate"]),
+            with(&["--clients", "many"]),
+            with(&["--value-size", "-1"]),
+            vec![
+                "tessera-bench",
+                "--target",
+                "redis",
+                "--endpoints",
+                "x",
+                "--workload",
+                "write",
+            ],
+            vec![
+                "tessera-bench",
+                "--target",
+                "etcd",
+                "--endpoints",
+                "x",
+                "--workload",
+                "mixed",
+            ],
+            vec!["tessera-bench", "--target", "etcd", "--workload", "write"],
+        ] {
+            let e = clap_error(argv.clone());
+            assert_eq!(e.exit_code(), 2, "{argv:?}: {e}");
+        }
+    }
+}

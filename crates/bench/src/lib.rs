@@ -1,0 +1,56 @@
+//! `tessera-bench`: a YCSB-style load generator for a TiKV-compatible cluster (Tessera, or
+//! TiKV itself) and for etcd, so the two can be compared side by side on the same machine.
+//!
+//! - target `tikv` drives the official `tikv_client::RawClient` against PD endpoints (API v1,
+//!   or v2 with the DEFAULT keyspace);
+//! - target `etcd` drives a minimal etcd v3 gRPC client of our own (KV.Put and KV.Range, from
+//!   `proto/etcd_kv.proto`), spreading clients over all endpoints.
+//!
+//! Workloads: `write`, `read-heavy` (95/5), `update-heavy` (50/50), `scan` (10-100 keys) and
+//! `load` (sequential inserts); see [`workload`]. N closed-loop clients run for a fixed
+//! window; the result is total successful operations, their rate, HDR-histogram latency
+//! percentiles and the error count ([`stats::Report`]), as text or one JSON line.
+
+pub mod args;
+pub mod backend;
+pub mod etcd;
+pub mod progress;
+pub mod runner;
+pub mod stats;
+pub mod tikv;
+pub mod workload;
+
+use args::{Config, Target};
+use stats::Report;
+
+/// Why a run produced no result.
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    #[error("cannot connect to {target}: {detail}")]
+    Connect {
+        target: &'static str,
+        detail: String,
+    },
+    #[error(
+        "preload failed: none of the {failed} keys could be written (first error: {first_error})"
+    )]
+    Preload { failed: u64, first_error: String },
+    #[error("every operation failed ({errors} errors); first error: {first_error}")]
+    AllFailed { errors: u64, first_error: String },
+}
+
+/// Connects to the configured target and runs the workload, drawing progress as the
+/// configuration asks.
+pub async fn run(config: &Config) -> Result<Report, BenchError> {
+    let style = Some(runner::progress_style(config));
+    match config.target {
+        Target::Tikv => {
+            let backend = tikv::TikvBackend::connect(&config.endpoints, config.api_version).await?;
+            runner::run_with(backend, config, style).await
+        }
+        Target::Etcd => {
+            let backend = etcd::EtcdBackend::connect(&config.endpoints).await?;
+            runner::run_with(backend, config, style).await
+        }
+    }
+}

@@ -1,0 +1,278 @@
+//! Runs a workload against a [`Backend`]: optional preload, warmup, the measured phase, and
+//! the merge of every client's results into one [`Report`].
+//!
+//! Each client is a tokio task with one request in flight (closed loop, as YCSB and etcd's
+//! benchmark tool do). The phase boundaries are absolute instants shared by all clients:
+//! operations that start during warmup are not measured, and requests still in flight when
+//! the measured phase ends are dropped unanswered, so the measured window is exactly
+//! `--duration` long and every counted operation completed inside it.
+
+use std::io::IsTerminal;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::time::sleep_until;
+
+use crate::args::Config;
+use crate::backend::Backend;
+use crate::progress::{self, Counters, Style};
+use crate::stats::{Latencies, Report};
+use crate::workload::{key_for, make_value, prefix_end, Op, OpGenerator};
+use crate::BenchError;
+
+/// Pause after a failed request, so a dead endpoint is not hammered in a tight loop.
+const ERROR_PAUSE: Duration = Duration::from_millis(10);
+/// At least this many concurrent writers preload the key space (it is not measured).
+const PRELOAD_MIN_CONCURRENCY: usize = 32;
+/// Attempts per key during preload.
+const PRELOAD_ATTEMPTS: usize = 3;
+
+/// What one client hands back at the end.
+struct ClientResult {
+    latencies: Latencies,
+    errors: u64,
+    first_error: Option<String>,
+}
+
+/// Sends one operation; `Ok` when the target answered without error (a get of a missing key
+/// and a short scan are successes).
+async fn execute<B: Backend>(backend: &B, op: Op, value: &[u8]) -> Result<(), String> {
+    match op {
+        Op::Put { key } => backend.put(key, value.to_vec()).await,
+        Op::Get { key } => backend.get(key).await.map(|_| ()),
+        Op::Scan { start, limit } => backend.scan(start, prefix_end(), limit).await.map(|_| ()),
+    }
+}
+
+async fn client_loop<B: Backend>(
+    backend: B,
+    mut ops: OpGenerator,
+    value: Vec<u8>,
+    counters: Arc<Counters>,
+    measure_from: Instant,
+    end: Instant,
+) -> ClientResult {
+    let mut result = ClientResult {
+        latencies: Latencies::new(),
+        errors: 0,
+        first_error: None,
+    };
+    let end_tokio = tokio::time::Instant::from_std(end);
+    while Instant::now() < end {
+        let op = ops.next_op();
+        let started = Instant::now();
+        let outcome = tokio::select! {
+            r = execute(&backend, op, &value) => r,
+            // The window closed with this request in flight: it did not complete inside it.
+            _ = sleep_until(end_tokio) => break,
+        };
+        let latency = started.elapsed();
+        let measured = started >= measure_from;
+        match outcome {
+            Ok(()) => {
+                counters.ops.fetch_add(1, Ordering::Relaxed);
+                if measured {
+                    result.latencies.record(latency);
+                }
+            }
+            Err(e) => {
+                counters.errors.fetch_add(1, Ordering::Relaxed);
+                if measured {
+                    result.errors += 1;
+                }
+                result.first_error.get_or_insert(e);
+                let resume = tokio::time::Instant::now() + ERROR_PAUSE;
+                sleep_until(resume.min(end_tokio)).await;
+            }
+        }
+    }
+    result
+}
+
+/// Writes keys `0..keys` once, so reads and scans find data. Returns how many keys could not
+/// be written (after retries) and the first error.
+pub async fn preload<B: Backend>(
+    backend: &B,
+    keys: u64,
+    value_size: usize,
+    concurrency: usize,
+) -> (u64, Option<String>) {
+    let next = Arc::new(AtomicU64::new(0));
+    let workers = (concurrency.max(1) as u64).min(keys) as usize;
+    let mut tasks = Vec::with_capacity(workers);
+    for i in 0..workers {
+        let b = backend.for_client(i);
+        let next = next.clone();
+        let value = make_value(value_size, i as u64);
+        tasks.push(tokio::spawn(async move {
+            let (mut failed, mut first_error) = (0u64, None);
+            loop {
+                let index = next.fetch_add(1, Ordering::Relaxed);
+                if index >= keys {
+                    break;
+                }
+                let mut ok = false;
+                for attempt in 0..PRELOAD_ATTEMPTS {
+                    match b.put(key_for(index), value.clone()).await {
+                        Ok(()) => {
+                            ok = true;
+                            break;
+                        }
+                        Err(e) => {
+                            first_error.get_or_insert(e);
+                            let backoff = 100 * (attempt as u64 + 1);
+                            tokio::time::sleep(Duration::from_millis(backoff)).await;
+                        }
+                    }
+                }
+                if !ok {
+                    failed += 1;
+                }
+            }
+            (failed, first_error)
+        }));
+    }
+    let (mut failed, mut first_error) = (0u64, None);
+    for t in tasks {
+        match t.await {
+            Ok((f, e)) => {
+                failed += f;
+                if first_error.is_none() {
+                    first_error = e;
+                }
+            }
+            Err(join) => {
+                first_error.get_or_insert(format!("preload task failed: {join}"));
+            }
+        }
+    }
+    (failed, first_error)
+}
+
+/// Where progress goes for this configuration: stdout, or stderr when stdout carries `--json`.
+pub fn progress_style(config: &Config) -> Style {
+    if config.json {
+        Style {
+            terminal: std::io::stderr().is_terminal(),
+            stderr: true,
+        }
+    } else {
+        Style {
+            terminal: std::io::stdout().is_terminal(),
+            stderr: false,
+        }
+    }
+}
+
+/// Runs `config`'s workload against `backend` and reports what was measured. Status lines
+/// (preload) go to stderr; progress goes where `style` says, or nowhere if `None`.
+pub async fn run_with<B: Backend>(
+    backend: B,
+    config: &Config,
+    style: Option<Style>,
+) -> Result<Report, BenchError> {
+    if config.workload.needs_preload() {
+        let concurrency = config.clients.max(PRELOAD_MIN_CONCURRENCY);
+        if style.is_some() {
+            eprintln!(
+                "preloading {} keys ({} B values, {concurrency} writers)...",
+                config.keys, config.value_size
+            );
+        }
+        let t = Instant::now();
+        let (failed, first_error) =
+            preload(&backend, config.keys, config.value_size, concurrency).await;
+        if failed == config.keys {
+            return Err(BenchError::Preload {
+                failed,
+                first_error: first_error.unwrap_or_default(),
+            });
+        }
+        if style.is_some() {
+            eprintln!("preloaded in {:.1} s", t.elapsed().as_secs_f64());
+        }
+        if failed > 0 {
+            eprintln!(
+                "warning: {failed} of {} keys could not be preloaded (first error: {})",
+                config.keys,
+                first_error.unwrap_or_default()
+            );
+        }
+    }
+
+    let counters = Arc::new(Counters::default());
+    let sequence = Arc::new(AtomicU64::new(0));
+    // Clients start together; the phases are fixed instants from here on.
+    let start = Instant::now();
+    let measure_from = start + config.warmup;
+    let end = measure_from + config.duration;
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let progress_task = style.map(|style| {
+        tokio::spawn(progress::report(
+            counters.clone(),
+            start,
+            config.warmup,
+            config.duration,
+            style,
+            stop_rx,
+        ))
+    });
+
+    // A fixed seed per client keeps runs comparable (the same key sequence for each target).
+    let mut tasks = Vec::with_capacity(config.clients);
+    for i in 0..config.clients {
+        let generator = OpGenerator::new(
+            config.workload,
+            config.keys,
+            0x7e55e4a ^ (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15),
+            sequence.clone(),
+        );
+        tasks.push(tokio::spawn(client_loop(
+            backend.for_client(i),
+            generator,
+            make_value(config.value_size, i as u64),
+            counters.clone(),
+            measure_from,
+            end,
+        )));
+    }
+
+    let mut latencies = Latencies::new();
+    let (mut errors, mut first_error) = (0u64, None);
+    for t in tasks {
+        match t.await {
+            Ok(r) => {
+                latencies.merge(&r.latencies);
+                errors += r.errors;
+                if first_error.is_none() {
+                    first_error = r.first_error;
+                }
+            }
+            Err(join) => {
+                errors += 1;
+                first_error.get_or_insert(format!("client task failed: {join}"));
+            }
+        }
+    }
+    let _ = stop_tx.send(true);
+    if let Some(t) = progress_task {
+        let _ = t.await;
+    }
+
+    // The window is [measure_from, end]; every client stopped by `end`.
+    let elapsed = end.saturating_duration_since(measure_from);
+    let report = Report::new(config, &latencies, errors, first_error, elapsed);
+    if report.ops == 0 && report.errors > 0 {
+        return Err(BenchError::AllFailed {
+            errors: report.errors,
+            first_error: report.first_error.unwrap_or_default(),
+        });
+    }
+    Ok(report)
+}
+
+#[cfg(test)]
+#[path = "runner_tests.rs"]
+mod tests;

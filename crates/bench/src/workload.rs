@@ -1,0 +1,292 @@
+//! Workloads: which operation each client sends next, and on which key.
+//!
+//! The mixes follow YCSB's core workloads loosely. Random keys are drawn uniformly from a key
+//! space of `--keys` records (YCSB's default is zipfian; uniform keeps hot-key effects out of a
+//! first comparison). Keys are `bench/` followed by a 12-digit zero-padded index, so they sort
+//! in index order and a scan from one index walks the following ones.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use clap::ValueEnum;
+use rand::rngs::StdRng;
+use rand::{Rng, RngCore, SeedableRng};
+
+/// Every key this tool writes starts with this prefix.
+pub const KEY_PREFIX: &[u8] = b"bench/";
+/// Digits in a key's index; indexes must stay below 10^12 so all keys have the same length
+/// (and therefore sort by index).
+pub const KEY_DIGITS: usize = 12;
+/// Largest accepted `--keys`.
+pub const MAX_KEYS: u64 = 1_000_000_000_000;
+/// Shortest and longest scan, in keys.
+pub const SCAN_MIN: u32 = 10;
+pub const SCAN_MAX: u32 = 100;
+
+/// Operation mix.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Workload {
+    /// 100% puts of random keys from the key space.
+    Write,
+    /// 95% gets / 5% puts on random keys, after a preload of the key space.
+    ReadHeavy,
+    /// 50% gets / 50% puts on random keys, after a preload of the key space.
+    UpdateHeavy,
+    /// Scans of 10-100 keys from a random start, after a preload of the key space.
+    Scan,
+    /// Sequential inserts: keys 0, 1, 2, ... shared across all clients.
+    Load,
+}
+
+impl Workload {
+    /// Whether the key space must exist before the measured run (reads of missing keys would
+    /// measure a different path than reads of present ones).
+    pub fn needs_preload(self) -> bool {
+        matches!(
+            self,
+            Workload::ReadHeavy | Workload::UpdateHeavy | Workload::Scan
+        )
+    }
+
+    /// Percentage of operations that are reads (gets or scans).
+    pub fn read_percent(self) -> u32 {
+        match self {
+            Workload::Write | Workload::Load => 0,
+            Workload::ReadHeavy => 95,
+            Workload::UpdateHeavy => 50,
+            Workload::Scan => 100,
+        }
+    }
+}
+
+/// One request to send.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Op {
+    Put {
+        key: Vec<u8>,
+    },
+    Get {
+        key: Vec<u8>,
+    },
+    /// Up to `limit` keys from `start` (inclusive) to the end of our key prefix.
+    Scan {
+        start: Vec<u8>,
+        limit: u32,
+    },
+}
+
+/// The key for record `index`.
+pub fn key_for(index: u64) -> Vec<u8> {
+    let mut key = Vec::with_capacity(KEY_PREFIX.len() + KEY_DIGITS);
+    key.extend_from_slice(KEY_PREFIX);
+    key.extend_from_slice(format!("{index:0width$}", width = KEY_DIGITS).as_bytes());
+    key
+}
+
+/// The first key after every key with [`KEY_PREFIX`] (exclusive end of our key range).
+pub fn prefix_end() -> Vec<u8> {
+    let mut end = KEY_PREFIX.to_vec();
+    // The prefix ends in '/', so bumping the last byte cannot overflow.
+    *end.last_mut().expect("prefix is not empty") += 1;
+    end
+}
+
+/// Generates one client's operations. Each client owns one (with its own seed); `load`'s
+/// sequence counter is shared so that clients together insert 0, 1, 2, ... without repeats.
+pub struct OpGenerator {
+    workload: Workload,
+    keys: u64,
+    rng: StdRng,
+    sequence: Arc<AtomicU64>,
+}
+
+impl OpGenerator {
+    pub fn new(workload: Workload, keys: u64, seed: u64, sequence: Arc<AtomicU64>) -> Self {
+        OpGenerator {
+            workload,
+            keys: keys.max(1),
+            rng: StdRng::seed_from_u64(seed),
+            sequence,
+        }
+    }
+
+    fn random_key(&mut self) -> Vec<u8> {
+        key_for(self.rng.gen_range(0..self.keys))
+    }
+
+    pub fn next_op(&mut self) -> Op {
+        match self.workload {
+            Workload::Load => Op::Put {
+                key: key_for(self.sequence.fetch_add(1, Ordering::Relaxed)),
+            },
+            Workload::Scan => Op::Scan {
+                start: self.random_key(),
+                limit: self.rng.gen_range(SCAN_MIN..=SCAN_MAX),
+            },
+            w => {
+                // Decide the kind first, then the key, so the mix does not depend on keys.
+                let read = self.rng.gen_range(0..100) < w.read_percent();
+                let key = self.random_key();
+                if read {
+                    Op::Get { key }
+                } else {
+                    Op::Put { key }
+                }
+            }
+        }
+    }
+}
+
+/// A value of `size` printable bytes, different per seed. Each client reuses one value: the
+/// targets store it as opaque bytes (neither compresses by default), so its contents do not
+/// change the work done.
+pub fn make_value(size: usize, seed: u64) -> Vec<u8> {
+    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+    let mut rng = StdRng::seed_from_u64(seed ^ 0x5eed_5eed);
+    (0..size)
+        .map(|_| ALPHABET[(rng.next_u32() as usize) % ALPHABET.len()])
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn index_of(key: &[u8]) -> u64 {
+        assert!(key.starts_with(KEY_PREFIX), "{key:?}");
+        let digits = &key[KEY_PREFIX.len()..];
+        assert_eq!(digits.len(), KEY_DIGITS);
+        std::str::from_utf8(digits).unwrap().parse().unwrap()
+    }
+
+    fn generator(w: Workload, keys: u64, seed: u64) -> OpGenerator {
+        OpGenerator::new(w, keys, seed, Arc::new(AtomicU64::new(0)))
+    }
+
+    #[test]
+    fn keys_are_fixed_width_and_sort_by_index() {
+        assert_eq!(key_for(0), b"bench/000000000000".to_vec());
+        assert_eq!(key_for(42), b"bench/000000000042".to_vec());
+        assert_eq!(key_for(MAX_KEYS - 1), b"bench/999999999999".to_vec());
+        let mut prev = key_for(0);
+        for i in [1, 9, 10, 99, 100, 12_345, 999_999, 1_000_000] {
+            let k = key_for(i);
+            assert!(k > prev);
+            assert_eq!(k.len(), prev.len());
+            prev = k;
+        }
+        let end = prefix_end();
+        assert_eq!(end, b"bench0".to_vec());
+        assert!(key_for(MAX_KEYS - 1) < end);
+        assert!(KEY_PREFIX < end.as_slice());
+    }
+
+    #[test]
+    fn write_is_all_puts_within_the_key_space() {
+        let mut g = generator(Workload::Write, 1000, 1);
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..10_000 {
+            match g.next_op() {
+                Op::Put { key } => {
+                    let i = index_of(&key);
+                    assert!(i < 1000);
+                    seen.insert(i);
+                }
+                op => panic!("write produced {op:?}"),
+            }
+        }
+        // Uniform over 1000 keys: 10k draws hit nearly all of them.
+        assert!(seen.len() > 990, "only {} distinct keys", seen.len());
+    }
+
+    fn read_fraction(w: Workload) -> f64 {
+        let mut g = generator(w, 100, 7);
+        let n = 100_000;
+        let reads = (0..n)
+            .filter(|_| match g.next_op() {
+                Op::Get { key } => index_of(&key) < 100,
+                Op::Put { key } => {
+                    assert!(index_of(&key) < 100);
+                    false
+                }
+                op => panic!("{w:?} produced {op:?}"),
+            })
+            .count();
+        reads as f64 / n as f64
+    }
+
+    #[test]
+    fn read_heavy_and_update_heavy_mixes() {
+        let rh = read_fraction(Workload::ReadHeavy);
+        assert!((rh - 0.95).abs() < 0.01, "read-heavy read fraction {rh}");
+        let uh = read_fraction(Workload::UpdateHeavy);
+        assert!((uh - 0.50).abs() < 0.01, "update-heavy read fraction {uh}");
+    }
+
+    #[test]
+    fn scans_are_10_to_100_keys_from_a_random_start() {
+        let mut g = generator(Workload::Scan, 5000, 3);
+        let (mut min, mut max) = (u32::MAX, 0);
+        for _ in 0..10_000 {
+            match g.next_op() {
+                Op::Scan { start, limit } => {
+                    assert!(index_of(&start) < 5000);
+                    min = min.min(limit);
+                    max = max.max(limit);
+                }
+                op => panic!("scan produced {op:?}"),
+            }
+        }
+        assert_eq!((min, max), (SCAN_MIN, SCAN_MAX));
+    }
+
+    #[test]
+    fn load_inserts_sequentially_across_clients() {
+        let seq = Arc::new(AtomicU64::new(0));
+        let mut a = OpGenerator::new(Workload::Load, 10, 1, seq.clone());
+        let mut b = OpGenerator::new(Workload::Load, 10, 2, seq.clone());
+        let mut got = Vec::new();
+        for _ in 0..20 {
+            for g in [&mut a, &mut b] {
+                match g.next_op() {
+                    Op::Put { key } => got.push(index_of(&key)),
+                    op => panic!("load produced {op:?}"),
+                }
+            }
+        }
+        // Not bounded by --keys, no repeats, in order.
+        assert_eq!(got, (0..40).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn same_seed_same_sequence_different_seed_differs() {
+        let take = |seed| {
+            let mut g = generator(Workload::UpdateHeavy, 1_000_000, seed);
+            (0..50).map(|_| g.next_op()).collect::<Vec<_>>()
+        };
+        assert_eq!(take(5), take(5));
+        assert_ne!(take(5), take(6));
+    }
+
+    #[test]
+    fn preload_and_read_percent() {
+        assert!(!Workload::Write.needs_preload());
+        assert!(!Workload::Load.needs_preload());
+        assert!(Workload::ReadHeavy.needs_preload());
+        assert!(Workload::UpdateHeavy.needs_preload());
+        assert!(Workload::Scan.needs_preload());
+        assert_eq!(Workload::Write.read_percent(), 0);
+        assert_eq!(Workload::Scan.read_percent(), 100);
+    }
+
+    #[test]
+    fn values_have_the_requested_size() {
+        for size in [1, 256, 4096] {
+            let v = make_value(size, 9);
+            assert_eq!(v.len(), size);
+            assert!(v.iter().all(u8::is_ascii_alphanumeric));
+        }
+        assert_ne!(make_value(64, 1), make_value(64, 2));
+    }
+}

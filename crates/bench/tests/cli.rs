@@ -1,0 +1,361 @@
+//! The binary end to end: exit codes for bad command lines, and full runs against an
+//! in-process stand-in for etcd (our generated KV server over an in-memory map), so the etcd
+//! client path is exercised on every machine, with or without etcd installed.
+
+use std::collections::BTreeMap;
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use bench::etcd::pb;
+use pb::kv_server::{Kv, KvServer};
+use tonic::{Request, Response, Status};
+
+fn bench_bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_tessera-bench"))
+}
+
+fn run(args: &[&str]) -> Output {
+    bench_bin().args(args).output().expect("run tessera-bench")
+}
+
+#[test]
+fn bad_command_lines_exit_2_with_a_message() {
+    let cases: &[(&[&str], &str)] = &[
+        (&[], "--target"),
+        (&["--target", "etcd", "--endpoints", "x:1"], "--workload"),
+        (
+            &[
+                "--target",
+                "mysql",
+                "--endpoints",
+                "x:1",
+                "--workload",
+                "write",
+            ],
+            "mysql",
+        ),
+        (
+            &[
+                "--target",
+                "etcd",
+                "--endpoints",
+                "x:1",
+                "--workload",
+                "write",
+                "--clients",
+                "0",
+            ],
+            "--clients",
+        ),
+        (
+            &[
+                "--target",
+                "etcd",
+                "--endpoints",
+                "x:1",
+                "--workload",
+                "write",
+                "--duration",
+                "-1",
+            ],
+            "--duration",
+        ),
+        (
+            &[
+                "--target",
+                "etcd",
+                "--endpoints",
+                "x:1",
+                "--workload",
+                "write",
+                "--api-version",
+                "2",
+            ],
+            "--api-version",
+        ),
+        (
+            &[
+                "--target",
+                "tikv",
+                "--endpoints",
+                "x:1",
+                "--workload",
+                "write",
+                "--api-version",
+                "9",
+            ],
+            "--api-version",
+        ),
+        (
+            &[
+                "--target",
+                "etcd",
+                "--endpoints",
+                "x:1",
+                "--workload",
+                "write",
+                "--bogus",
+            ],
+            "--bogus",
+        ),
+    ];
+    for (args, needle) in cases {
+        let out = run(args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(needle), "{args:?}: {stderr}");
+        assert!(out.stdout.is_empty(), "{args:?}");
+    }
+}
+
+#[test]
+fn help_exits_0() {
+    let out = run(&["--help"]);
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&out.stdout);
+    for flag in [
+        "--target",
+        "--endpoints",
+        "--workload",
+        "--clients",
+        "--value-size",
+        "--json",
+    ] {
+        assert!(text.contains(flag), "{text}");
+    }
+}
+
+#[test]
+fn unreachable_target_exits_1() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let ep = format!("127.0.0.1:{port}");
+    let out = run(&[
+        "--target",
+        "etcd",
+        "--endpoints",
+        &ep,
+        "--workload",
+        "write",
+        "--duration",
+        "1",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("cannot connect to etcd"), "{stderr}");
+}
+
+/// A stand-in etcd KV service: a sorted map, counting requests.
+#[derive(Clone, Default)]
+struct FakeEtcd {
+    data: Arc<Mutex<BTreeMap<Vec<u8>, Vec<u8>>>>,
+    requests: Arc<AtomicU64>,
+}
+
+#[tonic::async_trait]
+impl Kv for FakeEtcd {
+    async fn range(
+        &self,
+        req: Request<pb::RangeRequest>,
+    ) -> Result<Response<pb::RangeResponse>, Status> {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        let r = req.into_inner();
+        let data = self.data.lock().unwrap();
+        let kvs: Vec<pb::KeyValue> = if r.range_end.is_empty() {
+            data.get(&r.key)
+                .map(|v| pb::KeyValue {
+                    key: r.key.clone(),
+                    value: v.clone(),
+                    ..Default::default()
+                })
+                .into_iter()
+                .collect()
+        } else {
+            let limit = if r.limit > 0 {
+                r.limit as usize
+            } else {
+                usize::MAX
+            };
+            data.range(r.key.clone()..r.range_end.clone())
+                .take(limit)
+                .map(|(k, v)| pb::KeyValue {
+                    key: k.clone(),
+                    value: v.clone(),
+                    ..Default::default()
+                })
+                .collect()
+        };
+        Ok(Response::new(pb::RangeResponse {
+            count: kvs.len() as i64,
+            kvs,
+            ..Default::default()
+        }))
+    }
+
+    async fn put(&self, req: Request<pb::PutRequest>) -> Result<Response<pb::PutResponse>, Status> {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        let r = req.into_inner();
+        if r.value.is_empty() {
+            return Err(Status::invalid_argument("empty value"));
+        }
+        self.data.lock().unwrap().insert(r.key, r.value);
+        Ok(Response::new(pb::PutResponse::default()))
+    }
+}
+
+/// Starts `n` fake members sharing one map; returns their addresses.
+async fn start_fakes(n: usize) -> (Vec<FakeEtcd>, Vec<String>) {
+    let data = Arc::new(Mutex::new(BTreeMap::new()));
+    let (mut fakes, mut addrs) = (Vec::new(), Vec::new());
+    for _ in 0..n {
+        let fake = FakeEtcd {
+            data: data.clone(),
+            requests: Arc::default(),
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        addrs.push(listener.local_addr().unwrap().to_string());
+        let svc = KvServer::new(fake.clone());
+        tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(svc)
+                .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+        );
+        fakes.push(fake);
+    }
+    (fakes, addrs)
+}
+
+async fn run_async(args: Vec<String>) -> Output {
+    tokio::task::spawn_blocking(move || bench_bin().args(&args).output().unwrap())
+        .await
+        .unwrap()
+}
+
+fn args(list: &[&str]) -> Vec<String> {
+    list.iter().map(|s| s.to_string()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_run_against_fake_etcd_spreads_over_endpoints() {
+    let (fakes, addrs) = start_fakes(3).await;
+    let endpoints = addrs.join(",");
+    let out = run_async(args(&[
+        "--target",
+        "etcd",
+        "--endpoints",
+        &endpoints,
+        "--workload",
+        "update-heavy",
+        "--clients",
+        "6",
+        "--value-size",
+        "100",
+        // Over 1 s, so at least one once-a-second progress line is drawn.
+        "--duration",
+        "1.5",
+        "--keys",
+        "300",
+        "--json",
+    ]))
+    .await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    // stdout is exactly one JSON line; progress went to stderr.
+    assert_eq!(stdout.lines().count(), 1, "{stdout}");
+    let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(v["target"], "etcd");
+    assert_eq!(v["workload"], "update-heavy");
+    assert_eq!(v["clients"], 6);
+    assert_eq!(v["endpoints"], 3);
+    assert_eq!(v["errors"], 0);
+    assert!(v["ops"].as_u64().unwrap() > 0, "{v}");
+    assert!(v["latency"]["p99_us"].as_u64().unwrap() > 0, "{v}");
+    assert!(stderr.contains("ops/s"), "{stderr}");
+    // Preload wrote the whole key space, with full-size values.
+    let data = fakes[0].data.lock().unwrap();
+    assert_eq!(data.len(), 300);
+    assert!(data.values().all(|v| v.len() == 100));
+    // Every member got traffic.
+    for f in &fakes {
+        assert!(f.requests.load(Ordering::Relaxed) > 0);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn text_run_prints_a_progress_line_per_second_and_a_summary() {
+    let (_fakes, addrs) = start_fakes(1).await;
+    let out = run_async(args(&[
+        "--target",
+        "etcd",
+        "--endpoints",
+        &addrs[0],
+        "--workload",
+        "scan",
+        "--clients",
+        "2",
+        "--duration",
+        "2.3",
+        "--keys",
+        "500",
+    ]))
+    .await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Not a terminal: plain lines, no carriage returns, no bar.
+    assert!(!stdout.contains('\r'), "{stdout}");
+    let progress = stdout
+        .lines()
+        .filter(|l| l.trim_start().starts_with("run"))
+        .count();
+    assert!((2..=3).contains(&progress), "{stdout}");
+    for needle in [
+        "etcd scan: 2 clients",
+        "ops/s",
+        "errors   0",
+        "p50",
+        "p99",
+        "p999",
+        "max",
+    ] {
+        assert!(stdout.contains(needle), "{needle} missing in {stdout}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn total_failure_exits_1() {
+    // Not an etcd: a TCP listener that accepts and hangs up at once. Whether the handshake
+    // or every request fails, the run has nothing to report and must exit 1.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    tokio::spawn(async move {
+        loop {
+            if let Ok((sock, _)) = listener.accept().await {
+                drop(sock);
+            }
+        }
+    });
+    let out = run_async(args(&[
+        "--target",
+        "etcd",
+        "--endpoints",
+        &addr,
+        "--workload",
+        "write",
+        "--duration",
+        "0.5",
+    ]))
+    .await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("error:"), "{stderr}");
+}
