@@ -8,6 +8,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use codec::bytes::encode_bytes;
 use tikv_client::{BoundRange, Config, RawClient};
 
 struct TestCluster {
@@ -113,9 +114,14 @@ fn value(i: u32) -> Vec<u8> {
     v
 }
 
-/// Every raw operation through tikv-client; `prefix` is what region keys start with on
-/// the server (the keyspace prefix in API V2).
-async fn exercise(cluster: &TestCluster, client: RawClient, prefix: &[u8]) {
+fn hex(key: &[u8]) -> String {
+    key.iter().map(|b| format!("{b:02X}")).collect()
+}
+
+/// Every raw operation through tikv-client; `region_key` maps a client's key to the key
+/// the server stores it under, which region boundaries are cut on (in API V2: the
+/// keyspace prefix, then memcomparable encoding).
+async fn exercise(cluster: &TestCluster, client: RawClient, region_key: fn(&[u8]) -> Vec<u8>) {
     // Single-key operations.
     client.put(b"alpha".to_vec(), b"1".to_vec()).await.unwrap();
     assert_eq!(
@@ -133,9 +139,7 @@ async fn exercise(cluster: &TestCluster, client: RawClient, prefix: &[u8]) {
         client.batch_put(pairs).await.unwrap();
     }
     // And one split where we choose: the scheduler sends it to the leader.
-    let mut split_key = prefix.to_vec();
-    split_key.extend_from_slice(&key(1000));
-    let hex: String = split_key.iter().map(|b| format!("{b:02X}")).collect();
+    let hex = hex(&region_key(&key(1000)));
     let region = cluster.regions().await["regions"]
         .as_array()
         .unwrap()
@@ -237,7 +241,7 @@ async fn tikv_client_raw_api_v1() {
     let dir = tempfile::tempdir().unwrap();
     let cluster = TestCluster::start(dir.path(), 1).await;
     let client = RawClient::new(vec![cluster.pd_addr()]).await.unwrap();
-    exercise(&cluster, client, b"").await;
+    exercise(&cluster, client, |k| k.to_vec()).await;
     cluster.stop().await;
 }
 
@@ -246,12 +250,15 @@ async fn tikv_client_raw_api_v2() {
     let dir = tempfile::tempdir().unwrap();
     let cluster = TestCluster::start(dir.path(), 2).await;
     // The store that bootstrapped a V2 cluster cuts the first region at the default
-    // keyspace's edges.
+    // keyspace's edges, encoded like every stored key.
+    let ks_start = hex(&encode_bytes(&[b'r', 0, 0, 0]));
+    let ks_end = hex(&encode_bytes(&[b'r', 0, 0, 1]));
+    assert_eq!(ks_start, "720000000000000000FB");
     cluster
         .wait_for("keyspace edges", |v| {
             v["regions"].as_array().is_some_and(|rs| {
-                rs.iter().any(|r| r["start_key"] == "72000000")
-                    && rs.iter().any(|r| r["start_key"] == "72000001")
+                rs.iter().any(|r| r["start_key"] == ks_start.as_str())
+                    && rs.iter().any(|r| r["start_key"] == ks_end.as_str())
             })
         })
         .await;
@@ -261,12 +268,15 @@ async fn tikv_client_raw_api_v2() {
     )
     .await
     .unwrap();
-    exercise(&cluster, client, &[b'r', 0, 0, 0]).await;
+    exercise(&cluster, client, |k| {
+        encode_bytes(&[&[b'r', 0, 0, 0][..], k].concat())
+    })
+    .await;
     // Data stays inside the keyspace's regions: nothing outside `r\0\0\0..r\0\0\1`.
     let regions = cluster.regions().await;
     for r in regions["regions"].as_array().unwrap() {
         let start = r["start_key"].as_str().unwrap();
-        if start < "72000000" || start >= "72000001" {
+        if start < ks_start.as_str() || start >= ks_end.as_str() {
             assert!(
                 r["approximate_keys"].as_u64().unwrap_or(0) < 5,
                 "region outside the keyspace holds data: {r}"
