@@ -386,7 +386,8 @@ async fn bootstrap_cluster(
 
 /// In API V2 every keyspace's data must sit in regions of its own; the store that
 /// bootstrapped a V2 cluster cuts the first region at the edges of the default keyspace's
-/// raw (`r`) and transactional (`x`) ranges. The split goes through the usual flow (the
+/// raw (`r`) and transactional (`x`) ranges, memcomparable-encoded like every stored key
+/// in V2 (where TiKV and its scheduler put keyspace boundaries). The split goes through the usual flow (the
 /// leader checks it, ids come from the scheduler, a BatchSplit is proposed); this asks
 /// until the scheduler shows the cut, since the region may not have a leader yet.
 fn presplit_keyspace_edges(
@@ -394,12 +395,16 @@ fn presplit_keyspace_edges(
     pd: PdClient,
     region: metapb::Region,
 ) {
-    let keys: Vec<Vec<u8>> = vec![
-        vec![b'r', 0, 0, 0],
-        vec![b'r', 0, 0, 1],
-        vec![b'x', 0, 0, 0],
-        vec![b'x', 0, 0, 1],
-    ];
+    // Stored keys are memcomparable-encoded in V2, so region boundaries are too.
+    let keys: Vec<Vec<u8>> = [
+        [b'r', 0, 0, 0],
+        [b'r', 0, 0, 1],
+        [b'x', 0, 0, 0],
+        [b'x', 0, 0, 1],
+    ]
+    .iter()
+    .map(|k| codec::bytes::encode_bytes(k))
+    .collect();
     tokio::spawn(async move {
         for _ in 0..100 {
             let _ = router.send(

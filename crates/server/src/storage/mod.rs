@@ -13,6 +13,7 @@
 //!   compare-and-swap's read and write are atomic with respect to every other raw write
 //!   sent here; a range delete excludes all of them.
 //! - [`value`] is our on-disk value format, [`checksum`] the RawChecksum algorithm.
+//! - [`key_codec::KeyCodec`] turns user keys into stored keys and back (see below).
 //!
 //! # API versions
 //! The store serves one API version ([`StorageConfig::api_version`]), like TiKV's
@@ -21,11 +22,24 @@
 //!   (TiKV needs `enable-ttl` for that; we always store the expiry).
 //! - **V2**: every key must be a raw key of a keyspace, `r` + 3-byte keyspace id + user
 //!   key; range bounds must be such keys too (or `s`, the end of the raw key space); `cf`
-//!   must be empty. Keys are stored exactly as sent, prefix included.
+//!   must be empty.
 //!
 //! A request whose `context.api_version` differs from the store's setting is refused with
 //! `ApiVersionNotMatched`; in V2 a key outside the raw key space is refused with
 //! `InvalidKeyMode` (or `InvalidKeyRangeMode` for ranges), as TiKV does.
+//!
+//! # Key encoding
+//! - **V1**: keys are stored exactly as sent.
+//! - **V2**: keys are stored memcomparable-encoded, prefix included:
+//!   `codec::bytes::encode_bytes(b"r" ‖ keyspace id ‖ user key)`, as TiKV stores them (TiKV
+//!   also appends a timestamp; we do not). Requests and responses carry plain keys; only
+//!   the engine, and so the region boundaries raftstore derives from stored keys, see the
+//!   encoded form. That is what V2 clients expect: they encode a key to ask the scheduler
+//!   for its region and decode the boundaries they get back. The encoding preserves
+//!   order, so a range `[a, b)` of plain keys is the range `[enc(a), enc(b))` of stored
+//!   keys (an empty, unbounded, bound stays empty), and every check against a region's
+//!   range (key not in region, scan clamping) compares stored keys. Scans decode keys
+//!   before returning them, and RawChecksum digests the plain key, as TiKV does.
 //!
 //! # Value encoding (ours, not TiKV's)
 //! Every stored value starts with one flags byte:
@@ -36,7 +50,7 @@
 //! Other flag values are rejected as corrupt. A value whose `expire_at` is at or before
 //! the current time is treated as absent by every read (get, batch get, scan, batch scan,
 //! key TTL, checksum, compare-and-swap); it stays on disk until overwritten or deleted.
-//! Keys are stored unchanged (raftstore adds its data prefix `z`).
+//! raftstore adds its data prefix `z` in front of every stored key.
 //!
 //! # Limits
 //! Key size ([`StorageConfig::max_key_size`], 8 KiB), value size
@@ -47,6 +61,7 @@
 pub mod checksum;
 pub mod config;
 pub mod error;
+pub mod key_codec;
 pub mod latch;
 pub mod raftkv;
 pub mod raw;

@@ -7,6 +7,11 @@
 //! the latches of their keys ([`super::latch`]), encode values with their expiry
 //! ([`super::value`]) and go through raftstore as one command, so a batch is atomic
 //! within its region.
+//!
+//! Keys cross [`KeyCodec`] once: request keys and bounds are checked as the client sent
+//! them, then turned into stored keys (memcomparable-encoded in API V2), so every
+//! comparison with a region's range is between stored keys; keys read back are decoded
+//! before they are returned or checksummed.
 
 use std::sync::Arc;
 
@@ -16,6 +21,7 @@ use raftstore::{RegionSnapshot, Router};
 
 use super::checksum::Crc64Xor;
 use super::error::hex;
+use super::key_codec::KeyCodec;
 use super::latch::Latches;
 use super::raftkv::{Modify, RaftKv};
 use super::validate::{self, ScanBounds};
@@ -41,6 +47,7 @@ pub type Checksum = Crc64Xor;
 pub struct RawStorage<S> {
     kv: RaftKv<S>,
     cfg: StorageConfig,
+    keys: KeyCodec,
     latches: Arc<Latches>,
 }
 
@@ -60,10 +67,11 @@ fn visible(key: &[u8], stored: Option<Vec<u8>>, now: u64) -> Result<Option<Vec<u
     Ok((!d.is_expired(now)).then(|| d.value.to_vec()))
 }
 
-/// Visits the visible pairs of `snap` within `bounds` (clamped to the snapshot's region)
-/// in scan order, until `visit` returns false.
+/// Visits the visible pairs of `snap` within `bounds` (stored keys, clamped to the
+/// snapshot's region) in scan order, until `visit` returns false. `visit` sees user keys.
 fn scan_region<S: Snapshot>(
     snap: &RegionSnapshot<S>,
+    keys: KeyCodec,
     cf: CfName,
     bounds: &ScanBounds,
     now: u64,
@@ -83,12 +91,13 @@ fn scan_region<S: Snapshot>(
     let hi = codec::keys::data_end_key(hi);
     for kv in snap.engine_snapshot().scan(cf, &lo, &hi, bounds.reverse) {
         let (k, v) = kv?;
-        let key = codec::keys::origin_key(&k).map_err(|e| corrupt(&k, e.to_string()))?;
-        let d = value::decode(&v).map_err(|r| corrupt(key, r))?;
+        let stored = codec::keys::origin_key(&k).map_err(|e| corrupt(&k, e.to_string()))?;
+        let d = value::decode(&v).map_err(|r| corrupt(stored, r))?;
         if d.is_expired(now) {
             continue;
         }
-        if !visit(key, d.value) {
+        let key = keys.decode(stored).map_err(|r| corrupt(stored, r))?;
+        if !visit(&key, d.value) {
             break;
         }
     }
@@ -98,6 +107,7 @@ fn scan_region<S: Snapshot>(
 /// Up to `limit` visible pairs of `bounds`; values left empty with `key_only`.
 fn scan_pairs<S: Snapshot>(
     snap: &RegionSnapshot<S>,
+    keys: KeyCodec,
     cf: CfName,
     bounds: &ScanBounds,
     limit: usize,
@@ -109,7 +119,7 @@ fn scan_pairs<S: Snapshot>(
         return Ok(());
     }
     let mut taken = 0;
-    scan_region(snap, cf, bounds, now, |k, v| {
+    scan_region(snap, keys, cf, bounds, now, |k, v| {
         let v = if key_only { Vec::new() } else { v.to_vec() };
         out.push((k.to_vec(), v));
         taken += 1;
@@ -130,6 +140,7 @@ impl<S: Snapshot> RawStorage<S> {
         let latches = Arc::new(Latches::new(cfg.latch_slots));
         RawStorage {
             kv: RaftKv::new(router),
+            keys: KeyCodec::new(cfg.api_version),
             cfg,
             latches,
         }
@@ -162,7 +173,8 @@ impl<S: Snapshot> RawStorage<S> {
         validate::check_key(&self.cfg, CMD, &key)?;
         let cf = validate::raw_cf(&self.cfg, cf)?;
         let snap = self.kv.snapshot(ctx).await?;
-        visible(&key, snap.get(cf, &key)?, value::now_secs())
+        let stored = snap.get(cf, &self.keys.stored(&key))?;
+        visible(&key, stored, value::now_secs())
     }
 
     /// The visible pairs among `keys`, in request order; missing keys are left out.
@@ -182,11 +194,13 @@ impl<S: Snapshot> RawStorage<S> {
             return Ok(Vec::new());
         }
         let snap = self.kv.snapshot(ctx).await?;
+        let codec = self.keys;
         blocking(move || {
             let now = value::now_secs();
             let mut out = Vec::new();
             for k in keys {
-                if let Some(v) = visible(&k, snap.get(cf, &k)?, now)? {
+                let stored = snap.get(cf, &codec.stored(&k))?;
+                if let Some(v) = visible(&k, stored, now)? {
                     out.push((k, v));
                 }
             }
@@ -203,7 +217,7 @@ impl<S: Snapshot> RawStorage<S> {
         validate::check_key(&self.cfg, CMD, &key)?;
         let cf = validate::raw_cf(&self.cfg, cf)?;
         let snap = self.kv.snapshot(ctx).await?;
-        let Some(stored) = snap.get(cf, &key)? else {
+        let Some(stored) = snap.get(cf, &self.keys.stored(&key))? else {
             return Ok(None);
         };
         let d = value::decode(&stored).map_err(|r| corrupt(&key, r))?;
@@ -229,13 +243,19 @@ impl<S: Snapshot> RawStorage<S> {
         validate::check_range(&self.cfg, CMD, &start, &end)?;
         let cf = validate::raw_cf(&self.cfg, cf)?;
         self.check_scan_limit(limit)?;
-        let bounds = ScanBounds::from_request(start, end, reverse);
+        let bounds = ScanBounds::from_request(
+            self.keys.encode_bound(start),
+            self.keys.encode_bound(end),
+            reverse,
+        );
         let snap = self.kv.snapshot(ctx).await?;
         bounds.check_in_region(snap.region())?;
+        let codec = self.keys;
         blocking(move || {
             let mut out = Vec::new();
             scan_pairs(
                 &snap,
+                codec,
                 cf,
                 &bounds,
                 limit,
@@ -276,7 +296,11 @@ impl<S: Snapshot> RawStorage<S> {
                         end = next.start_key.clone();
                     }
                 }
-                ScanBounds::from_request(ranges[i].start_key.clone(), end, reverse)
+                ScanBounds::from_request(
+                    self.keys.encode_bound(ranges[i].start_key.clone()),
+                    self.keys.encode_bound(end),
+                    reverse,
+                )
             })
             .collect();
         if bounds.is_empty() {
@@ -286,11 +310,12 @@ impl<S: Snapshot> RawStorage<S> {
         for b in &bounds {
             b.check_in_region(snap.region())?;
         }
+        let codec = self.keys;
         blocking(move || {
             let now = value::now_secs();
             let mut out = Vec::new();
             for b in &bounds {
-                scan_pairs(&snap, cf, b, each_limit, key_only, now, &mut out)?;
+                scan_pairs(&snap, codec, cf, b, each_limit, key_only, now, &mut out)?;
             }
             Ok(out)
         })
@@ -312,25 +337,30 @@ impl<S: Snapshot> RawStorage<S> {
         let mut bounds = Vec::with_capacity(ranges.len());
         for r in ranges {
             validate::check_range(&self.cfg, CMD, &r.start_key, &r.end_key)?;
-            let b = ScanBounds::from_request(r.start_key, r.end_key, false);
-            if !b.upper.is_empty() && b.lower > b.upper {
+            if !r.end_key.is_empty() && r.start_key > r.end_key {
                 return Err(Error::InvalidKeyRange(format!(
                     "checksum range [{}, {}) ends before it starts",
-                    hex(&b.lower),
-                    hex(&b.upper)
+                    hex(&r.start_key),
+                    hex(&r.end_key)
                 )));
             }
-            bounds.push(b);
+            bounds.push(ScanBounds::from_request(
+                self.keys.encode_bound(r.start_key),
+                self.keys.encode_bound(r.end_key),
+                false,
+            ));
         }
         let snap = self.kv.snapshot(ctx).await?;
         for b in &bounds {
             b.check_in_region(snap.region())?;
         }
+        let codec = self.keys;
         blocking(move || {
             let now = value::now_secs();
             let mut sum = Crc64Xor::default();
             for b in &bounds {
-                scan_region(&snap, CF_DEFAULT, b, now, |k, v| {
+                // Over user keys, as TiKV checksums them in every API version.
+                scan_region(&snap, codec, CF_DEFAULT, b, now, |k, v| {
                     sum.add(k, v);
                     true
                 })?;
@@ -405,7 +435,7 @@ impl<S: Snapshot> RawStorage<S> {
             .zip(ttls)
             .map(|((key, v), ttl)| Modify::Put {
                 cf,
-                key,
+                key: self.keys.encode(key),
                 value: value::encode(&v, value::expire_at(now, ttl)),
             })
             .collect();
@@ -445,7 +475,10 @@ impl<S: Snapshot> RawStorage<S> {
             .await;
         let modifies = keys
             .into_iter()
-            .map(|key| Modify::Delete { cf, key })
+            .map(|key| Modify::Delete {
+                cf,
+                key: self.keys.encode(key),
+            })
             .collect();
         self.kv.write(ctx, modifies, guard).await
     }
@@ -470,6 +503,7 @@ impl<S: Snapshot> RawStorage<S> {
                 hex(&end)
             )));
         }
+        let (start, end) = (self.keys.encode_bound(start), self.keys.encode_bound(end));
         let guard = self.latches.acquire_all().await;
         self.kv
             .write(ctx, vec![Modify::DeleteRange { cf, start, end }], guard)
@@ -497,13 +531,13 @@ impl<S: Snapshot> RawStorage<S> {
         let guard = self.latches.acquire([key.as_slice()]).await;
         let snap = self.kv.snapshot(ctx).await?;
         let now = value::now_secs();
-        let current = visible(&key, snap.get(cf, &key)?, now)?;
+        let current = visible(&key, snap.get(cf, &self.keys.stored(&key))?, now)?;
         let succeed = current == previous;
         if succeed {
             let stored = value::encode(&value, value::expire_at(now, ttl));
             let put = Modify::Put {
                 cf,
-                key,
+                key: self.keys.encode(key),
                 value: stored,
             };
             self.kv.write(ctx, vec![put], guard).await?;

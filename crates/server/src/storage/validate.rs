@@ -108,7 +108,8 @@ pub fn raw_cf(cfg: &StorageConfig, cf: &str) -> Result<CfName> {
     }
 }
 
-/// Bounds and scan direction of a scan, as the request gives them.
+/// Bounds and scan direction of a scan, in stored keys (see [`super::key_codec`]): every
+/// comparison with a region's range, whose boundaries are stored keys, happens here.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ScanBounds {
     /// Smallest key returned (inclusive); empty = unbounded.

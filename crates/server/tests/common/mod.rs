@@ -45,11 +45,19 @@ pub fn start(split_keys: &[&[u8]], cfg: StorageConfig, raft: impl FnOnce(&mut Co
 }
 
 impl Env {
-    /// The region holding `key`, as the stores know it now.
+    /// `key` as the engine stores it: memcomparable-encoded in API V2, as is.
+    pub fn stored_key(&self, key: &[u8]) -> Vec<u8> {
+        match self.api {
+            ApiVersion::V1 => key.to_vec(),
+            ApiVersion::V2 => codec::bytes::encode_bytes(key),
+        }
+    }
+
+    /// The region holding (user) `key`, as the stores know it now.
     pub fn region(&self, key: &[u8]) -> metapb::Region {
         self.cluster.refresh_regions();
         self.cluster
-            .region_for_key(key)
+            .region_for_key(&self.stored_key(key))
             .expect("a region covers every key")
     }
 
