@@ -114,16 +114,22 @@ impl Cluster {
             dir: dir.to_path_buf(),
             config,
             pd_addr,
-            store_addrs: (0..3).map(|_| format!("127.0.0.1:{}", free_port())).collect(),
+            store_addrs: (0..3)
+                .map(|_| format!("127.0.0.1:{}", free_port()))
+                .collect(),
             stores: vec![None, None, None],
             _pd: pd,
         };
         for i in 0..3 {
             c.start_store(i);
             let want = i as u64 + 1;
-            wait_for(&c.pd_addr, "/pd/api/v1/stores", "store registered", 60, |v| {
-                v["count"].as_u64() == Some(want)
-            })
+            wait_for(
+                &c.pd_addr,
+                "/pd/api/v1/stores",
+                "store registered",
+                60,
+                |v| v["count"].as_u64() == Some(want),
+            )
             .await;
         }
         wait_for(&c.pd_addr, "/pd/api/v1/regions", "3 replicas", 60, |v| {
@@ -156,6 +162,9 @@ impl Cluster {
     }
 }
 
+/// A key and the value written to it.
+type Pair = (Vec<u8>, Vec<u8>);
+
 fn key(writer: u64, i: u64) -> Vec<u8> {
     format!("w{writer:02}-{i:08}").into_bytes()
 }
@@ -173,12 +182,16 @@ async fn kill_9_one_store_under_load_loses_nothing_and_the_store_catches_up() {
     let client = RawClient::new(vec![cluster.pd_addr.clone()]).await.unwrap();
 
     let stop = Arc::new(AtomicBool::new(false));
-    let acked: Arc<Mutex<Vec<(Vec<u8>, Vec<u8>)>>> = Arc::default();
+    let acked: Arc<Mutex<Vec<Pair>>> = Arc::default();
     let ack_times: Arc<Mutex<Vec<(Instant, Instant)>>> = Arc::default();
     let writers: Vec<_> = (0..8u64)
         .map(|w| {
-            let (client, stop, acked, ack_times) =
-                (client.clone(), stop.clone(), acked.clone(), ack_times.clone());
+            let (client, stop, acked, ack_times) = (
+                client.clone(),
+                stop.clone(),
+                acked.clone(),
+                ack_times.clone(),
+            );
             tokio::spawn(async move {
                 let mut i = 0;
                 let mut first_try = Instant::now();
@@ -201,7 +214,9 @@ async fn kill_9_one_store_under_load_loses_nothing_and_the_store_catches_up() {
 
     tokio::time::sleep(Duration::from_secs(4)).await;
     // Kill the store leading the most regions, so that writes must wait for elections.
-    let stores = http_json(&cluster.pd_addr, "/pd/api/v1/stores").await.unwrap();
+    let stores = http_json(&cluster.pd_addr, "/pd/api/v1/stores")
+        .await
+        .unwrap();
     let victim = (0..3)
         .max_by_key(|&i| {
             stores["stores"]
@@ -241,7 +256,10 @@ async fn kill_9_one_store_under_load_loses_nothing_and_the_store_catches_up() {
         "kill -9 of the store leading the most regions: longest single write {window:?}, \
          longest pause between acknowledgements {gap:?}"
     );
-    assert!(window < Duration::from_secs(15), "a write waited {window:?}");
+    assert!(
+        window < Duration::from_secs(15),
+        "a write waited {window:?}"
+    );
 
     // The store comes back on its data and catches up while writes go on.
     cluster.start_store(victim);
@@ -254,14 +272,20 @@ async fn kill_9_one_store_under_load_loses_nothing_and_the_store_catches_up() {
     println!("{} writes acknowledged", acked.len());
     assert!(acked.len() > 100, "too few writes: {}", acked.len());
     // Caught up: no replica of any region is still pending on it.
-    wait_for(&cluster.pd_addr, "/pd/api/v1/regions", "restarted store caught up", 60, |v| {
-        v["regions"].as_array().is_some_and(|rs| {
-            rs.iter().all(|r| {
-                r["pending_peers"].as_array().is_some_and(Vec::is_empty)
-                    && r["peers"].as_array().map(Vec::len) == Some(3)
+    wait_for(
+        &cluster.pd_addr,
+        "/pd/api/v1/regions",
+        "restarted store caught up",
+        60,
+        |v| {
+            v["regions"].as_array().is_some_and(|rs| {
+                rs.iter().all(|r| {
+                    r["pending_peers"].as_array().is_some_and(Vec::is_empty)
+                        && r["peers"].as_array().map(Vec::len) == Some(3)
+                })
             })
-        })
-    })
+        },
+    )
     .await;
 
     // Now lose one of the stores that never stopped: every acknowledged write must still be
@@ -285,7 +309,12 @@ async fn kill_9_one_store_under_load_loses_nothing_and_the_store_catches_up() {
             .map(|p| (p.key().clone().into(), p.value().clone()))
             .collect();
         for (k, v) in chunk {
-            assert_eq!(got.get(k), Some(v), "wrong value for {}", String::from_utf8_lossy(k));
+            assert_eq!(
+                got.get(k),
+                Some(v),
+                "wrong value for {}",
+                String::from_utf8_lossy(k)
+            );
         }
     }
 }

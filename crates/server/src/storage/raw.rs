@@ -104,26 +104,39 @@ fn scan_region<S: Snapshot>(
     Ok(())
 }
 
-/// Up to `limit` visible pairs of `bounds`; values left empty with `key_only`.
+/// How much of a scan to return.
+#[derive(Clone, Copy)]
+struct Take {
+    /// Most pairs.
+    limit: usize,
+    /// Leave values empty.
+    key_only: bool,
+    /// The time expiry is judged at (seconds).
+    now: u64,
+}
+
+/// Up to `take.limit` visible pairs of `bounds`, appended to `out`.
 fn scan_pairs<S: Snapshot>(
     snap: &RegionSnapshot<S>,
     keys: KeyCodec,
     cf: CfName,
     bounds: &ScanBounds,
-    limit: usize,
-    key_only: bool,
-    now: u64,
+    take: Take,
     out: &mut Vec<KvPair>,
 ) -> Result<()> {
-    if limit == 0 {
+    if take.limit == 0 {
         return Ok(());
     }
     let mut taken = 0;
-    scan_region(snap, keys, cf, bounds, now, |k, v| {
-        let v = if key_only { Vec::new() } else { v.to_vec() };
+    scan_region(snap, keys, cf, bounds, take.now, |k, v| {
+        let v = if take.key_only {
+            Vec::new()
+        } else {
+            v.to_vec()
+        };
         out.push((k.to_vec(), v));
         taken += 1;
-        taken < limit
+        taken < take.limit
     })
 }
 
@@ -253,16 +266,12 @@ impl<S: Snapshot> RawStorage<S> {
         let codec = self.keys;
         blocking(move || {
             let mut out = Vec::new();
-            scan_pairs(
-                &snap,
-                codec,
-                cf,
-                &bounds,
+            let take = Take {
                 limit,
                 key_only,
-                value::now_secs(),
-                &mut out,
-            )?;
+                now: value::now_secs(),
+            };
+            scan_pairs(&snap, codec, cf, &bounds, take, &mut out)?;
             Ok(out)
         })
         .await
@@ -312,10 +321,14 @@ impl<S: Snapshot> RawStorage<S> {
         }
         let codec = self.keys;
         blocking(move || {
-            let now = value::now_secs();
+            let take = Take {
+                limit: each_limit,
+                key_only,
+                now: value::now_secs(),
+            };
             let mut out = Vec::new();
             for b in &bounds {
-                scan_pairs(&snap, codec, cf, b, each_limit, key_only, now, &mut out)?;
+                scan_pairs(&snap, codec, cf, b, take, &mut out)?;
             }
             Ok(out)
         })
