@@ -12,8 +12,8 @@
 //!   store-to-store RPCs `Raft`, `BatchRaft` and `Snapshot`, which hand incoming raft
 //!   messages to the local raftstore.
 //!
-//! The process assembly (listening sockets, PD client, the store-to-store transport's
-//! sending side) will live here too; it is not part of this crate yet.
+//! The process assembly (listening socket, scheduler client, the sending side of the
+//! store-to-store transport) is the `node` crate, which serves this crate's service.
 //!
 //! # How data moves
 //! ```text
