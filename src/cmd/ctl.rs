@@ -101,7 +101,7 @@ async fn run_async(pd: &str, cmd: CtlCommand) -> Result<(), String> {
             (None, None) => return Err("give --key or --id".into()),
         },
         CtlCommand::Split { region, keys } => {
-            let keys: Vec<String> = keys.iter().map(|k| hex(k.as_bytes())).collect();
+            let keys: Vec<String> = keys.iter().map(|k| pd_server::http::hex(k.as_bytes())).collect();
             op(serde_json::json!({"name": "split-region", "region_id": region, "keys": keys})).await?
         }
         CtlCommand::TransferLeader { region, store } => {
@@ -127,10 +127,6 @@ async fn run_async(pd: &str, cmd: CtlCommand) -> Result<(), String> {
     Ok(())
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02X}")).collect()
-}
-
 fn percent(bytes: &[u8]) -> String {
     bytes
         .iter()
@@ -146,17 +142,9 @@ fn percent(bytes: &[u8]) -> String {
 
 /// Shows a hex key as text when it is printable.
 fn show_key(hex_key: &str) -> String {
-    let bytes: Option<Vec<u8>> = (0..hex_key.len())
-        .step_by(2)
-        .map(|i| {
-            hex_key
-                .get(i..i + 2)
-                .and_then(|b| u8::from_str_radix(b, 16).ok())
-        })
-        .collect();
-    match bytes {
-        Some(b) if b.is_empty() => "-".into(),
-        Some(b) if b.iter().all(|c| c.is_ascii_graphic()) => String::from_utf8_lossy(&b).into(),
+    match pd_server::admin_http::unhex(hex_key) {
+        Ok(b) if b.is_empty() => "-".into(),
+        Ok(b) if b.iter().all(|c| c.is_ascii_graphic()) => String::from_utf8_lossy(&b).into(),
         _ => format!("0x{hex_key}"),
     }
 }

@@ -129,7 +129,8 @@ fn error(status: StatusCode, message: String) -> Response {
         .into_response()
 }
 
-fn unhex(s: &str) -> Result<Vec<u8>, String> {
+/// Reads a key written by [`crate::http::hex`] (either case).
+pub fn unhex(s: &str) -> Result<Vec<u8>, String> {
     if !s.len().is_multiple_of(2) {
         return Err(format!("key {s:?} is not hex (odd length)"));
     }

@@ -43,7 +43,8 @@ async fn json_from(
     }
 }
 
-pub(crate) fn hex(bytes: &[u8]) -> String {
+/// Upper-case hex, the form keys take in the HTTP API's JSON.
+pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02X}")).collect()
 }
 
