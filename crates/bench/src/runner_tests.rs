@@ -15,8 +15,9 @@ struct Store {
     hits: AtomicU64,
     scans: AtomicU64,
     scanned: AtomicU64,
-    calls: AtomicU64,
-    /// Every n-th call fails (0: never).
+    /// Every n-th call of each client handle fails (0: never). Counted per handle, not across
+    /// the store: a shared count lets another client's calls land one handle's retries on the
+    /// failing multiples again and again, and then a preload retry fails by chance.
     fail_every: AtomicU64,
     clients_seen: Mutex<Vec<usize>>,
 }
@@ -25,6 +26,8 @@ struct Store {
 struct MemBackend {
     store: Arc<Store>,
     delay: Duration,
+    /// Calls made through this handle (see [`Store::fail_every`]).
+    calls: Arc<AtomicU64>,
 }
 
 impl MemBackend {
@@ -32,12 +35,13 @@ impl MemBackend {
         MemBackend {
             store: Arc::new(Store::default()),
             delay,
+            calls: Arc::new(AtomicU64::new(0)),
         }
     }
 
     async fn call(&self) -> Result<(), String> {
         tokio::time::sleep(self.delay).await;
-        let n = self.store.calls.fetch_add(1, Ordering::Relaxed) + 1;
+        let n = self.calls.fetch_add(1, Ordering::Relaxed) + 1;
         let every = self.store.fail_every.load(Ordering::Relaxed);
         if every > 0 && n.is_multiple_of(every) {
             return Err(format!("injected failure #{n}"));
@@ -49,7 +53,11 @@ impl MemBackend {
 impl Backend for MemBackend {
     fn for_client(&self, index: usize) -> Self {
         self.store.clients_seen.lock().unwrap().push(index);
-        self.clone()
+        MemBackend {
+            store: self.store.clone(),
+            delay: self.delay,
+            calls: Arc::new(AtomicU64::new(0)),
+        }
     }
 
     async fn put(&self, key: Vec<u8>, value: Vec<u8>) -> Result<(), String> {
