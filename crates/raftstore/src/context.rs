@@ -25,6 +25,8 @@ pub struct NewSplitPeer {
     pub peer: proto::metapb::Peer,
     /// Whether to campaign at once (this store led the parent region).
     pub campaign: bool,
+    /// Its share of the parent's approximate (size, keys), when the parent had one.
+    pub estimate: Option<(u64, u64)>,
 }
 
 /// A callback and the response it gets once the round's KV batch is written.

@@ -388,6 +388,11 @@ impl<E: Engine, T: Transport> Poller<E, T> {
                 );
             }
             let peer = self.peers.get_mut(&region_id).expect("just created");
+            if let Some((size, keys)) = n.estimate {
+                peer.approximate_size = Some(size);
+                peer.approximate_keys = Some(keys);
+                peer.size_is_estimate = true;
+            }
             if n.campaign {
                 let _ = peer.raft_group.campaign();
             }

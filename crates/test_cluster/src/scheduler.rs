@@ -25,6 +25,8 @@ pub struct MockScheduler {
     /// Split id requests served.
     pub split_asks: AtomicU64,
     heartbeats_by_region: Mutex<HashMap<u64, u64>>,
+    /// The approximate size each region's latest heartbeat reported.
+    sizes: Mutex<HashMap<u64, u64>>,
 }
 
 impl Default for MockScheduler {
@@ -39,6 +41,7 @@ impl Default for MockScheduler {
             region_heartbeats: AtomicU64::new(0),
             split_asks: AtomicU64::new(0),
             heartbeats_by_region: Mutex::default(),
+            sizes: Mutex::default(),
         }
     }
 }
@@ -56,6 +59,11 @@ impl MockScheduler {
             .get(&region_id)
             .copied()
             .unwrap_or(0)
+    }
+
+    /// The approximate size the latest heartbeat of `region_id` reported, if any came.
+    pub fn reported_size(&self, region_id: u64) -> Option<u64> {
+        self.sizes.lock().get(&region_id).copied()
     }
 
     /// Every region the scheduler knows, newest copies.
@@ -147,6 +155,7 @@ impl SchedulerClient for MockScheduler {
             )));
         }
         self.leaders.lock().insert(hb.region.id, hb.leader);
+        self.sizes.lock().insert(hb.region.id, hb.approximate_size);
         let mut ops = self.operators.lock();
         if let Some(op) = ops.get(&hb.region.id).cloned() {
             if Self::operator_done(&op, &hb.region, &hb.leader) {

@@ -281,4 +281,14 @@ fn split_reports_both_regions_to_the_scheduler_at_once() {
         .expect("left known");
     assert!(left.region_epoch.unwrap().version > original.region_epoch.unwrap().version);
     assert!(!left.end_key.is_empty());
+    // Those heartbeats carry each region's share of the parent's measured size (over the
+    // 800-byte max, split in at most a few parts), not an empty region.
+    let parts = known.len() as u64;
+    for id in [original.id, right.id] {
+        let size = cluster.scheduler().reported_size(id).unwrap();
+        assert!(
+            size >= 800 / parts,
+            "region {id} reported {size} bytes right after the split ({parts} regions)"
+        );
+    }
 }

@@ -59,7 +59,10 @@ impl<E: Engine> Peer<E> {
         if !self.is_leader() || self.split_check_pending {
             return;
         }
-        if self.approximate_size.is_some() && self.size_diff_hint < ctx.cfg.region_split_size / 8 {
+        if self.approximate_size.is_some()
+            && !self.size_is_estimate
+            && self.size_diff_hint < ctx.cfg.region_split_size / 8
+        {
             return;
         }
         let task = SplitCheckTask {
@@ -81,8 +84,13 @@ impl<E: Engine> Peer<E> {
         keys: u64,
     ) {
         self.split_check_pending = false;
-        self.approximate_size = Some(size);
-        self.approximate_keys = Some(keys);
+        // A scan of the region before a split (or another epoch change) measured a range
+        // this peer no longer holds; the estimate stays and the next tick scans again.
+        if scanned.version == epoch(self.region()).version {
+            self.approximate_size = Some(size);
+            self.approximate_keys = Some(keys);
+            self.size_is_estimate = false;
+        }
         self.on_ask_split(ctx, scanned, split_keys);
     }
 
@@ -198,6 +206,14 @@ impl<E: Engine> Peer<E> {
         }
         write_region_state(&mut ctx.kv_wb, &derived, PeerState::Normal);
         let was_leader = self.is_leader();
+        // Each of the n + 1 regions is credited an equal share of the parent's size (what
+        // the last scan measured plus what was written since), so heartbeats right after
+        // the split do not report empty regions; their next split-check tick measures.
+        let parts = new_regions.len() as u64 + 1;
+        let estimate = self.approximate_size.map(|size| {
+            let keys = self.approximate_keys.unwrap_or(0);
+            ((size + self.size_diff_hint) / parts, keys / parts)
+        });
         for r in &new_regions {
             // A region this store already knows (created by a snapshot, or removed since)
             // keeps its own state.
@@ -218,6 +234,7 @@ impl<E: Engine> Peer<E> {
                             region: r.clone(),
                             peer: *meta,
                             campaign: was_leader,
+                            estimate,
                         });
                     }
                 }
@@ -225,8 +242,12 @@ impl<E: Engine> Peer<E> {
             ctx.store_meta.set_region(r);
         }
         self.set_region(ctx, derived.clone());
-        self.approximate_size = None;
-        self.approximate_keys = None;
+        if let Some((size, keys)) = estimate {
+            self.approximate_size = Some(size);
+            self.approximate_keys = Some(keys);
+            self.size_is_estimate = true;
+            self.size_diff_hint = 0;
+        }
         tracing::info!(
             "{} split into {} regions: left ends at {:?}",
             self.tag,
@@ -244,6 +265,8 @@ impl<E: Engine> Peer<E> {
                             .send(SchedulerTask::RegionHeartbeat(RegionHeartbeat {
                                 region: r.clone(),
                                 leader: *p,
+                                approximate_size: estimate.map_or(0, |e| e.0),
+                                approximate_keys: estimate.map_or(0, |e| e.1),
                                 ..Default::default()
                             }));
                 }

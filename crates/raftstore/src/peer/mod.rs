@@ -78,6 +78,9 @@ pub struct Peer<E: Engine> {
     pub approximate_size: Option<u64>,
     /// Key count measured by the last split check.
     pub approximate_keys: Option<u64>,
+    /// The approximate size and keys are a share of the parent region's, carried over by a
+    /// split rather than measured: the next split-check tick scans whatever was written.
+    pub size_is_estimate: bool,
     /// A split check is running for this peer.
     pub split_check_pending: bool,
     /// Base ticks since the last split check tick.
@@ -134,6 +137,7 @@ impl<E: Engine> Peer<E> {
             size_diff_hint: 0,
             approximate_size: None,
             approximate_keys: None,
+            size_is_estimate: false,
             split_check_pending: false,
             split_tick_count: 0,
             heartbeat_tick_count: 0,
