@@ -90,6 +90,12 @@ impl<E: Engine> Store<E> {
             store_meta.set_region(&region);
             peers.insert(region.id, peer);
         }
+        // Before any peer runs: data a crash left behind by an interrupted destroy.
+        let live: Vec<_> = peers.values().map(|p| p.region().clone()).collect();
+        let stale = crate::storage::cleanup::clear_data_outside_regions(&engine, &live)?;
+        if stale > 0 {
+            tracing::info!("store {store_id}: deleted {stale} keys that no region holds");
+        }
         tracing::info!("store {store_id}: starting with {} regions", peers.len());
 
         let stats = Arc::new(StoreStats::default());

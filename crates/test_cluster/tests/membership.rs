@@ -135,3 +135,42 @@ fn learner_replicates_and_is_promoted_to_voter() {
     cluster.clear_filters();
     cluster.must_get_equal(2, b"k3", b"v3");
 }
+
+/// Destroying a removed peer writes its tombstone first and deletes the region's data
+/// afterwards; keys a crash left in between are deleted when the store starts again, and
+/// the regions the store still holds keep theirs.
+#[test]
+fn data_left_by_an_interrupted_destroy_is_deleted_at_restart() {
+    use engine::{Engine, WriteBatch, DATA_CFS};
+    let _g = scenario_lock();
+    let cluster = Cluster::new(3, raftstore::Config::for_tests());
+    cluster.run_with_regions(&[b"m".to_vec()]);
+    cluster.must_put(b"a1", b"left");
+    cluster.must_put(b"n1", b"right");
+    cluster.must_get_equal(3, b"a1", b"left");
+    cluster.must_get_equal(3, b"n1", b"right");
+    // Store 3 leaves region 1 ([, m)) and its data there is deleted.
+    cluster.must_remove_peer(1, peer(1003, 3));
+    cluster.must_get_none(3, b"a1");
+    // As if that deletion had not run before a crash: keys in the removed range, every CF.
+    let e = cluster.engine(3);
+    let mut wb = e.write_batch();
+    for cf in DATA_CFS {
+        wb.put(cf, &codec::keys::data_key(b"a2"), b"stale");
+    }
+    e.write(wb, true).unwrap();
+    drop(e);
+    cluster.stop_store(3);
+    cluster.start_store(3);
+    for cf in DATA_CFS {
+        assert_eq!(
+            cluster.engine_get(3, cf, b"a2"),
+            None,
+            "{cf}: stale key kept after restart"
+        );
+    }
+    // Region 2 ([m, )) kept its data on store 3 and still replicates there.
+    cluster.must_get_equal(3, b"n1", b"right");
+    cluster.must_put(b"n2", b"after");
+    cluster.must_get_equal(3, b"n2", b"after");
+}

@@ -1,6 +1,8 @@
-//! Durable state of a store: the raft log, peer storage, the log writer and bootstrap.
+//! Durable state of a store: the raft log, peer storage, the log writer, bootstrap and the
+//! startup cleanup of data no region holds.
 
 pub mod bootstrap;
+pub mod cleanup;
 pub mod entry_cache;
 pub mod log_engine;
 pub mod peer_storage;
