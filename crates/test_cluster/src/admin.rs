@@ -132,7 +132,9 @@ impl Cluster {
 
     /// Makes `peer` the leader of the region, retrying for a few seconds.
     pub fn must_transfer_leader(&self, region_id: u64, peer: metapb::Peer) {
-        let deadline = Instant::now() + WAIT;
+        // As for membership changes, twice the request timeout: one attempt that meets an
+        // election in progress can use a whole request timeout by itself.
+        let deadline = Instant::now() + WAIT * 2;
         while Instant::now() < deadline {
             if self.leader_of_region(region_id) == Some(peer.store_id) {
                 return;
