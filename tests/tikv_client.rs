@@ -120,20 +120,11 @@ impl TestCluster {
     }
 }
 
-/// One HTTP/1.1 request to the scheduler; (status, JSON body).
+/// One request to the scheduler's HTTP API; (status, JSON body).
 async fn http(addr: &str, method: &str, path: &str, body: &str) -> (u16, serde_json::Value) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    s.write_all(req.as_bytes()).await.unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).await.unwrap();
-    let status = out[9..12].parse().unwrap();
-    let body = &out[out.find("\r\n\r\n").unwrap() + 4..];
-    (status, serde_json::from_str(body).unwrap_or_default())
+    pd_server::http_client::request(addr, method, path, body)
+        .await
+        .unwrap()
 }
 
 fn key(i: u32) -> Vec<u8> {

@@ -5,7 +5,6 @@
 
 use clap::Subcommand;
 use serde_json::Value;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// What `ctl` can do.
 #[derive(Subcommand, Debug)]
@@ -195,70 +194,19 @@ pub fn print_regions(v: &Value) {
     println!("{} regions", v["count"]);
 }
 
-/// One HTTP/1.1 request with `Connection: close`; the scheduler answers JSON. A non-2xx
-/// answer becomes an error carrying the server's `error` message.
+/// One request to the scheduler's HTTP API; a non-2xx answer becomes an error carrying
+/// the server's `error` message.
 pub async fn request(pd: &str, method: &str, path: &str, body: &str) -> Result<Value, String> {
-    let mut s = tokio::time::timeout(
-        std::time::Duration::from_secs(5),
-        tokio::net::TcpStream::connect(pd),
-    )
-    .await
-    .map_err(|_| format!("connecting to the scheduler at {pd}: timed out"))?
-    .map_err(|e| format!("connecting to the scheduler at {pd}: {e}"))?;
-    let req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {pd}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    s.write_all(req.as_bytes())
-        .await
-        .map_err(|e| format!("sending to {pd}: {e}"))?;
-    let mut raw = Vec::new();
-    tokio::time::timeout(std::time::Duration::from_secs(30), s.read_to_end(&mut raw))
-        .await
-        .map_err(|_| format!("no answer from {pd} within 30 s"))?
-        .map_err(|e| format!("reading from {pd}: {e}"))?;
-    let text = String::from_utf8_lossy(&raw);
-    let status: u16 = text
-        .get(9..12)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| format!("{pd} did not answer HTTP"))?;
-    let body = text
-        .find("\r\n\r\n")
-        .map(|i| &text[i + 4..])
-        .unwrap_or_default();
-    let body = dechunk(body);
-    let v: Value = serde_json::from_str(&body).unwrap_or(Value::String(body.clone()));
+    let (status, v) = pd_server::http_client::request(pd, method, path, body).await?;
     if (200..300).contains(&status) {
         Ok(v)
     } else {
-        Err(format!(
-            "scheduler answered {status}: {}",
-            v["error"].as_str().unwrap_or(&body)
-        ))
-    }
-}
-
-/// Undoes HTTP/1.1 chunked transfer encoding when the body uses it.
-fn dechunk(body: &str) -> String {
-    let first = body.lines().next().unwrap_or("");
-    if first.is_empty() || !first.chars().all(|c| c.is_ascii_hexdigit()) || body.starts_with('{') {
-        return body.to_string();
-    }
-    let mut out = String::new();
-    let mut rest = body;
-    while let Some(nl) = rest.find("\r\n") {
-        let Ok(len) = usize::from_str_radix(rest[..nl].trim(), 16) else {
-            break;
+        // The server's `error` message, else the whole answer as it came.
+        let message = match (&v["error"], &v) {
+            (Value::String(e), _) => e.clone(),
+            (_, Value::String(text)) => text.clone(),
+            _ => v.to_string(),
         };
-        if len == 0 {
-            break;
-        }
-        let start = nl + 2;
-        let Some(chunk) = rest.get(start..start + len) else {
-            break;
-        };
-        out.push_str(chunk);
-        rest = rest.get(start + len + 2..).unwrap_or("");
+        Err(format!("scheduler answered {status}: {message}"))
     }
-    out
 }

@@ -6,7 +6,8 @@
 //! `keyspacepb.Keyspace` gRPC calls into calls on it ([`service`], [`stream`],
 //! [`keyspace`]), translates
 //! types and errors ([`convert`]), and adds a read-only HTTP API on the same port
-//! ([`http`]). [`config`] reads the process's settings and starts it on a data directory.
+//! ([`http`]) with a small client for it ([`http_client`]). [`config`] reads the process's
+//! settings and starts it on a data directory.
 //!
 //! # How data moves through it
 //! ```text
@@ -38,6 +39,7 @@ pub mod admin_http;
 pub mod config;
 pub mod convert;
 pub mod http;
+pub mod http_client;
 pub mod keyspace;
 pub mod service;
 mod stream;

@@ -9,30 +9,18 @@ use std::time::Duration;
 use common::*;
 use proto::pdpb::{self, pd_client::PdClient};
 use scheduler::{ClusterConfig, Coordinator, MetaStore, SchedulerCluster, SystemClock};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_stream::StreamExt;
 
-/// One HTTP/1.1 request over a plain socket; returns (status, JSON body).
+/// One request to the HTTP API; (status, JSON body).
 async fn http(
     addr: std::net::SocketAddr,
     method: &str,
     path: &str,
     body: &str,
 ) -> (u16, serde_json::Value) {
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    s.write_all(req.as_bytes()).await.unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).await.unwrap();
-    let status = out[9..12].parse().unwrap();
-    let body = &out[out.find("\r\n\r\n").unwrap() + 4..];
-    (
-        status,
-        serde_json::from_str(body).unwrap_or(serde_json::Value::Null),
-    )
+    pd_server::http_client::request(&addr.to_string(), method, path, body)
+        .await
+        .unwrap()
 }
 
 #[tokio::test]
