@@ -62,7 +62,7 @@ pub mod checksum;
 pub mod config;
 pub mod error;
 pub mod key_codec;
-pub mod latch;
+pub use txn::latch;
 pub mod raftkv;
 pub mod raw;
 pub mod validate;

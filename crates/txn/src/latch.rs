@@ -1,12 +1,13 @@
-//! Per-key latches that make a compare-and-swap atomic with every other raw write sent
-//! to this store.
+//! Per-key latches: a write that reads before it writes (a transactional command, a raw
+//! compare-and-swap) holds its keys' latches from before its snapshot until its changes
+//! are applied, so no other write to those keys on this store lands in between.
 //!
-//! A CAS reads the current value (through ReadIndex) and then proposes its write; another
-//! write to the same key must not land in between, or the CAS would overwrite a value it
-//! never compared. So every raw write takes the latches of its keys before it reads or
-//! proposes anything and keeps them until raftstore reports the write applied: the guard
-//! is moved into the command's callback, so even a client that hangs up mid-request
-//! cannot release a latch while its write is still in flight.
+//! A transactional command decides from a snapshot (is there a lock? a newer commit?)
+//! and then proposes its changes; a second command on the same key must not read the
+//! snapshot before the first one's changes are applied, or both could succeed where only
+//! one may. The guard is moved into the raft command's callback, so even a client that
+//! hangs up mid-request cannot release a latch while its write is still in flight.
+//! The raw API and the transactional API each have their own table.
 //!
 //! Keys hash onto a fixed set of slots (an unrelated key may share a slot: that only
 //! costs a wait). Slots are always taken in ascending order, so two writers never wait
