@@ -339,4 +339,52 @@ mod tests {
         }
         assert_eq!(r.keys, 5);
     }
+
+    #[test]
+    fn a_transactional_key_counts_once_across_lock_write_and_default() {
+        let e = MemEngine::new();
+        // Each of 20 user keys: a lock (CF lock, no timestamp), three commit records and
+        // three long values (CF write / default at their timestamps).
+        let users: Vec<Vec<u8>> = (0..20u32)
+            .map(|u| format!("acct{u:02}").into_bytes())
+            .collect();
+        fill(
+            &e,
+            engine::CF_LOCK,
+            users.iter().map(|u| codec::bytes::encode_bytes(u)),
+            30,
+        );
+        for ts in [10u64, 20, 30] {
+            fill(
+                &e,
+                CF_WRITE,
+                users.iter().map(|u| codec::mvcc::encode_key(u, ts)),
+                10,
+            );
+            fill(
+                &e,
+                CF_DEFAULT,
+                users.iter().map(|u| codec::mvcc::encode_key(u, ts - 1)),
+                300,
+            );
+        }
+        let t = SplitThresholds {
+            max_size: 8_000,
+            split_size: 4_000,
+            max_keys: u64::MAX,
+            split_keys: u64::MAX,
+        };
+        let r = check(&e, &region(b"", b""), &t).unwrap();
+        assert_eq!(r.keys, 20, "user keys, not versions");
+        // Every version of every CF is in the size: 20 × (lock + 3 writes + 3 values).
+        let key_len = 1 + codec::bytes::encoded_len(6) as u64;
+        let expected = 20 * ((key_len + 30) + 3 * (key_len + 8 + 10) + 3 * (key_len + 8 + 300));
+        assert_eq!(r.size, expected);
+        assert!(!r.split_keys.is_empty());
+        for k in &r.split_keys {
+            let (user, used) = codec::bytes::decode_bytes(k).unwrap();
+            assert_eq!(used, k.len(), "cut {k:?} carries a timestamp");
+            assert!(users.contains(&user));
+        }
+    }
 }
