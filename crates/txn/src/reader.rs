@@ -178,3 +178,255 @@ impl<'a, S: Snapshot + ?Sized> MvccReader<'a, S> {
             })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::MemSnapshot;
+    use crate::{LockType, MvccTxn, SHORT_VALUE_MAX_LEN};
+
+    /// Writes a committed version of `key` as a prewrite + commit would leave it.
+    fn put_version(
+        snap: &mut MemSnapshot,
+        key: &[u8],
+        start_ts: TimeStamp,
+        commit_ts: TimeStamp,
+        write_type: WriteType,
+        value: &[u8],
+    ) {
+        let key = Key::from_raw(key);
+        let mut txn = MvccTxn::new(start_ts);
+        let short = if write_type == WriteType::Put && value.len() > SHORT_VALUE_MAX_LEN {
+            txn.put_value(key.clone(), start_ts, value.to_vec());
+            None
+        } else {
+            (write_type == WriteType::Put).then(|| value.to_vec())
+        };
+        txn.put_write(key, commit_ts, &Write::new(write_type, start_ts, short));
+        snap.apply(txn.modifies());
+    }
+
+    fn put_record(snap: &mut MemSnapshot, key: &[u8], commit_ts: TimeStamp, write: Write) {
+        let mut txn = MvccTxn::new(write.start_ts);
+        txn.put_write(Key::from_raw(key), commit_ts, &write);
+        snap.apply(txn.modifies());
+    }
+
+    /// The value a snapshot read of `key` at `ts` sees (TinyKV's `GetValue`).
+    fn get_value(snap: &MemSnapshot, key: &[u8], ts: TimeStamp) -> Option<Vec<u8>> {
+        let reader = MvccReader::new(snap);
+        let key = Key::from_raw(key);
+        match reader.get_write(&key, ts).unwrap() {
+            Some((_, w)) if w.write_type == WriteType::Put => {
+                Some(reader.load_data(&key, &w).unwrap())
+            }
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn get_value_simple_and_missing() {
+        let mut snap = MemSnapshot::new();
+        put_version(&mut snap, &[1], 50, 54, WriteType::Put, &[42]);
+        assert_eq!(get_value(&snap, &[1], 60), Some(vec![42]));
+        assert_eq!(
+            get_value(&snap, &[1], 54),
+            Some(vec![42]),
+            "commit_ts == ts is visible"
+        );
+        assert_eq!(get_value(&snap, &[2], 60), None);
+        assert_eq!(get_value(&snap, &[], 60), None);
+    }
+
+    #[test]
+    fn get_value_too_early() {
+        let mut snap = MemSnapshot::new();
+        put_version(&mut snap, &[1], 50, 54, WriteType::Put, &[42]);
+        assert_eq!(get_value(&snap, &[1], 53), None);
+        assert_eq!(get_value(&snap, &[1], 0), None);
+    }
+
+    #[test]
+    fn get_value_overwritten_and_not() {
+        let mut snap = MemSnapshot::new();
+        put_version(&mut snap, &[1], 50, 54, WriteType::Put, &[42]);
+        let long = vec![7; SHORT_VALUE_MAX_LEN + 1];
+        put_version(&mut snap, &[1], 60, 66, WriteType::Put, &long);
+        // Overwritten: the newer version wins (its value lives in CF default).
+        assert_eq!(get_value(&snap, &[1], 70), Some(long.clone()));
+        assert_eq!(get_value(&snap, &[1], u64::MAX), Some(long));
+        // Not overwritten: a read between the two commits sees the older one.
+        assert_eq!(get_value(&snap, &[1], 65), Some(vec![42]));
+        assert_eq!(get_value(&snap, &[1], 60), Some(vec![42]));
+    }
+
+    #[test]
+    fn get_value_deleted_and_not() {
+        let mut snap = MemSnapshot::new();
+        put_version(&mut snap, &[1], 50, 54, WriteType::Put, &[42]);
+        put_version(&mut snap, &[1], 60, 66, WriteType::Delete, &[]);
+        assert_eq!(get_value(&snap, &[1], 70), None);
+        assert_eq!(get_value(&snap, &[1], 65), Some(vec![42]));
+    }
+
+    #[test]
+    fn get_write_skips_lock_and_rollback_records() {
+        let mut snap = MemSnapshot::new();
+        put_version(&mut snap, &[1], 50, 54, WriteType::Put, &[42]);
+        put_version(&mut snap, &[1], 60, 66, WriteType::Lock, &[]);
+        put_record(&mut snap, &[1], 70, Write::new_rollback(70, true));
+        let reader = MvccReader::new(&snap);
+        let k = Key::from_raw(&[1]);
+        let (ts, w) = reader.get_write(&k, 80).unwrap().unwrap();
+        assert_eq!((ts, w.start_ts, w.write_type), (54, 50, WriteType::Put));
+        // seek_write sees every type.
+        let (ts, w) = reader.seek_write(&k, 80).unwrap().unwrap();
+        assert_eq!((ts, w.write_type), (70, WriteType::Rollback));
+        let (ts, w) = reader.seek_write(&k, 69).unwrap().unwrap();
+        assert_eq!((ts, w.write_type), (66, WriteType::Lock));
+        assert_eq!(reader.seek_write(&k, 53).unwrap(), None);
+        // Another key's versions are never seen.
+        put_version(&mut snap, &[1, 0], 1, 2, WriteType::Put, b"x");
+        put_version(&mut snap, &[0], 1, 2, WriteType::Put, b"y");
+        let reader = MvccReader::new(&snap);
+        assert_eq!(reader.seek_write(&k, 53).unwrap(), None);
+        assert_eq!(reader.seek_write(&Key::from_raw(&[1, 0]), 1).unwrap(), None);
+    }
+
+    #[test]
+    fn current_write_finds_the_commit_of_a_start_ts() {
+        let mut snap = MemSnapshot::new();
+        put_version(&mut snap, &[1], 50, 54, WriteType::Put, &[42]);
+        put_version(&mut snap, &[1], 60, 66, WriteType::Delete, &[]);
+        put_record(&mut snap, &[1], 80, Write::new_rollback(80, false));
+        let reader = MvccReader::new(&snap);
+        let k = Key::from_raw(&[1]);
+        let rec = reader.get_txn_commit_record(&k, 50).unwrap();
+        assert_eq!(rec.committed_ts(), Some(54));
+        assert!(!rec.is_rolled_back());
+        assert_eq!(
+            reader.get_txn_commit_record(&k, 60).unwrap().committed_ts(),
+            Some(66)
+        );
+        let rolled = reader.get_txn_commit_record(&k, 80).unwrap();
+        assert_eq!(rolled.committed_ts(), None);
+        assert!(rolled.is_rolled_back());
+        for missing in [1, 51, 70, 81] {
+            let rec = reader.get_txn_commit_record(&k, missing).unwrap();
+            assert_eq!(
+                rec,
+                TxnCommitRecord::None {
+                    overlapped_write: None
+                },
+                "start {missing}"
+            );
+            assert!(!rec.is_rolled_back());
+        }
+    }
+
+    #[test]
+    fn commit_record_sees_overlapped_writes_and_rollbacks() {
+        let mut snap = MemSnapshot::new();
+        // Txn 10 committed at 20; txn 20 never wrote here: its record would sit at 20.
+        put_version(&mut snap, &[1], 10, 20, WriteType::Put, b"v");
+        let reader = MvccReader::new(&snap);
+        let k = Key::from_raw(&[1]);
+        match reader.get_txn_commit_record(&k, 20).unwrap() {
+            TxnCommitRecord::None {
+                overlapped_write: Some((20, w)),
+            } => assert_eq!(w.start_ts, 10),
+            other => panic!("{other:?}"),
+        }
+        // Once txn 20's rollback is folded into that record, txn 20 is rolled back.
+        let mut w = Write::new(WriteType::Put, 10, Some(b"v".to_vec()));
+        w.has_overlapped_rollback = true;
+        put_record(&mut snap, &[1], 20, w);
+        let reader = MvccReader::new(&snap);
+        let rec = reader.get_txn_commit_record(&k, 20).unwrap();
+        assert_eq!(rec, TxnCommitRecord::OverlappedRollback { commit_ts: 20 });
+        assert!(rec.is_rolled_back());
+        assert_eq!(rec.committed_ts(), None);
+        // Txn 10 itself is still committed.
+        assert_eq!(
+            reader.get_txn_commit_record(&k, 10).unwrap().committed_ts(),
+            Some(20)
+        );
+    }
+
+    #[test]
+    fn most_recent_write_is_the_newest_of_any_type() {
+        let mut snap = MemSnapshot::new();
+        let k = Key::from_raw(&[1]);
+        assert_eq!(
+            MvccReader::new(&snap).seek_write(&k, u64::MAX).unwrap(),
+            None
+        );
+        put_version(&mut snap, &[1], 50, 54, WriteType::Put, &[42]);
+        put_version(&mut snap, &[1], 60, 66, WriteType::Delete, &[]);
+        put_version(&mut snap, &[1], 40, 45, WriteType::Put, &[1]);
+        let (ts, w) = MvccReader::new(&snap)
+            .seek_write(&k, u64::MAX)
+            .unwrap()
+            .unwrap();
+        assert_eq!((ts, w.start_ts, w.write_type), (66, 60, WriteType::Delete));
+    }
+
+    #[test]
+    fn missing_long_value_is_corrupt() {
+        let mut snap = MemSnapshot::new();
+        put_record(&mut snap, &[1], 20, Write::new(WriteType::Put, 10, None));
+        let reader = MvccReader::new(&snap);
+        let k = Key::from_raw(&[1]);
+        let (_, w) = reader.get_write(&k, 30).unwrap().unwrap();
+        assert!(matches!(reader.load_data(&k, &w), Err(Error::Corrupt(_))));
+        // A record that does not decode is corrupt too.
+        snap.apply(&[crate::Modify::Put {
+            cf: CF_WRITE,
+            key: k.append_ts(25).into_encoded(),
+            value: vec![b'?'],
+        }]);
+        let reader = MvccReader::new(&snap);
+        assert!(matches!(reader.seek_write(&k, 30), Err(Error::Corrupt(_))));
+        assert!(matches!(reader.get_write(&k, 30), Err(Error::Corrupt(_))));
+        assert_eq!(reader.seek_write(&k, 24).unwrap().unwrap().0, 20);
+    }
+
+    #[test]
+    fn load_lock_and_scan_locks() {
+        let mut snap = MemSnapshot::new();
+        let mut txn = MvccTxn::new(0);
+        for (i, raw) in [b"a", b"b", b"c", b"d"].into_iter().enumerate() {
+            let ts = 10 * (i as u64 + 1);
+            txn.put_lock(
+                Key::from_raw(raw),
+                &Lock::new(LockType::Put, b"a".to_vec(), ts, 100),
+            );
+        }
+        snap.apply(txn.modifies());
+        let reader = MvccReader::new(&snap);
+        assert_eq!(
+            reader.load_lock(&Key::from_raw(b"b")).unwrap().unwrap().ts,
+            20
+        );
+        assert_eq!(reader.load_lock(&Key::from_raw(b"bb")).unwrap(), None);
+        let keys = |v: Vec<(Key, Lock)>| {
+            v.into_iter()
+                .map(|(k, _)| k.to_raw().unwrap())
+                .collect::<Vec<_>>()
+        };
+        let all = reader.scan_locks(&[], &[], |_| true, 0).unwrap();
+        assert_eq!(keys(all), [b"a", b"b", b"c", b"d"]);
+        let b = Key::from_raw(b"b");
+        let d = Key::from_raw(b"d");
+        let mid = reader
+            .scan_locks(b.as_encoded(), d.as_encoded(), |_| true, 0)
+            .unwrap();
+        assert_eq!(keys(mid), [b"b", b"c"]);
+        let old = reader.scan_locks(&[], &[], |l| l.ts <= 30, 2).unwrap();
+        assert_eq!(keys(old), [b"a", b"b"]);
+        let newer = reader
+            .scan_locks(b.as_encoded(), &[], |l| l.ts > 10, 0)
+            .unwrap();
+        assert_eq!(keys(newer), [b"b", b"c", b"d"]);
+    }
+}
