@@ -35,6 +35,7 @@ pub mod actions;
 pub mod commands;
 pub mod concurrency;
 pub mod error;
+pub mod gc;
 pub mod key;
 pub mod latch;
 pub mod lock;
