@@ -27,6 +27,7 @@ use std::collections::{HashMap, HashSet};
 use proto::kvrpcpb::{ResolveLockRequest, ResolveLockResponse};
 
 use crate::actions::cleanup::cleanup;
+use crate::actions::commit::commit;
 use crate::{
     ConcurrencyManager, Error, Key, LockType, MvccReader, MvccTxn, Result, Snapshot, TimeStamp,
     WriteResult,
@@ -189,10 +190,7 @@ fn commit_key<S: Snapshot + ?Sized>(
     key: Key,
     commit_ts: TimeStamp,
 ) -> Result<()> {
-    let _ = (txn, reader, key, commit_ts);
-    Err(Error::InvalidRequest(
-        "commit through ResolveLock is not wired yet".into(),
-    ))
+    commit(txn, reader, key, commit_ts).map(|_| ())
 }
 
 fn error_reply(e: Error) -> WriteResult<ResolveLockResponse> {
@@ -219,10 +217,10 @@ mod tests {
     use crate::testing::MemSnapshot;
     use crate::{Lock, Write, WriteType};
 
-    fn resolve_req(start: u64, commit: u64) -> ResolveLockRequest {
+    fn resolve_req(start: u64, commit_ts: u64) -> ResolveLockRequest {
         ResolveLockRequest {
             start_version: start,
-            commit_version: commit,
+            commit_version: commit_ts,
             ..Default::default()
         }
     }
@@ -482,5 +480,140 @@ mod tests {
         let (resp, _) = resolve_region(&mut snap, &resolve_req(100, 0), 256);
         assert!(resp.error.is_none());
         assert_eq!(lens(&snap), (0, 0, 1));
+    }
+    #[test]
+    fn commit_all_locks_of_txn() {
+        let mut snap = three_locks();
+        let (resp, _) = resolve_region(&mut snap, &resolve_req(100, 120), 256);
+        assert!(resp.error.is_none());
+        assert_eq!(lens(&snap), (3, 1, 2));
+        for k in [[3u8], [7]] {
+            let w = get_write(&snap, &k, 120).unwrap();
+            assert_eq!(
+                (w.write_type, w.start_ts, w.short_value),
+                (WriteType::Put, 100, None)
+            );
+            assert!(has_value(&snap, &k, 100));
+        }
+        assert_eq!(get_lock(&snap, &[200]).unwrap().ts, 110);
+    }
+
+    #[test]
+    fn commit_written() {
+        let mut snap = MemSnapshot::new();
+        put_write(
+            &mut snap,
+            &[201],
+            120,
+            &Write::new(WriteType::Put, 100, Some(vec![1])),
+        );
+        put_write(&mut snap, &[201], 100, &Write::new_rollback(100, false));
+        prewrite_put(&mut snap, &[200], &[44; 300], &[200], 110, 10);
+        let before = snap.clone();
+        let (resp, _) = resolve_region(&mut snap, &resolve_req(100, 120), 256);
+        assert!(resp.error.is_none());
+        assert_eq!(snap.dump(engine::CF_WRITE), before.dump(engine::CF_WRITE));
+        assert_eq!(lens(&snap), (1, 1, 2));
+    }
+
+    #[test]
+    fn txn_infos_commit_and_rollback() {
+        let mut snap = three_locks();
+        prewrite_put(&mut snap, &[9], &[1], &[9], 150, 10);
+        let req = ResolveLockRequest {
+            txn_infos: vec![
+                TxnInfo {
+                    txn: 100,
+                    status: 130,
+                    ..Default::default()
+                },
+                TxnInfo {
+                    txn: 110,
+                    status: 0,
+                    ..Default::default()
+                },
+            ],
+            ..Default::default()
+        };
+        let (resp, batches) = resolve_region(&mut snap, &req, 2);
+        assert!(resp.error.is_none());
+        assert_eq!(batches, 2);
+        assert_eq!(get_write(&snap, &[3], 130).unwrap().start_ts, 100);
+        assert_eq!(get_write(&snap, &[7], 130).unwrap().start_ts, 100);
+        assert!(get_write(&snap, &[200], 110).unwrap().is_protected());
+        assert!(!has_value(&snap, &[200], 110));
+        assert_eq!(get_lock(&snap, &[9]).unwrap().ts, 150);
+        assert_eq!(lens(&snap), (2, 1, 3));
+    }
+
+    #[test]
+    fn committed_txn_drops_pessimistic_lock() {
+        let mut snap = MemSnapshot::new();
+        let mut l = Lock::new(LockType::Pessimistic, b"p".to_vec(), 100, 10);
+        l.for_update_ts = 100;
+        put_lock(&mut snap, b"k", &l);
+        prewrite_put(&mut snap, b"p", b"v", b"p", 100, 10);
+        let (resp, _) = resolve_region(&mut snap, &resolve_req(100, 120), 256);
+        assert!(resp.error.is_none());
+        assert_eq!(lens(&snap), (0, 0, 1));
+        assert!(get_write(&snap, b"k", 120).is_none());
+        assert_eq!(
+            get_write(&snap, b"p", 120).unwrap().write_type,
+            WriteType::Put
+        );
+    }
+
+    #[test]
+    fn commit_below_min_commit_ts_fails_unwritten() {
+        let mut snap = three_locks();
+        let mut l = Lock::new(LockType::Put, vec![3], 100, 10);
+        l.min_commit_ts = 125;
+        prewrite(&mut snap, &[7], &[1], l);
+        let (resp, _) = resolve_region(&mut snap, &resolve_req(100, 120), 256);
+        let e = resp.error.unwrap().commit_ts_expired.unwrap();
+        assert_eq!((e.min_commit_ts, e.attempted_commit_ts), (125, 120));
+        assert_eq!(lens(&snap).2, 0, "nothing of the batch written");
+    }
+
+    #[test]
+    fn commit_carries_overlapped_rollback() {
+        let mut snap = MemSnapshot::new();
+        let mut l = Lock::new(LockType::Put, b"k".to_vec(), 100, 10);
+        l.use_async_commit = true;
+        l.min_commit_ts = 101;
+        l.rollback_ts = vec![120];
+        prewrite(&mut snap, b"k", b"v", l);
+        let (resp, _) = resolve_region(&mut snap, &resolve_req(100, 120), 256);
+        assert!(resp.error.is_none());
+        let w = get_write(&snap, b"k", 120).unwrap();
+        assert!(w.has_overlapped_rollback);
+        assert_eq!(w.start_ts, 100);
+    }
+
+    #[test]
+    fn lite_commit_exact_keys() {
+        let mut snap = three_locks();
+        let req = ResolveLockRequest {
+            keys: vec![vec![7]],
+            ..resolve_req(100, 120)
+        };
+        let res = process(&snap, &ConcurrencyManager::new(1), &req).unwrap();
+        snap.apply(&res.modifies);
+        assert!(res.response.error.is_none());
+        assert_eq!(get_write(&snap, &[7], 120).unwrap().start_ts, 100);
+        assert_eq!(get_lock(&snap, &[3]).unwrap().ts, 100);
+        // Again: the commit record makes it a no-op; a key never locked fails.
+        let res = process(&snap, &ConcurrencyManager::new(1), &req).unwrap();
+        assert!(res.response.error.is_none() && res.modifies.is_empty());
+        let req = ResolveLockRequest {
+            keys: vec![vec![8]],
+            ..resolve_req(100, 120)
+        };
+        let res = process(&snap, &ConcurrencyManager::new(1), &req).unwrap();
+        assert!(
+            !res.response.error.unwrap().retryable.is_empty(),
+            "TxnLockNotFound"
+        );
+        assert!(res.modifies.is_empty());
     }
 }
