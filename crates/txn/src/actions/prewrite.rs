@@ -456,3 +456,293 @@ pub fn commit_one_pc(txn: &mut MvccTxn, locks: Vec<OnePcLock>, commit_ts: TimeSt
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use proto::kvrpcpb::prewrite_request::{ForUpdateTsConstraint, PessimisticAction};
+    use proto::kvrpcpb::write_conflict::Reason;
+    use proto::kvrpcpb::{Op, PrewriteResponse};
+
+    use crate::commands::prewrite::process;
+    use crate::commands::prewrite::test_util::*;
+    use crate::{Key, LockType, MvccTxn, WriteType};
+
+    #[test]
+    fn pessimistic_lock_then_prewrite_then_commit() {
+        let mut s = Store::new();
+        must_pessimistic_lock(&mut s, b"k", b"k", 100, 110);
+        // A heartbeat raised the lock's ttl meanwhile; prewrite keeps the larger one.
+        let mut l = s.lock(b"k").unwrap();
+        l.ttl = 50000;
+        let mut txn = MvccTxn::new(100);
+        txn.put_lock(Key::from_raw(b"k"), &l);
+        s.apply_txn(txn);
+        must_prewrite(
+            &mut s,
+            &pessimistic_prewrite_req(vec![put(b"k", b"v")], b"k", 100, 105),
+        );
+        let l = s.lock(b"k").unwrap();
+        assert_eq!(
+            (l.lock_type, l.for_update_ts, l.ttl),
+            (LockType::Put, 110, 50000)
+        );
+        assert_eq!(l.short_value, Some(b"v".to_vec()));
+        must_commit(&mut s, &[b"k"], 100, 120);
+        assert_eq!(s.value_at(b"k", 120), Some(b"v".to_vec()));
+        assert!(s.lock(b"k").is_none());
+    }
+
+    #[test]
+    fn pessimistic_prewrite_without_its_lock() {
+        let mut s = Store::new();
+        // Written since the transaction started: the lock was lost and the data changed.
+        s.put_committed(b"k", b"v", 101, 105);
+        let req = pessimistic_prewrite_req(vec![put(b"k", b"w")], b"k", 100, 110);
+        let r = process(&s.snap, &s.cm, &req).unwrap();
+        assert!(r.modifies.is_empty());
+        let e = one_error(&r.response.errors);
+        assert!(e.abort.contains("pessimistic lock"), "{e:?}");
+        // Nothing written since the start: TiKV amends the missing lock.
+        s.put_committed(b"j", b"v", 80, 90);
+        must_prewrite(
+            &mut s,
+            &pessimistic_prewrite_req(vec![put(b"j", b"w")], b"j", 100, 110),
+        );
+        assert_eq!(s.lock(b"j").unwrap().for_update_ts, 110);
+        // Another transaction's lock where ours should be.
+        must_prewrite_put(&mut s, b"o", b"x", b"o", 95);
+        let resp = s.prewrite(&pessimistic_prewrite_req(
+            vec![put(b"o", b"w")],
+            b"o",
+            100,
+            110,
+        ));
+        assert!(one_error(&resp.errors).abort.contains("pessimistic lock"));
+    }
+
+    #[test]
+    fn pessimistic_prewrite_for_update_ts_constraint() {
+        let mut s = Store::new();
+        must_pessimistic_lock(&mut s, b"k", b"k", 100, 110);
+        let mut req = pessimistic_prewrite_req(vec![put(b"k", b"v")], b"k", 100, 110);
+        req.for_update_ts_constraints = vec![ForUpdateTsConstraint {
+            index: 0,
+            expected_for_update_ts: 108,
+        }];
+        let resp = s.prewrite(&req);
+        assert!(one_error(&resp.errors).abort.contains("pessimistic lock"));
+        req.for_update_ts_constraints[0].expected_for_update_ts = 110;
+        must_prewrite(&mut s, &req);
+    }
+
+    #[test]
+    fn unlocked_keys_of_a_pessimistic_txn() {
+        let mut s = Store::new();
+        let skip = |m, start, fu| {
+            let mut req = pessimistic_prewrite_req(vec![m], b"p", start, fu);
+            req.pessimistic_actions = vec![PessimisticAction::SkipPessimisticCheck as i32];
+            req
+        };
+        // Committed after start but before for_update_ts: the statement saw it.
+        s.put_committed(b"a", b"v", 101, 105);
+        must_prewrite(&mut s, &skip(put(b"a", b"w"), 100, 110));
+        // Committed after for_update_ts: a lost update.
+        s.put_committed(b"b", b"v", 111, 115);
+        let resp = s.prewrite(&skip(put(b"b", b"w"), 100, 110));
+        assert!(one_error(&resp.errors).abort.contains("pessimistic lock"));
+        // A newer rollback is no conflict.
+        s.put_rollback(b"c", 120);
+        must_prewrite(&mut s, &skip(put(b"c", b"w"), 100, 110));
+        // Another transaction's lock: reported with ttl 0 (resolve at once).
+        must_prewrite_put(&mut s, b"d", b"x", b"d", 90);
+        let resp = s.prewrite(&skip(put(b"d", b"w"), 100, 110));
+        let info = one_error(&resp.errors).locked.clone().unwrap();
+        assert_eq!((info.lock_version, info.lock_ttl), (90, 0));
+        // An insert is still checked.
+        s.put_committed(b"e", b"v", 80, 90);
+        let resp = s.prewrite(&skip(mutation(Op::Insert, b"e", b"w"), 100, 110));
+        assert!(one_error(&resp.errors).already_exist.is_some());
+    }
+
+    #[test]
+    fn constraint_check_keys_of_a_pessimistic_txn() {
+        let mut s = Store::new();
+        let check = |m, start, fu| {
+            let mut req = pessimistic_prewrite_req(vec![m], b"p", start, fu);
+            req.pessimistic_actions = vec![PessimisticAction::DoConstraintCheck as i32];
+            req
+        };
+        s.put_committed(b"a", b"v", 80, 90);
+        let resp = s.prewrite(&check(mutation(Op::Insert, b"a", b"w"), 100, 110));
+        assert!(one_error(&resp.errors).already_exist.is_some());
+        // Unlike a skipped check, any commit after the start conflicts.
+        s.put_committed(b"b", b"v", 101, 105);
+        let resp = s.prewrite(&check(put(b"b", b"w"), 100, 110));
+        let c = one_error(&resp.errors).conflict.clone().unwrap();
+        assert_eq!(c.conflict_commit_ts, 105);
+        must_prewrite(&mut s, &check(mutation(Op::Insert, b"c", b"w"), 100, 110));
+    }
+
+    #[test]
+    fn check_not_exists_is_refused_in_a_pessimistic_txn() {
+        let mut s = Store::new();
+        let resp = s.prewrite(&pessimistic_prewrite_req(
+            vec![mutation(Op::CheckNotExists, b"k", b"")],
+            b"k",
+            100,
+            110,
+        ));
+        assert!(!one_error(&resp.errors).abort.is_empty());
+        assert_eq!(s.lens(), (0, 0, 0));
+    }
+
+    #[test]
+    fn check_not_exists_gives_a_commit_ts_floor_in_async_commit() {
+        let mut s = Store::new();
+        let mut req = prewrite_req(vec![mutation(Op::CheckNotExists, b"k", b"")], b"k", 100);
+        req.use_async_commit = true;
+        let resp = must_prewrite(&mut s, &req);
+        assert_eq!(resp.min_commit_ts, 101);
+        assert_eq!(s.lens(), (0, 0, 0));
+        assert_eq!(s.cm.max_ts(), 100);
+    }
+    #[test]
+    fn async_commit_ts_is_above_every_announced_read() {
+        let mut s = Store::new();
+        // A reader at 500 announced itself before the prewrite.
+        s.cm.update_max_ts(500);
+        let mut req = prewrite_req(vec![put(b"b", b"2"), put(b"a", b"1")], b"a", 100);
+        req.use_async_commit = true;
+        req.secondaries = vec![b"b".to_vec()];
+        let resp = must_prewrite(&mut s, &req);
+        assert_eq!(resp.min_commit_ts, 501);
+        assert_eq!(resp.one_pc_commit_ts, 0);
+        let (a, b) = (s.lock(b"a").unwrap(), s.lock(b"b").unwrap());
+        assert!(a.use_async_commit && b.use_async_commit);
+        assert_eq!(a.secondaries, vec![b"b".to_vec()]);
+        assert!(b.secondaries.is_empty());
+        assert_eq!((a.min_commit_ts, b.min_commit_ts), (501, 501));
+        // A retry answers the same ts and writes nothing.
+        s.cm.update_max_ts(600);
+        let r = process(&s.snap, &s.cm, &req).unwrap();
+        assert!(r.modifies.is_empty());
+        assert_eq!(r.response.min_commit_ts, 501);
+        // Commit below it is refused, at it accepted.
+        assert!(s
+            .commit(&[b"a"], 100, 400)
+            .error
+            .unwrap()
+            .commit_ts_expired
+            .is_some());
+        must_commit(&mut s, &[b"a", b"b"], 100, 501);
+    }
+
+    #[test]
+    fn async_commit_ts_covers_start_and_for_update_ts_and_the_request_floor() {
+        let mut s = Store::new();
+        let mut req = prewrite_req(vec![put(b"a", b"1")], b"a", 100);
+        req.use_async_commit = true;
+        assert_eq!(must_prewrite(&mut s, &req).min_commit_ts, 101);
+        must_pessimistic_lock(&mut s, b"p", b"p", 200, 300);
+        let mut req = pessimistic_prewrite_req(vec![put(b"p", b"1")], b"p", 200, 300);
+        req.use_async_commit = true;
+        assert_eq!(must_prewrite(&mut s, &req).min_commit_ts, 301);
+        let mut req = prewrite_req(vec![put(b"f", b"1")], b"f", 100);
+        req.use_async_commit = true;
+        req.min_commit_ts = 900;
+        assert_eq!(must_prewrite(&mut s, &req).min_commit_ts, 900);
+    }
+
+    #[test]
+    fn memory_lock_is_visible_until_the_guards_drop() {
+        let s = Store::new();
+        let mut req = prewrite_req(vec![put(b"a", b"1"), put(b"b", b"2")], b"a", 100);
+        req.use_async_commit = true;
+        req.secondaries = vec![b"b".to_vec()];
+        let r = process(&s.snap, &s.cm, &req).unwrap();
+        assert_eq!(r.guards.len(), 2);
+        let mut seen = None;
+        s.cm.read_key_check(&Key::from_raw(b"b"), |l| {
+            seen = Some(l.clone());
+            Ok(())
+        })
+        .unwrap();
+        let seen = seen.expect("memory lock set");
+        assert_eq!(
+            (seen.ts, seen.min_commit_ts, seen.lock_type),
+            (100, 101, LockType::Put)
+        );
+        drop(r);
+        assert_eq!(s.cm.memory_lock_count(), 0);
+    }
+
+    #[test]
+    fn max_commit_ts_exceeded_falls_back_to_2pc() {
+        let mut s = Store::new();
+        s.cm.update_max_ts(500);
+        let mut req = prewrite_req(vec![put(b"a", b"1"), put(b"b", b"2")], b"a", 100);
+        req.use_async_commit = true;
+        req.secondaries = vec![b"b".to_vec()];
+        req.max_commit_ts = 300;
+        let r = process(&s.snap, &s.cm, &req).unwrap();
+        assert!(r.guards.is_empty());
+        assert_eq!(r.response, PrewriteResponse::default());
+        s.apply(r);
+        let a = s.lock(b"a").unwrap();
+        assert!(!a.use_async_commit && a.secondaries.is_empty() && a.min_commit_ts == 0);
+        assert!(!s.lock(b"b").unwrap().use_async_commit);
+        // 1PC falls back the same way: locks, no commit ts.
+        let mut req = prewrite_req(vec![put(b"c", b"1")], b"c", 100);
+        req.try_one_pc = true;
+        req.max_commit_ts = 300;
+        let resp = must_prewrite(&mut s, &req);
+        assert_eq!(resp.one_pc_commit_ts, 0);
+        assert_eq!(s.lock(b"c").unwrap().lock_type, LockType::Put);
+    }
+
+    #[test]
+    fn insert_sees_through_lock_and_rollback_records() {
+        let mut s = Store::new();
+        // k: Put, then a Lock record above it: still exists.
+        s.put_committed(b"k", b"v", 10, 20);
+        let mut txn = MvccTxn::new(30);
+        txn.put_write(
+            Key::from_raw(b"k"),
+            40,
+            &crate::Write::new(WriteType::Lock, 30, None),
+        );
+        // d: Put then Delete: gone, an insert may go on.
+        txn.put_write(
+            Key::from_raw(b"d"),
+            20,
+            &crate::Write::new(WriteType::Put, 10, Some(b"v".to_vec())),
+        );
+        txn.put_write(
+            Key::from_raw(b"d"),
+            40,
+            &crate::Write::new(WriteType::Delete, 30, None),
+        );
+        s.apply_txn(txn);
+        let resp = s.prewrite(&prewrite_req(
+            vec![mutation(Op::Insert, b"k", b"x")],
+            b"k",
+            100,
+        ));
+        assert!(one_error(&resp.errors).already_exist.is_some());
+        must_prewrite(
+            &mut s,
+            &prewrite_req(vec![mutation(Op::Insert, b"d", b"x")], b"d", 100),
+        );
+        assert_eq!(s.lock(b"d").unwrap().lock_type, LockType::Put);
+    }
+
+    #[test]
+    fn self_rolled_back_prewrite_conflicts() {
+        let mut s = Store::new();
+        s.put_rollback(b"k", 100);
+        let resp = s.prewrite(&prewrite_req(vec![put(b"k", b"v")], b"k", 100));
+        let c = one_error(&resp.errors).conflict.clone().unwrap();
+        assert_eq!(c.reason, Reason::SelfRolledBack as i32);
+        assert!(s.lock(b"k").is_none());
+    }
+}
