@@ -162,15 +162,20 @@ mod tests {
         let k = Key::from_raw(b"k");
         let g = cm.lock_key(&k);
         // Not yet filled in: nothing to see.
-        cm.read_key_check(&k, |_| panic!("empty entry checked")).unwrap();
+        cm.read_key_check(&k, |_| panic!("empty entry checked"))
+            .unwrap();
         g.with_lock(|l| *l = Some(Lock::new(LockType::Put, b"k".to_vec(), 5, 100)));
         let blocked = |_: &Lock| Err(Error::InvalidRequest("locked".into()));
         assert!(cm.read_key_check(&k, blocked).is_err());
         assert!(cm
-            .read_range_check(Some(&Key::from_raw(b"a")), None, |_, _| Err(Error::InvalidRequest("x".into())))
+            .read_range_check(Some(&Key::from_raw(b"a")), None, |_, _| Err(
+                Error::InvalidRequest("x".into())
+            ))
             .is_err());
-        cm.read_range_check(Some(&Key::from_raw(b"l")), None, |_, _| panic!("out of range"))
-            .unwrap();
+        cm.read_range_check(Some(&Key::from_raw(b"l")), None, |_, _| {
+            panic!("out of range")
+        })
+        .unwrap();
         drop(g);
         assert_eq!(cm.memory_lock_count(), 0);
         cm.read_key_check(&k, blocked).unwrap();

@@ -54,7 +54,10 @@ pub enum Error {
     #[error("key {} already exists", hex(key))]
     AlreadyExist { key: Vec<u8> },
     /// Commit found neither this transaction's lock nor its commit record.
-    #[error("txn {start_ts} has no lock on key {} to commit at {commit_ts}", hex(key))]
+    #[error(
+        "txn {start_ts} has no lock on key {} to commit at {commit_ts}",
+        hex(key)
+    )]
     TxnLockNotFound {
         start_ts: TimeStamp,
         commit_ts: TimeStamp,
@@ -64,7 +67,10 @@ pub enum Error {
     #[error("txn {start_ts} not found on primary {}", hex(key))]
     TxnNotFound { start_ts: TimeStamp, key: Vec<u8> },
     /// The commit ts is below the lock's min_commit_ts: commit again with a newer ts.
-    #[error("commit ts {commit_ts} of txn {start_ts} is below min_commit_ts {min_commit_ts} on key {}", hex(key))]
+    #[error(
+        "commit ts {commit_ts} of txn {start_ts} is below min_commit_ts {min_commit_ts} on key {}",
+        hex(key)
+    )]
     CommitTsExpired {
         start_ts: TimeStamp,
         commit_ts: TimeStamp,
@@ -81,7 +87,10 @@ pub enum Error {
     #[error("txn {start_ts} holds a lock of another type on key {}", hex(key))]
     LockTypeNotMatch { start_ts: TimeStamp, key: Vec<u8> },
     /// A rollback found the transaction committed.
-    #[error("txn {start_ts} is already committed at {commit_ts} on key {}", hex(key))]
+    #[error(
+        "txn {start_ts} is already committed at {commit_ts} on key {}",
+        hex(key)
+    )]
     Committed {
         start_ts: TimeStamp,
         commit_ts: TimeStamp,
@@ -219,7 +228,11 @@ mod tests {
             Error::Corrupt("x".into()),
         ];
         for err in all {
-            assert_ne!(err.to_key_error(), KeyError::default(), "{err} gave an empty KeyError");
+            assert_ne!(
+                err.to_key_error(),
+                KeyError::default(),
+                "{err} gave an empty KeyError"
+            );
         }
         let c = Error::WriteConflict {
             start_ts: 1,
@@ -232,6 +245,9 @@ mod tests {
         .to_key_error();
         let conflict = c.conflict.unwrap();
         assert_eq!((conflict.conflict_ts, conflict.conflict_commit_ts), (2, 3));
-        assert_eq!(conflict.reason, kvrpcpb::write_conflict::Reason::PessimisticRetry as i32);
+        assert_eq!(
+            conflict.reason,
+            kvrpcpb::write_conflict::Reason::PessimisticRetry as i32
+        );
     }
 }

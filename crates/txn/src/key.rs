@@ -73,7 +73,10 @@ mod tests {
         let newer = k.append_ts(20);
         let older = k.append_ts(10);
         assert!(newer < older, "newest version sorts first");
-        assert_eq!(Key::split_on_ts(newer.as_encoded()).unwrap(), (k.clone(), 20));
+        assert_eq!(
+            Key::split_on_ts(newer.as_encoded()).unwrap(),
+            (k.clone(), 20)
+        );
         assert!(newer.to_raw().is_err());
     }
 }

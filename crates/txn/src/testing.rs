@@ -23,7 +23,10 @@ impl MemSnapshot {
         for m in modifies {
             match m {
                 Modify::Put { cf, key, value } => {
-                    self.cfs.entry(cf).or_default().insert(key.clone(), value.clone());
+                    self.cfs
+                        .entry(cf)
+                        .or_default()
+                        .insert(key.clone(), value.clone());
                 }
                 Modify::Delete { cf, key } => {
                     if let Some(map) = self.cfs.get_mut(cf) {
