@@ -1,4 +1,5 @@
-//! The `etcd` target: a minimal etcd v3 client over our own `.proto` (KV.Put and KV.Range).
+//! The `etcd` target: a minimal etcd v3 client over our own `.proto` (KV.Put and KV.Range;
+//! KV.Txn is in the `.proto` too).
 //!
 //! One HTTP/2 connection per endpoint; client `i` uses endpoint `i % n`, so load is spread
 //! over all members as etcd's own benchmark tool does with several endpoints. Reads use
@@ -155,6 +156,7 @@ mod tests {
             key: b"a".to_vec(),
             range_end: b"b".to_vec(),
             limit: 5,
+            revision: 6,
             serializable: true,
         }
         .encode_to_vec();
@@ -169,6 +171,8 @@ mod tests {
                 b'b',
                 3 << 3,
                 5,
+                4 << 3,
+                6,
                 7 << 3,
                 1
             ]
@@ -197,6 +201,101 @@ mod tests {
         assert_eq!(resp.kvs[0].value, b"vw");
         assert!(resp.more);
         assert_eq!(resp.count, 10);
+    }
+
+    /// The Txn messages as etcd's rpc.proto numbers them: TxnRequest{compare=1, success=2,
+    /// failure=3}, Compare{result=1, target=2, key=3, mod_revision=6}, RequestOp{
+    /// request_range=1, request_put=2}; enums MOD=2, EQUAL=0, GREATER=1.
+    #[test]
+    fn txn_wire_field_numbers_match_etcd() {
+        let cmp = pb::Compare {
+            result: pb::compare::CompareResult::Greater as i32,
+            target: pb::compare::CompareTarget::Mod as i32,
+            key: b"k".to_vec(),
+            target_union: Some(pb::compare::TargetUnion::ModRevision(9)),
+        }
+        .encode_to_vec();
+        assert_eq!(
+            cmp,
+            vec![1 << 3, 1, 2 << 3, 2, 3 << 3 | 2, 1, b'k', 6 << 3, 9]
+        );
+        // EQUAL is 0, the default: not on the wire at all.
+        let eq = pb::Compare {
+            result: pb::compare::CompareResult::Equal as i32,
+            target: pb::compare::CompareTarget::Mod as i32,
+            key: b"k".to_vec(),
+            target_union: Some(pb::compare::TargetUnion::ModRevision(9)),
+        }
+        .encode_to_vec();
+        assert_eq!(eq, vec![2 << 3, 2, 3 << 3 | 2, 1, b'k', 6 << 3, 9]);
+        // The other targets of the oneof.
+        for (target, tag) in [
+            (pb::compare::TargetUnion::Version(1), 4u8),
+            (pb::compare::TargetUnion::CreateRevision(1), 5),
+        ] {
+            let c = pb::Compare {
+                target_union: Some(target),
+                ..Default::default()
+            }
+            .encode_to_vec();
+            assert_eq!(c, vec![tag << 3, 1]);
+        }
+        assert_eq!(pb::compare::CompareTarget::Version as i32, 0);
+        assert_eq!(pb::compare::CompareTarget::Create as i32, 1);
+        assert_eq!(pb::compare::CompareTarget::Value as i32, 3);
+        assert_eq!(pb::compare::CompareTarget::Lease as i32, 4);
+        assert_eq!(pb::compare::CompareResult::Less as i32, 2);
+        assert_eq!(pb::compare::CompareResult::NotEqual as i32, 3);
+
+        let put = pb::RequestOp {
+            request: Some(pb::request_op::Request::RequestPut(pb::PutRequest {
+                key: b"k".to_vec(),
+                value: b"7".to_vec(),
+            })),
+        }
+        .encode_to_vec();
+        let inner = [1 << 3 | 2, 1, b'k', 2 << 3 | 2, 1, b'7'];
+        assert_eq!(put, [&[2 << 3 | 2, inner.len() as u8][..], &inner].concat());
+        let range = pb::RequestOp {
+            request: Some(pb::request_op::Request::RequestRange(pb::RangeRequest {
+                key: b"k".to_vec(),
+                ..Default::default()
+            })),
+        }
+        .encode_to_vec();
+        assert_eq!(range, vec![1 << 3 | 2, 3, 1 << 3 | 2, 1, b'k']);
+
+        let txn = pb::TxnRequest {
+            compare: vec![pb::Compare::default()],
+            success: vec![pb::RequestOp::default()],
+            failure: vec![pb::RequestOp::default()],
+        }
+        .encode_to_vec();
+        assert_eq!(txn, vec![1 << 3 | 2, 0, 2 << 3 | 2, 0, 3 << 3 | 2, 0]);
+
+        // A TxnResponse as etcd sends it: header (1), succeeded (2), responses (3) holding a
+        // response_put (2) with its header, and a response_range (1).
+        let put_resp = [2 << 3 | 2, 4, 1 << 3 | 2, 2, 3 << 3, 5];
+        let range_resp = [1 << 3 | 2, 2, 4 << 3, 1];
+        let mut bytes = vec![1 << 3 | 2, 2, 3 << 3, 5, 2 << 3, 1];
+        bytes.extend_from_slice(&[3 << 3 | 2, put_resp.len() as u8]);
+        bytes.extend_from_slice(&put_resp);
+        bytes.extend_from_slice(&[3 << 3 | 2, range_resp.len() as u8]);
+        bytes.extend_from_slice(&range_resp);
+        let resp = pb::TxnResponse::decode(bytes.as_slice()).unwrap();
+        assert!(resp.succeeded);
+        assert_eq!(resp.header.unwrap().revision, 5);
+        assert_eq!(resp.responses.len(), 2);
+        match &resp.responses[0].response {
+            Some(pb::response_op::Response::ResponsePut(p)) => {
+                assert_eq!(p.header.as_ref().unwrap().revision, 5)
+            }
+            other => panic!("{other:?}"),
+        }
+        match &resp.responses[1].response {
+            Some(pb::response_op::Response::ResponseRange(r)) => assert_eq!(r.count, 1),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[tokio::test]

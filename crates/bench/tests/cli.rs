@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::process::{Command, Output};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bench::etcd::pb;
@@ -149,11 +149,65 @@ fn unreachable_target_exits_1() {
     assert!(stderr.contains("cannot connect to etcd"), "{stderr}");
 }
 
-/// A stand-in etcd KV service: a sorted map, counting requests.
+/// The fake's keys: value and mod_revision, and the store's revision.
+#[derive(Default)]
+struct Kvs {
+    map: BTreeMap<Vec<u8>, (Vec<u8>, i64)>,
+    revision: i64,
+}
+
+impl Kvs {
+    fn put(&mut self, key: Vec<u8>, value: Vec<u8>) {
+        self.revision += 1;
+        self.map.insert(key, (value, self.revision));
+    }
+
+    fn range(&self, r: &pb::RangeRequest) -> pb::RangeResponse {
+        let kv = |(k, (v, rev)): (&Vec<u8>, &(Vec<u8>, i64))| pb::KeyValue {
+            key: k.clone(),
+            value: v.clone(),
+            mod_revision: *rev,
+            ..Default::default()
+        };
+        let (kvs, more): (Vec<pb::KeyValue>, bool) = if r.range_end.is_empty() {
+            (
+                self.map.get_key_value(&r.key).map(kv).into_iter().collect(),
+                false,
+            )
+        } else {
+            let limit = if r.limit > 0 {
+                r.limit as usize
+            } else {
+                usize::MAX
+            };
+            let all: Vec<_> = self
+                .map
+                .range(r.key.clone()..r.range_end.clone())
+                .map(kv)
+                .collect();
+            let more = all.len() > limit;
+            (all.into_iter().take(limit).collect(), more)
+        };
+        pb::RangeResponse {
+            header: Some(pb::ResponseHeader {
+                revision: self.revision,
+                ..Default::default()
+            }),
+            count: kvs.len() as i64,
+            kvs,
+            more,
+        }
+    }
+}
+
+/// A stand-in etcd KV service: a sorted map with revisions, counting requests.
 #[derive(Clone, Default)]
 struct FakeEtcd {
-    data: Arc<Mutex<BTreeMap<Vec<u8>, Vec<u8>>>>,
+    data: Arc<Mutex<Kvs>>,
     requests: Arc<AtomicU64>,
+    txns: Arc<AtomicU64>,
+    /// A broken etcd: a Txn applies only its first put.
+    half_txns: Arc<AtomicBool>,
 }
 
 #[tonic::async_trait]
@@ -164,36 +218,7 @@ impl Kv for FakeEtcd {
     ) -> Result<Response<pb::RangeResponse>, Status> {
         self.requests.fetch_add(1, Ordering::Relaxed);
         let r = req.into_inner();
-        let data = self.data.lock().unwrap();
-        let kvs: Vec<pb::KeyValue> = if r.range_end.is_empty() {
-            data.get(&r.key)
-                .map(|v| pb::KeyValue {
-                    key: r.key.clone(),
-                    value: v.clone(),
-                    ..Default::default()
-                })
-                .into_iter()
-                .collect()
-        } else {
-            let limit = if r.limit > 0 {
-                r.limit as usize
-            } else {
-                usize::MAX
-            };
-            data.range(r.key.clone()..r.range_end.clone())
-                .take(limit)
-                .map(|(k, v)| pb::KeyValue {
-                    key: k.clone(),
-                    value: v.clone(),
-                    ..Default::default()
-                })
-                .collect()
-        };
-        Ok(Response::new(pb::RangeResponse {
-            count: kvs.len() as i64,
-            kvs,
-            ..Default::default()
-        }))
+        Ok(Response::new(self.data.lock().unwrap().range(&r)))
     }
 
     async fn put(&self, req: Request<pb::PutRequest>) -> Result<Response<pb::PutResponse>, Status> {
@@ -202,19 +227,71 @@ impl Kv for FakeEtcd {
         if r.value.is_empty() {
             return Err(Status::invalid_argument("empty value"));
         }
-        self.data.lock().unwrap().insert(r.key, r.value);
+        self.data.lock().unwrap().put(r.key, r.value);
         Ok(Response::new(pb::PutResponse::default()))
+    }
+
+    /// Compares on mod_revision (EQUAL) only; puts and ranges as operations; all under one
+    /// lock, so atomic.
+    async fn txn(&self, req: Request<pb::TxnRequest>) -> Result<Response<pb::TxnResponse>, Status> {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        self.txns.fetch_add(1, Ordering::Relaxed);
+        let r = req.into_inner();
+        if r.success.len() + r.failure.len() > 128 {
+            return Err(Status::invalid_argument(
+                "too many operations in txn request",
+            ));
+        }
+        let mut kvs = self.data.lock().unwrap();
+        let mut succeeded = true;
+        for c in &r.compare {
+            let (Some(pb::compare::TargetUnion::ModRevision(want)), 0, 2) =
+                (&c.target_union, c.result, c.target)
+            else {
+                return Err(Status::unimplemented("only mod_revision EQUAL compares"));
+            };
+            let have = kvs.map.get(&c.key).map_or(0, |(_, rev)| *rev);
+            succeeded &= have == *want;
+        }
+        let ops = if succeeded { r.success } else { r.failure };
+        let half = self.half_txns.load(Ordering::Relaxed);
+        let mut responses = Vec::new();
+        for (i, op) in ops.into_iter().enumerate() {
+            use pb::request_op::Request as Rq;
+            use pb::response_op::Response as Rs;
+            let response = match op.request {
+                Some(Rq::RequestPut(p)) => {
+                    if !(half && i > 0) {
+                        kvs.put(p.key, p.value);
+                    }
+                    Rs::ResponsePut(pb::PutResponse::default())
+                }
+                Some(Rq::RequestRange(q)) => Rs::ResponseRange(kvs.range(&q)),
+                None => return Err(Status::invalid_argument("empty request op")),
+            };
+            responses.push(pb::ResponseOp {
+                response: Some(response),
+            });
+        }
+        Ok(Response::new(pb::TxnResponse {
+            header: Some(pb::ResponseHeader {
+                revision: kvs.revision,
+                ..Default::default()
+            }),
+            succeeded,
+            responses,
+        }))
     }
 }
 
 /// Starts `n` fake members sharing one map; returns their addresses.
 async fn start_fakes(n: usize) -> (Vec<FakeEtcd>, Vec<String>) {
-    let data = Arc::new(Mutex::new(BTreeMap::new()));
+    let data = Arc::new(Mutex::new(Kvs::default()));
     let (mut fakes, mut addrs) = (Vec::new(), Vec::new());
     for _ in 0..n {
         let fake = FakeEtcd {
             data: data.clone(),
-            requests: Arc::default(),
+            ..Default::default()
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         addrs.push(listener.local_addr().unwrap().to_string());
@@ -278,8 +355,8 @@ async fn json_run_against_fake_etcd_spreads_over_endpoints() {
     assert!(stderr.contains("ops/s"), "{stderr}");
     // Preload wrote the whole key space, with full-size values.
     let data = fakes[0].data.lock().unwrap();
-    assert_eq!(data.len(), 300);
-    assert!(data.values().all(|v| v.len() == 100));
+    assert_eq!(data.map.len(), 300);
+    assert!(data.map.values().all(|(v, _)| v.len() == 100));
     // Every member got traffic.
     for f in &fakes {
         assert!(f.requests.load(Ordering::Relaxed) > 0);
