@@ -60,7 +60,7 @@ pub struct Args {
     // instead of clap's "unexpected argument".
     #[arg(long, default_value_t = 10.0, allow_negative_numbers = true)]
     pub duration: f64,
-    /// Size of the key space that random keys are drawn from (and that read-heavy,
+    /// Size of the key space that random keys are drawn from (and that read, read-heavy,
     /// update-heavy and scan preload). Not used by `load`, which inserts 0, 1, 2, ...
     #[arg(long, default_value_t = 100_000)]
     pub keys: u64,
@@ -273,6 +273,7 @@ mod tests {
     fn every_workload_name_parses() {
         for (name, w) in [
             ("write", Workload::Write),
+            ("read", Workload::Read),
             ("read-heavy", Workload::ReadHeavy),
             ("update-heavy", Workload::UpdateHeavy),
             ("scan", Workload::Scan),

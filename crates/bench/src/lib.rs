@@ -6,10 +6,11 @@
 //! - target `etcd` drives a minimal etcd v3 gRPC client of our own (KV.Put and KV.Range, from
 //!   `proto/etcd_kv.proto`), spreading clients over all endpoints.
 //!
-//! Workloads: `write`, `read-heavy` (95/5), `update-heavy` (50/50), `scan` (10-100 keys) and
-//! `load` (sequential inserts); see [`workload`]. N closed-loop clients run for a fixed
-//! window; the result is total successful operations, their rate, HDR-histogram latency
-//! percentiles and the error count ([`stats::Report`]), as text or one JSON line.
+//! Workloads: `write`, `read` (gets only), `read-heavy` (95/5), `update-heavy` (50/50),
+//! `scan` (10-100 keys) and `load` (sequential inserts); see [`workload`]. N closed-loop
+//! clients run for a fixed window; the result is total successful operations, their rate,
+//! HDR-histogram latency percentiles and the error count ([`stats::Report`]), as text or one
+//! JSON line.
 
 pub mod args;
 pub mod backend;

@@ -161,6 +161,21 @@ async fn read_heavy_preloads_so_reads_hit() {
 }
 
 #[tokio::test]
+async fn read_preloads_and_only_gets() {
+    let b = MemBackend::new(Duration::ZERO);
+    let c = config(
+        "read",
+        &["--clients", "2", "--duration", "0.2", "--keys", "100"],
+    );
+    let r = run_with(b.clone(), &c, None).await.unwrap();
+    // The preload's puts only.
+    assert_eq!(b.store.puts.load(Ordering::Relaxed), 100);
+    let gets = b.store.gets.load(Ordering::Relaxed);
+    assert!(gets >= r.ops && r.ops > 0, "{r:?}");
+    assert_eq!(b.store.hits.load(Ordering::Relaxed), gets);
+}
+
+#[tokio::test]
 async fn scan_reads_10_to_100_keys() {
     let b = MemBackend::new(Duration::ZERO);
     let c = config("scan", &["--duration", "0.2", "--keys", "1000"]);

@@ -29,6 +29,8 @@ pub const SCAN_MAX: u32 = 100;
 pub enum Workload {
     /// 100% puts of random keys from the key space.
     Write,
+    /// 100% gets of random keys, after a preload of the key space (YCSB's workload C).
+    Read,
     /// 95% gets / 5% puts on random keys, after a preload of the key space.
     ReadHeavy,
     /// 50% gets / 50% puts on random keys, after a preload of the key space.
@@ -45,7 +47,7 @@ impl Workload {
     pub fn needs_preload(self) -> bool {
         matches!(
             self,
-            Workload::ReadHeavy | Workload::UpdateHeavy | Workload::Scan
+            Workload::Read | Workload::ReadHeavy | Workload::UpdateHeavy | Workload::Scan
         )
     }
 
@@ -55,7 +57,7 @@ impl Workload {
             Workload::Write | Workload::Load => 0,
             Workload::ReadHeavy => 95,
             Workload::UpdateHeavy => 50,
-            Workload::Scan => 100,
+            Workload::Read | Workload::Scan => 100,
         }
     }
 }
@@ -217,6 +219,11 @@ mod tests {
     }
 
     #[test]
+    fn read_is_all_gets() {
+        assert_eq!(read_fraction(Workload::Read), 1.0);
+    }
+
+    #[test]
     fn read_heavy_and_update_heavy_mixes() {
         let rh = read_fraction(Workload::ReadHeavy);
         assert!((rh - 0.95).abs() < 0.01, "read-heavy read fraction {rh}");
@@ -273,6 +280,7 @@ mod tests {
     fn preload_and_read_percent() {
         assert!(!Workload::Write.needs_preload());
         assert!(!Workload::Load.needs_preload());
+        assert!(Workload::Read.needs_preload());
         assert!(Workload::ReadHeavy.needs_preload());
         assert!(Workload::UpdateHeavy.needs_preload());
         assert!(Workload::Scan.needs_preload());

@@ -141,7 +141,7 @@ fn etcd_target_against_a_real_etcd() {
         );
     });
 
-    for workload in ["write", "read-heavy", "scan", "load"] {
+    for workload in ["write", "read", "read-heavy", "scan", "load"] {
         let v = json(&bench(&[
             "--target",
             "etcd",
