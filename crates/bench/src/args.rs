@@ -21,6 +21,22 @@ pub enum Target {
     Etcd,
 }
 
+/// How the tikv target runs each `txn-transfer` transaction (`tikv_client::TransactionOptions`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TxnMode {
+    /// Optimistic two-phase commit: reads take no locks, a conflict shows at prewrite.
+    #[default]
+    Optimistic,
+    /// Pessimistic: both accounts are locked (`get_for_update`, in key order) before writing.
+    Pessimistic,
+    /// Optimistic with async commit: the transaction is committed once prewrite succeeds.
+    AsyncCommit,
+    /// Optimistic, trying one-phase commit (when both accounts are in one region; otherwise
+    /// the client falls back to two-phase commit).
+    OnePc,
+}
+
 /// The largest value we agree to generate. Both targets reject far smaller ones by default
 /// (etcd: 1.5 MiB requests); the cap only stops a typo from allocating gigabytes per client.
 pub const MAX_VALUE_SIZE: usize = 8 << 20;
@@ -35,8 +51,9 @@ pub const MAX_SECONDS: f64 = 86_400.0;
     name = "tessera-bench",
     version,
     about = "YCSB-style load generator for TiKV-compatible clusters (Tessera) and etcd",
-    after_help = "Exit codes: 0 success, 1 the run failed (could not connect, or every \
-                  operation failed), 2 bad command line."
+    after_help = "Exit codes: 0 success, 1 the run failed (could not connect, every \
+                  operation failed, or txn-transfer's balances do not add up), 2 bad command \
+                  line."
 )]
 pub struct Args {
     /// System to load.
@@ -61,7 +78,8 @@ pub struct Args {
     #[arg(long, default_value_t = 10.0, allow_negative_numbers = true)]
     pub duration: f64,
     /// Size of the key space that random keys are drawn from (and that read, read-heavy,
-    /// update-heavy and scan preload). Not used by `load`, which inserts 0, 1, 2, ...
+    /// update-heavy and scan preload); for txn-transfer, the number of accounts (at least 2).
+    /// Not used by `load`, which inserts 0, 1, 2, ...
     #[arg(long, default_value_t = 100_000)]
     pub keys: u64,
     /// Seconds of load before measuring starts; operations in it are not counted.
@@ -70,6 +88,10 @@ pub struct Args {
     /// TiKV API version: 1 (raw keys as given) or 2 (keyspace DEFAULT). tikv target only.
     #[arg(long, value_parser = clap::value_parser!(u8).range(1..=2))]
     pub api_version: Option<u8>,
+    /// Transaction mode of txn-transfer on the tikv target (default optimistic). etcd has
+    /// one kind of transaction (compare mod_revision, then put), so the flag is tikv only.
+    #[arg(long, value_enum)]
+    pub txn_mode: Option<TxnMode>,
     /// Print the final result as one JSON line on stdout (progress then goes to stderr).
     #[arg(long)]
     pub json: bool,
@@ -88,6 +110,8 @@ pub struct Config {
     pub warmup: Duration,
     /// 1 or 2; always 1 for etcd.
     pub api_version: u8,
+    /// The tikv target's transaction mode for txn-transfer; `None` for every other run.
+    pub txn_mode: Option<TxnMode>,
     pub json: bool,
 }
 
@@ -110,6 +134,10 @@ pub enum ArgError {
     TlsEndpoint(String),
     #[error("--api-version applies only to --target tikv")]
     ApiVersionForEtcd,
+    #[error("--txn-mode applies only to --target tikv with --workload txn-transfer")]
+    TxnModeMisplaced,
+    #[error("--workload txn-transfer needs --keys of at least 2 accounts, got {0}")]
+    TooFewAccounts(u64),
 }
 
 impl Args {
@@ -149,6 +177,15 @@ impl Args {
             (Target::Etcd, Some(_)) => return Err(ArgError::ApiVersionForEtcd),
             (_, v) => v.unwrap_or(1),
         };
+        let transactional = self.workload == Workload::TxnTransfer;
+        if transactional && self.keys < 2 {
+            return Err(ArgError::TooFewAccounts(self.keys));
+        }
+        let txn_mode = match (self.target, transactional, self.txn_mode) {
+            (Target::Tikv, true, mode) => Some(mode.unwrap_or_default()),
+            (_, _, Some(_)) => return Err(ArgError::TxnModeMisplaced),
+            _ => None,
+        };
         Ok(Config {
             target: self.target,
             endpoints,
@@ -159,6 +196,7 @@ impl Args {
             keys: self.keys,
             warmup: Duration::from_secs_f64(self.warmup),
             api_version,
+            txn_mode,
             json: self.json,
         })
     }
@@ -230,6 +268,7 @@ mod tests {
         assert_eq!(c.keys, 100_000);
         assert_eq!(c.warmup, Duration::ZERO);
         assert_eq!(c.api_version, 1);
+        assert_eq!(c.txn_mode, None);
         assert!(!c.json);
     }
 
@@ -278,6 +317,7 @@ mod tests {
             ("update-heavy", Workload::UpdateHeavy),
             ("scan", Workload::Scan),
             ("load", Workload::Load),
+            ("txn-transfer", Workload::TxnTransfer),
         ] {
             let mut argv = base();
             argv[6] = name;
@@ -362,5 +402,86 @@ mod tests {
             let e = clap_error(argv.clone());
             assert_eq!(e.exit_code(), 2, "{argv:?}: {e}");
         }
+    }
+
+    fn tikv_transfer(extra: &[&'static str]) -> Result<Config, CliError> {
+        let mut argv = vec![
+            "tessera-bench",
+            "--target",
+            "tikv",
+            "--endpoints",
+            "127.0.0.1:2379",
+            "--workload",
+            "txn-transfer",
+        ];
+        argv.extend_from_slice(extra);
+        parse_from(argv)
+    }
+
+    #[test]
+    fn txn_mode_defaults_to_optimistic_and_parses_every_mode() {
+        assert_eq!(
+            tikv_transfer(&[]).unwrap().txn_mode,
+            Some(TxnMode::Optimistic)
+        );
+        for (name, mode) in [
+            ("optimistic", TxnMode::Optimistic),
+            ("pessimistic", TxnMode::Pessimistic),
+            ("async-commit", TxnMode::AsyncCommit),
+            ("one-pc", TxnMode::OnePc),
+        ] {
+            let c = tikv_transfer(&["--txn-mode", name]).unwrap();
+            assert_eq!(c.txn_mode, Some(mode));
+            assert_eq!(c.workload, Workload::TxnTransfer);
+            // Reported under the name it was given.
+            assert_eq!(serde_json::to_value(mode).unwrap(), name);
+        }
+        match tikv_transfer(&["--txn-mode", "snapshot"]) {
+            Err(CliError::Clap(e)) => {
+                assert_eq!(e.exit_code(), 2);
+                assert!(e.to_string().contains("--txn-mode"), "{e}");
+            }
+            other => panic!("expected a clap error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn txn_mode_only_for_tikv_transfers() {
+        // etcd has one kind of transaction.
+        let mut argv = base();
+        argv[6] = "txn-transfer";
+        assert_eq!(parse_from(argv.clone()).unwrap().txn_mode, None);
+        argv.extend_from_slice(&["--txn-mode", "pessimistic"]);
+        assert!(matches!(
+            parse_from(argv),
+            Err(CliError::Invalid(ArgError::TxnModeMisplaced))
+        ));
+        // Other workloads run no transactions.
+        assert_eq!(
+            invalid(&["--txn-mode", "optimistic"]),
+            ArgError::TxnModeMisplaced
+        );
+        let write = parse_from([
+            "tessera-bench",
+            "--target",
+            "tikv",
+            "--endpoints",
+            "x:1",
+            "--workload",
+            "write",
+        ])
+        .unwrap();
+        assert_eq!(write.txn_mode, None);
+    }
+
+    #[test]
+    fn a_bank_needs_two_accounts() {
+        assert!(matches!(
+            tikv_transfer(&["--keys", "1"]),
+            Err(CliError::Invalid(ArgError::TooFewAccounts(1)))
+        ));
+        assert_eq!(tikv_transfer(&["--keys", "2"]).unwrap().keys, 2);
+        // Other workloads accept a single key.
+        assert_eq!(parse_from(with(&["--keys", "1"])).unwrap().keys, 1);
     }
 }

@@ -1,15 +1,21 @@
-//! The `etcd` target: a minimal etcd v3 client over our own `.proto` (KV.Put and KV.Range;
-//! KV.Txn is in the `.proto` too).
+//! The `etcd` target: a minimal etcd v3 client over our own `.proto` (KV.Put, KV.Range and
+//! KV.Txn).
 //!
 //! One HTTP/2 connection per endpoint; client `i` uses endpoint `i % n`, so load is spread
 //! over all members as etcd's own benchmark tool does with several endpoints. Reads use
 //! etcd's default linearizable Range (TiKV's raw get also reads at the leader).
+//!
+//! A `txn-transfer` is etcd's optimistic transaction, as its STM does it: Range both
+//! accounts (together), then one Txn whose compares require both accounts' `mod_revision`
+//! to be the ones read and whose success branch puts both new balances. A failed compare
+//! means another transfer wrote one of them in between: a conflict, and nothing was written.
 
 use std::time::Duration;
 
 use tonic::transport::{Channel, Endpoint};
 
-use crate::backend::Backend;
+use crate::backend::{Backend, BankSum, TxnError};
+use crate::workload::{account_key, accounts_range, encode_balance, parse_balance, Transfer};
 use crate::BenchError;
 
 /// Generated from `proto/etcd_kv.proto`.
@@ -23,6 +29,9 @@ use pb::kv_client::KvClient;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Per-request deadline: a request stuck longer is counted as an error.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// Accounts per Range when the bank is summed (keeps each answer far below the default 4 MiB
+/// gRPC message limit).
+const SUM_PAGE: i64 = 10_000;
 
 /// `host:port` becomes `http://host:port`; a URL with a scheme is kept.
 pub fn endpoint_url(endpoint: &str) -> String {
@@ -87,6 +96,68 @@ fn status_text(s: tonic::Status) -> String {
     format!("{:?}: {}", s.code(), s.message())
 }
 
+/// A put as one operation of a Txn.
+fn put_op(key: Vec<u8>, value: Vec<u8>) -> pb::RequestOp {
+    pb::RequestOp {
+        request: Some(pb::request_op::Request::RequestPut(pb::PutRequest {
+            key,
+            value,
+        })),
+    }
+}
+
+/// The compare "`key`'s mod_revision is still `mod_revision`".
+fn unchanged_since(key: Vec<u8>, mod_revision: i64) -> pb::Compare {
+    pb::Compare {
+        result: pb::compare::CompareResult::Equal as i32,
+        target: pb::compare::CompareTarget::Mod as i32,
+        key,
+        target_union: Some(pb::compare::TargetUnion::ModRevision(mod_revision)),
+    }
+}
+
+/// The one Txn of a transfer: if neither account changed since it was read (at `from_rev`
+/// and `to_rev`), write both new balances.
+pub fn transfer_request(from: (Vec<u8>, i64, u64), to: (Vec<u8>, i64, u64)) -> pb::TxnRequest {
+    let ((from_key, from_rev, from_balance), (to_key, to_rev, to_balance)) = (from, to);
+    pb::TxnRequest {
+        compare: vec![
+            unchanged_since(from_key.clone(), from_rev),
+            unchanged_since(to_key.clone(), to_rev),
+        ],
+        success: vec![
+            put_op(from_key, encode_balance(from_balance)),
+            put_op(to_key, encode_balance(to_balance)),
+        ],
+        failure: Vec::new(),
+    }
+}
+
+impl EtcdBackend {
+    /// One account's balance and the revision it was last written at.
+    async fn read_account(&self, index: u64) -> Result<(Vec<u8>, i64, u64), TxnError> {
+        let key = account_key(index);
+        let resp = self
+            .mine
+            .clone()
+            .range(pb::RangeRequest {
+                key: key.clone(),
+                ..Default::default()
+            })
+            .await
+            .map_err(|s| TxnError::Other(status_text(s)))?
+            .into_inner();
+        let kv = resp.kvs.into_iter().next().ok_or_else(|| {
+            TxnError::Other(format!(
+                "account {} is missing",
+                String::from_utf8_lossy(&key)
+            ))
+        })?;
+        let balance = parse_balance(&kv.value).map_err(TxnError::Other)?;
+        Ok((key, kv.mod_revision, balance))
+    }
+}
+
 impl Backend for EtcdBackend {
     fn for_client(&self, index: usize) -> Self {
         EtcdBackend {
@@ -127,6 +198,87 @@ impl Backend for EtcdBackend {
             .await
             .map_err(status_text)?;
         Ok(resp.into_inner().kvs.len())
+    }
+
+    async fn preload_accounts(&self, first: u64, count: u64, balance: u64) -> Result<(), String> {
+        let success = (first..first + count)
+            .map(|i| put_op(account_key(i), encode_balance(balance)))
+            .collect();
+        let resp = self
+            .mine
+            .clone()
+            .txn(pb::TxnRequest {
+                success,
+                ..Default::default()
+            })
+            .await
+            .map_err(status_text)?
+            .into_inner();
+        // No compares: the success branch always runs.
+        if resp.succeeded {
+            Ok(())
+        } else {
+            Err("etcd did not run an unconditional Txn".into())
+        }
+    }
+
+    async fn transfer(&self, t: Transfer) -> Result<(), TxnError> {
+        // Both reads at once: each is a linearizable Range of its own.
+        let (from, to) = tokio::join!(self.read_account(t.from), self.read_account(t.to));
+        let ((from_key, from_rev, from_balance), (to_key, to_rev, to_balance)) = (from?, to?);
+        let (new_from, new_to) = t.apply(from_balance, to_balance).map_err(TxnError::Other)?;
+        let request = transfer_request((from_key, from_rev, new_from), (to_key, to_rev, new_to));
+        let resp = self
+            .mine
+            .clone()
+            .txn(request)
+            .await
+            .map_err(|s| TxnError::Other(status_text(s)))?
+            .into_inner();
+        if resp.succeeded {
+            Ok(())
+        } else {
+            Err(TxnError::Conflict(
+                "etcd Txn compare failed: an account's mod_revision changed after it was read"
+                    .into(),
+            ))
+        }
+    }
+
+    async fn sum_accounts(&self, accounts: u64) -> Result<BankSum, String> {
+        let (mut key, end) = accounts_range(accounts);
+        let mut sum = BankSum::default();
+        // Every page at the first page's revision: one consistent view of the bank.
+        let mut revision = 0;
+        loop {
+            let resp = self
+                .mine
+                .clone()
+                .range(pb::RangeRequest {
+                    key: key.clone(),
+                    range_end: end.clone(),
+                    limit: SUM_PAGE,
+                    revision,
+                    ..Default::default()
+                })
+                .await
+                .map_err(status_text)?
+                .into_inner();
+            if revision == 0 {
+                revision = resp.header.as_ref().map_or(0, |h| h.revision);
+            }
+            for kv in &resp.kvs {
+                sum.accounts += 1;
+                sum.total += u128::from(parse_balance(&kv.value)?);
+            }
+            match resp.kvs.last() {
+                Some(last) if resp.more => {
+                    key = last.key.clone();
+                    key.push(0);
+                }
+                _ => return Ok(sum),
+            }
+        }
     }
 }
 
@@ -220,13 +372,7 @@ mod tests {
             vec![1 << 3, 1, 2 << 3, 2, 3 << 3 | 2, 1, b'k', 6 << 3, 9]
         );
         // EQUAL is 0, the default: not on the wire at all.
-        let eq = pb::Compare {
-            result: pb::compare::CompareResult::Equal as i32,
-            target: pb::compare::CompareTarget::Mod as i32,
-            key: b"k".to_vec(),
-            target_union: Some(pb::compare::TargetUnion::ModRevision(9)),
-        }
-        .encode_to_vec();
+        let eq = unchanged_since(b"k".to_vec(), 9).encode_to_vec();
         assert_eq!(eq, vec![2 << 3, 2, 3 << 3 | 2, 1, b'k', 6 << 3, 9]);
         // The other targets of the oneof.
         for (target, tag) in [
@@ -247,13 +393,7 @@ mod tests {
         assert_eq!(pb::compare::CompareResult::Less as i32, 2);
         assert_eq!(pb::compare::CompareResult::NotEqual as i32, 3);
 
-        let put = pb::RequestOp {
-            request: Some(pb::request_op::Request::RequestPut(pb::PutRequest {
-                key: b"k".to_vec(),
-                value: b"7".to_vec(),
-            })),
-        }
-        .encode_to_vec();
+        let put = put_op(b"k".to_vec(), b"7".to_vec()).encode_to_vec();
         let inner = [1 << 3 | 2, 1, b'k', 2 << 3 | 2, 1, b'7'];
         assert_eq!(put, [&[2 << 3 | 2, inner.len() as u8][..], &inner].concat());
         let range = pb::RequestOp {
@@ -296,6 +436,26 @@ mod tests {
             Some(pb::response_op::Response::ResponseRange(r)) => assert_eq!(r.count, 1),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn a_transfer_is_one_txn_guarded_by_both_mod_revisions() {
+        let req = transfer_request((b"a".to_vec(), 11, 900), (b"b".to_vec(), 12, 1100));
+        assert_eq!(
+            req.compare,
+            vec![
+                unchanged_since(b"a".to_vec(), 11),
+                unchanged_since(b"b".to_vec(), 12)
+            ]
+        );
+        assert_eq!(
+            req.success,
+            vec![
+                put_op(b"a".to_vec(), b"900".to_vec()),
+                put_op(b"b".to_vec(), b"1100".to_vec())
+            ]
+        );
+        assert!(req.failure.is_empty());
     }
 
     #[tokio::test]

@@ -1,16 +1,19 @@
 //! `tessera-bench`: a YCSB-style load generator for a TiKV-compatible cluster (Tessera, or
 //! TiKV itself) and for etcd, so the two can be compared side by side on the same machine.
 //!
-//! - target `tikv` drives the official `tikv_client::RawClient` against PD endpoints (API v1,
-//!   or v2 with the DEFAULT keyspace);
-//! - target `etcd` drives a minimal etcd v3 gRPC client of our own (KV.Put and KV.Range, from
-//!   `proto/etcd_kv.proto`), spreading clients over all endpoints.
+//! - target `tikv` drives the official `tikv_client::RawClient` (or, for `txn-transfer`,
+//!   `tikv_client::TransactionClient`) against PD endpoints (API v1, or v2 with the DEFAULT
+//!   keyspace);
+//! - target `etcd` drives a minimal etcd v3 gRPC client of our own (KV.Put, KV.Range and
+//!   KV.Txn, from `proto/etcd_kv.proto`), spreading clients over all endpoints.
 //!
 //! Workloads: `write`, `read` (gets only), `read-heavy` (95/5), `update-heavy` (50/50),
-//! `scan` (10-100 keys) and `load` (sequential inserts); see [`workload`]. N closed-loop
-//! clients run for a fixed window; the result is total successful operations, their rate,
-//! HDR-histogram latency percentiles and the error count ([`stats::Report`]), as text or one
-//! JSON line.
+//! `scan` (10-100 keys), `load` (sequential inserts) and `txn-transfer` (bank transfers as
+//! transactions: tikv through `tikv_client::TransactionClient` in the `--txn-mode` asked for,
+//! etcd as a `Txn` comparing both accounts' mod_revision; conflicts retried and counted; the
+//! sum of the balances checked at the end); see [`workload`]. N closed-loop clients run for a
+//! fixed window; the result is total successful operations, their rate, HDR-histogram latency
+//! percentiles and the error count ([`stats::Report`]), as text or one JSON line.
 
 pub mod args;
 pub mod backend;
@@ -36,6 +39,15 @@ pub enum BenchError {
         "preload failed: none of the {failed} keys could be written (first error: {first_error})"
     )]
     Preload { failed: u64, first_error: String },
+    #[error(
+        "preload failed: {failed} of the {accounts} accounts could not be written, so the \
+         balances could not be checked (first error: {first_error})"
+    )]
+    BankPreload {
+        failed: u64,
+        accounts: u64,
+        first_error: String,
+    },
     #[error("every operation failed ({errors} errors); first error: {first_error}")]
     AllFailed { errors: u64, first_error: String },
 }
@@ -46,7 +58,9 @@ pub async fn run(config: &Config) -> Result<Report, BenchError> {
     let style = Some(runner::progress_style(config));
     match config.target {
         Target::Tikv => {
-            let backend = tikv::TikvBackend::connect(&config.endpoints, config.api_version).await?;
+            let backend =
+                tikv::TikvBackend::connect(&config.endpoints, config.api_version, config.txn_mode)
+                    .await?;
             runner::run_with(backend, config, style).await
         }
         Target::Etcd => {

@@ -33,6 +33,11 @@ fn main() -> ExitCode {
             } else {
                 println!("{report}");
             }
+            // The figures are printed either way; a broken bank still fails the run.
+            if let Some(violation) = report.invariant_violation() {
+                eprintln!("error: {violation}");
+                return ExitCode::from(1);
+            }
             ExitCode::SUCCESS
         }
         Err(e) => {

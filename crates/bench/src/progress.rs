@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 pub struct Counters {
     pub ops: AtomicU64,
     pub errors: AtomicU64,
+    /// txn-transfer attempts that lost to another transaction.
+    pub conflicts: AtomicU64,
 }
 
 /// Width of the bar between its brackets.
@@ -29,13 +31,15 @@ pub fn bar(fraction: f64, width: usize) -> String {
     format!("[{}{}]", "#".repeat(filled), ".".repeat(width - filled))
 }
 
-/// One progress line: phase, bar (terminal only), time, current rate, errors.
+/// One progress line: phase, bar (terminal only), time, current rate, errors, and conflicts
+/// once there are any.
 pub fn line(
     warmup: bool,
     elapsed: Duration,
     total: Duration,
     rate: f64,
     errors: u64,
+    conflicts: u64,
     with_bar: bool,
 ) -> String {
     let fraction = if total.is_zero() {
@@ -49,8 +53,13 @@ pub fn line(
     } else {
         String::new()
     };
+    let conflicts = if conflicts > 0 {
+        format!("  conflicts {conflicts}")
+    } else {
+        String::new()
+    };
     format!(
-        "{phase:>6} {bar}{:>6.1}/{:.1} s {:>10.0} ops/s  errors {errors}",
+        "{phase:>6} {bar}{:>6.1}/{:.1} s {:>10.0} ops/s  errors {errors}{conflicts}",
         elapsed.as_secs_f64().min(total.as_secs_f64()),
         total.as_secs_f64(),
         rate
@@ -113,6 +122,7 @@ pub async fn report(
         let now = Instant::now();
         let ops = counters.ops.load(Ordering::Relaxed);
         let errors = counters.errors.load(Ordering::Relaxed);
+        let conflicts = counters.conflicts.load(Ordering::Relaxed);
         let dt = now.duration_since(last_at).as_secs_f64();
         let rate = if dt > 0.0 {
             (ops - last_ops) as f64 / dt
@@ -127,6 +137,7 @@ pub async fn report(
             total,
             rate,
             errors,
+            conflicts,
             style.terminal,
         );
         if style.terminal {
@@ -164,6 +175,7 @@ mod tests {
             Duration::from_secs(10),
             12_345.4,
             2,
+            0,
             true,
         );
         assert!(l.contains("run"), "{l}");
@@ -171,14 +183,17 @@ mod tests {
         assert!(l.contains("5.0/10.0 s"), "{l}");
         assert!(l.contains("12345 ops/s"), "{l}");
         assert!(l.contains("errors 2"), "{l}");
+        assert!(!l.contains("conflicts"), "{l}");
         let plain = line(
             true,
             Duration::from_secs(1),
             Duration::from_secs(10),
             1.0,
             0,
+            31,
             false,
         );
+        assert!(plain.contains("errors 0  conflicts 31"), "{plain}");
         assert!(plain.contains("warmup"), "{plain}");
         assert!(!plain.contains('['), "{plain}");
         assert!(!plain.contains('\r') && !plain.contains('\n'));

@@ -1,11 +1,14 @@
 //! Runner tests against an in-memory backend with adjustable latency and failures.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::AtomicBool;
 use std::sync::Mutex;
 
 use super::*;
 use crate::args::parse_from;
-use crate::workload::{Workload, KEY_PREFIX};
+use crate::workload::{
+    account_key, accounts_range, encode_balance, parse_balance, Transfer, Workload, KEY_PREFIX,
+};
 
 #[derive(Default)]
 struct Store {
@@ -20,6 +23,17 @@ struct Store {
     /// failing multiples again and again, and then a preload retry fails by chance.
     fail_every: AtomicU64,
     clients_seen: Mutex<Vec<usize>>,
+    /// Each key's revision (bumped on every write), for the transfers' conflict check.
+    revisions: Mutex<BTreeMap<Vec<u8>, u64>>,
+    /// Transfers committed.
+    transfers: AtomicU64,
+    /// If set, only every n-th transfer attempt of a handle may commit; the others are
+    /// answered with an injected conflict.
+    commit_every: AtomicU64,
+    /// A broken store: a transfer writes the paying account only, so money disappears.
+    lose_credit: AtomicBool,
+    /// preload_accounts requests answered.
+    account_batches: AtomicU64,
 }
 
 #[derive(Clone)]
@@ -71,6 +85,7 @@ impl Backend for MemBackend {
         self.call().await?;
         self.store.gets.fetch_add(1, Ordering::Relaxed);
         let hit = self.store.data.lock().unwrap().contains_key(&key);
+        // (`data` before `revisions` whenever both are held.)
         if hit {
             self.store.hits.fetch_add(1, Ordering::Relaxed);
         }
@@ -90,6 +105,64 @@ impl Backend for MemBackend {
         self.store.scans.fetch_add(1, Ordering::Relaxed);
         self.store.scanned.fetch_add(n as u64, Ordering::Relaxed);
         Ok(n)
+    }
+
+    async fn preload_accounts(&self, first: u64, count: u64, balance: u64) -> Result<(), String> {
+        self.call().await?;
+        let mut data = self.store.data.lock().unwrap();
+        let mut revisions = self.store.revisions.lock().unwrap();
+        for i in first..first + count {
+            data.insert(account_key(i), encode_balance(balance));
+            *revisions.entry(account_key(i)).or_default() += 1;
+        }
+        self.store.account_batches.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Optimistic, like etcd's: read both with their revisions, wait (other clients get in),
+    /// then commit only if neither revision moved.
+    async fn transfer(&self, t: Transfer) -> Result<(), TxnError> {
+        let n = self.calls.load(Ordering::Relaxed) + 1;
+        self.call().await.map_err(TxnError::Other)?;
+        let (from_key, to_key) = (account_key(t.from), account_key(t.to));
+        let read = |key: &Vec<u8>| -> Result<(u64, u64), TxnError> {
+            let data = self.store.data.lock().unwrap();
+            let value = data.get(key).ok_or(TxnError::Other("missing".into()))?;
+            let rev = self.store.revisions.lock().unwrap()[key];
+            Ok((parse_balance(value).map_err(TxnError::Other)?, rev))
+        };
+        let ((from, from_rev), (to, to_rev)) = (read(&from_key)?, read(&to_key)?);
+        tokio::time::sleep(self.delay).await;
+        let every = self.store.commit_every.load(Ordering::Relaxed);
+        if every > 0 && !n.is_multiple_of(every) {
+            return Err(TxnError::Conflict(format!("injected conflict #{n}")));
+        }
+        let (new_from, new_to) = t.apply(from, to).map_err(TxnError::Other)?;
+        let mut data = self.store.data.lock().unwrap();
+        let mut revisions = self.store.revisions.lock().unwrap();
+        if revisions[&from_key] != from_rev || revisions[&to_key] != to_rev {
+            return Err(TxnError::Conflict("revision moved".into()));
+        }
+        data.insert(from_key.clone(), encode_balance(new_from));
+        *revisions.get_mut(&from_key).unwrap() += 1;
+        if !self.store.lose_credit.load(Ordering::Relaxed) {
+            data.insert(to_key.clone(), encode_balance(new_to));
+            *revisions.get_mut(&to_key).unwrap() += 1;
+        }
+        self.store.transfers.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    async fn sum_accounts(&self, accounts: u64) -> Result<BankSum, String> {
+        self.call().await?;
+        let (start, end) = accounts_range(accounts);
+        let data = self.store.data.lock().unwrap();
+        let mut sum = BankSum::default();
+        for v in data.range(start..end).map(|(_, v)| v) {
+            sum.accounts += 1;
+            sum.total += u128::from(parse_balance(v)?);
+        }
+        Ok(sum)
     }
 }
 
@@ -290,4 +363,162 @@ async fn slow_requests_are_cut_at_the_end_of_the_window() {
 fn workload_enum_is_reported_in_kebab_case() {
     let v = serde_json::to_value(Workload::UpdateHeavy).unwrap();
     assert_eq!(v, "update-heavy");
+}
+
+fn balances(b: &MemBackend, accounts: u64) -> Vec<u64> {
+    let (start, end) = accounts_range(accounts);
+    b.store
+        .data
+        .lock()
+        .unwrap()
+        .range(start..end)
+        .map(|(_, v)| parse_balance(v).unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn transfers_on_few_accounts_conflict_retry_and_conserve_money() {
+    let b = MemBackend::new(Duration::from_millis(1));
+    let c = config(
+        "txn-transfer",
+        &["--clients", "8", "--duration", "0.5", "--keys", "4"],
+    );
+    let r = run_with(b.clone(), &c, None).await.unwrap();
+    assert_eq!(r.workload, Workload::TxnTransfer);
+    assert!(r.ops > 10, "{r:?}");
+    assert_eq!(r.errors, 0, "{r:?}");
+    // 8 clients on 4 accounts, each holding its read across a sleep: they collide.
+    assert!(r.conflicts > 0, "{r:?}");
+    assert_eq!(r.first_conflict.as_deref(), Some("revision moved"));
+    // Every measured transfer committed (some more committed in warmup-free edges).
+    assert!(b.store.transfers.load(Ordering::Relaxed) >= r.ops);
+    let inv = r.invariant.clone().expect("checked");
+    assert!(inv.ok, "{inv:?}");
+    assert_eq!((inv.accounts, inv.found), (4, 4));
+    assert_eq!(inv.total, 4_000);
+    assert!(r.invariant_violation().is_none());
+    let now = balances(&b, 4);
+    assert_eq!(now.iter().sum::<u64>(), 4_000);
+    // Money moved.
+    assert_ne!(now, vec![1_000; 4]);
+    // Only the bank was written: no value-size keys.
+    assert_eq!(b.store.data.lock().unwrap().len(), 4);
+}
+
+#[tokio::test]
+async fn latency_runs_from_the_first_attempt_to_the_commit() {
+    let b = MemBackend::new(Duration::from_millis(20));
+    // Two of every three attempts conflict: each transfer commits at its third attempt.
+    b.store.commit_every.store(3, Ordering::Relaxed);
+    let c = config(
+        "txn-transfer",
+        &["--clients", "2", "--duration", "0.7", "--keys", "100"],
+    );
+    let r = run_with(b.clone(), &c, None).await.unwrap();
+    assert!(r.ops > 0, "{r:?}");
+    // Three attempts of >= 20 ms each (the in-memory backend adds one delay per call, and one
+    // more per transfer between read and commit).
+    assert!(r.latency.p50_us >= 3 * 20_000, "{:?}", r.latency);
+    assert!(r.conflicts >= 2 * r.ops, "{r:?}");
+    assert!(r
+        .first_conflict
+        .as_deref()
+        .unwrap()
+        .contains("injected conflict"));
+    assert!(r.invariant.unwrap().ok);
+}
+
+#[tokio::test]
+async fn failed_transfer_attempts_are_errors_and_retried() {
+    let b = MemBackend::new(Duration::ZERO);
+    let c = config(
+        "txn-transfer",
+        &["--clients", "3", "--duration", "0.3", "--keys", "50"],
+    );
+    // Fail after the preload, which must be complete for the check to mean anything.
+    let fail = tokio::spawn({
+        let store = b.store.clone();
+        async move {
+            while store.data.lock().unwrap().len() < 50 {
+                tokio::task::yield_now().await;
+            }
+            store.fail_every.store(4, Ordering::Relaxed);
+        }
+    });
+    let r = run_with(b.clone(), &c, None).await.unwrap();
+    fail.await.unwrap();
+    assert!(r.ops > 0 && r.errors > 0, "{r:?}");
+    assert!(r
+        .first_error
+        .as_deref()
+        .unwrap()
+        .contains("injected failure"));
+    assert!(r.invariant.unwrap().ok);
+}
+
+#[tokio::test]
+async fn a_store_that_loses_money_fails_the_check() {
+    let b = MemBackend::new(Duration::ZERO);
+    b.store.lose_credit.store(true, Ordering::Relaxed);
+    let c = config(
+        "txn-transfer",
+        &["--clients", "2", "--duration", "0.2", "--keys", "10"],
+    );
+    let r = run_with(b.clone(), &c, None).await.unwrap();
+    assert!(r.ops > 0);
+    let inv = r.invariant.clone().unwrap();
+    assert!(!inv.ok, "{inv:?}");
+    assert_eq!(inv.found, 10);
+    assert!(inv.total < 10_000, "{inv:?}");
+    let msg = r.invariant_violation().unwrap();
+    assert!(msg.contains("expected 10000"), "{msg}");
+}
+
+#[tokio::test]
+async fn a_bank_that_cannot_be_preloaded_is_not_run() {
+    let b = MemBackend::new(Duration::ZERO);
+    b.store.fail_every.store(1, Ordering::Relaxed);
+    let c = config("txn-transfer", &["--duration", "0.2", "--keys", "100"]);
+    match run_with(b.clone(), &c, None).await {
+        Err(BenchError::BankPreload {
+            failed,
+            accounts,
+            first_error,
+        }) => {
+            assert_eq!((failed, accounts), (100, 100));
+            assert!(first_error.contains("injected failure"));
+        }
+        other => panic!("expected BankPreload, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn the_bank_is_preloaded_in_batches() {
+    let b = MemBackend::new(Duration::ZERO);
+    let (failed, err) = preload_bank(&b, 2 * ACCOUNT_BATCH + 5, 2).await;
+    assert_eq!((failed, err), (0, None));
+    let all = balances(&b, 2 * ACCOUNT_BATCH + 5);
+    assert_eq!(all.len() as u64, 2 * ACCOUNT_BATCH + 5);
+    assert!(all.iter().all(|&x| x == INITIAL_BALANCE));
+    // One request per batch: 3 for 2 full batches and 5 accounts more.
+    assert_eq!(b.store.account_batches.load(Ordering::Relaxed), 3);
+}
+
+#[tokio::test]
+async fn a_transfer_in_flight_at_the_end_is_let_finish_but_not_counted() {
+    // Each attempt takes over 0.3 s; the window is 0.2 s.
+    let b = MemBackend::new(Duration::from_millis(150));
+    let c = config(
+        "txn-transfer",
+        // Many accounts: the three transfers share none, so none conflicts.
+        &["--clients", "3", "--duration", "0.2", "--keys", "10000"],
+    );
+    let t = Instant::now();
+    let r = run_with(b.clone(), &c, None).await.unwrap();
+    assert!(t.elapsed() >= Duration::from_millis(300));
+    assert!(t.elapsed() < TRANSFER_GRACE);
+    assert_eq!((r.ops, r.errors, r.conflicts), (0, 0, 0));
+    // All three committed after the window, none was cut in half.
+    assert_eq!(b.store.transfers.load(Ordering::Relaxed), 3);
+    assert!(r.invariant.unwrap().ok);
 }

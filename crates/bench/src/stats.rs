@@ -11,8 +11,9 @@ use std::time::Duration;
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
-use crate::args::{Config, Target};
-use crate::workload::Workload;
+use crate::args::{Config, Target, TxnMode};
+use crate::backend::BankSum;
+use crate::workload::{Workload, INITIAL_BALANCE};
 
 /// Highest latency tracked exactly: one hour. Anything slower is recorded as one hour.
 const MAX_TRACKED_US: u64 = 3_600_000_000;
@@ -91,12 +92,87 @@ pub struct Report {
     /// Successful operations in the measured phase.
     pub ops: u64,
     pub ops_per_sec: f64,
-    /// Failed operations in the measured phase.
+    /// Failed operations in the measured phase (for txn-transfer: failed attempts other than
+    /// conflicts; each was retried).
     pub errors: u64,
     /// The first error seen, if any, to tell what went wrong.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub first_error: Option<String>,
+    /// txn-transfer: attempts in the measured phase that lost to another transaction (write
+    /// conflict, lock, failed compare), each followed by a retry. Always 0 otherwise.
+    pub conflicts: u64,
+    /// The first conflict seen, to tell which kind.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first_conflict: Option<String>,
+    /// txn-transfer on tikv: the transaction mode.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub txn_mode: Option<TxnMode>,
+    /// Latency of a successful operation; for txn-transfer, from the transfer's first attempt
+    /// to its successful commit (retries included).
     pub latency: LatencySummary,
+    /// txn-transfer: the balance check at the end of the run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub invariant: Option<Invariant>,
+}
+
+/// The bank's invariant after a txn-transfer run: every account is there and the balances
+/// add up to what the preload put in.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Invariant {
+    /// Accounts in the bank (`--keys`).
+    pub accounts: u64,
+    /// Accounts read back.
+    pub found: u64,
+    /// `accounts` x the initial balance.
+    pub expected_total: u128,
+    /// The sum of the balances read back.
+    pub total: u128,
+    pub ok: bool,
+    /// Why the balances could not be read, if they could not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl Invariant {
+    /// Compares what was read (or why it could not be) with the bank of `accounts`.
+    pub fn check(accounts: u64, read: Result<BankSum, String>) -> Invariant {
+        let expected_total = u128::from(accounts) * u128::from(INITIAL_BALANCE);
+        match read {
+            Ok(sum) => Invariant {
+                accounts,
+                found: sum.accounts,
+                expected_total,
+                total: sum.total,
+                ok: sum.accounts == accounts && sum.total == expected_total,
+                error: None,
+            },
+            Err(e) => Invariant {
+                accounts,
+                found: 0,
+                expected_total,
+                total: 0,
+                ok: false,
+                error: Some(e),
+            },
+        }
+    }
+}
+
+impl fmt::Display for Invariant {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(e) = &self.error {
+            return write!(f, "could not read the {} accounts: {e}", self.accounts);
+        }
+        write!(
+            f,
+            "{} of {} accounts, total {} (expected {}): {}",
+            self.found,
+            self.accounts,
+            self.total,
+            self.expected_total,
+            if self.ok { "ok" } else { "MISMATCH" }
+        )
+    }
 }
 
 impl Report {
@@ -120,8 +196,21 @@ impl Report {
             ops_per_sec: if secs > 0.0 { ops as f64 / secs } else { 0.0 },
             errors,
             first_error,
+            conflicts: 0,
+            first_conflict: None,
+            txn_mode: config.txn_mode,
             latency: latencies.summary(),
+            invariant: None,
         }
+    }
+
+    /// What is wrong with the bank after a txn-transfer run, if anything: a run that broke
+    /// the invariant (or could not check it) has failed, whatever its throughput.
+    pub fn invariant_violation(&self) -> Option<String> {
+        self.invariant
+            .as_ref()
+            .filter(|i| !i.ok)
+            .map(|i| format!("balance invariant violated: {i}"))
     }
 
     pub fn to_json(&self) -> String {
@@ -144,19 +233,36 @@ impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let target = serde_json::to_value(self.target).unwrap_or_default();
         let workload = serde_json::to_value(self.workload).unwrap_or_default();
+        let mode = match self.txn_mode {
+            Some(m) => format!(
+                " ({})",
+                serde_json::to_value(m)
+                    .unwrap_or_default()
+                    .as_str()
+                    .unwrap_or("?")
+            ),
+            None => String::new(),
+        };
+        let sizes = if self.workload.is_transactional() {
+            "decimal balances".to_string()
+        } else {
+            format!("{}-byte values", self.value_size)
+        };
         writeln!(
             f,
-            "{} {}: {} clients over {} endpoint(s), {}-byte values, {:.1} s measured",
+            "{} {}{mode}: {} clients over {} endpoint(s), {sizes}, {:.1} s measured",
             target.as_str().unwrap_or("?"),
             workload.as_str().unwrap_or("?"),
             self.clients,
             self.endpoints,
-            self.value_size,
             self.elapsed_s
         )?;
         writeln!(f, "  ops      {}", self.ops)?;
         writeln!(f, "  ops/s    {:.1}", self.ops_per_sec)?;
         writeln!(f, "  errors   {}", self.errors)?;
+        if self.workload.is_transactional() || self.conflicts > 0 {
+            writeln!(f, "  conflicts {} (each retried)", self.conflicts)?;
+        }
         let l = &self.latency;
         write!(
             f,
@@ -169,6 +275,12 @@ impl fmt::Display for Report {
         )?;
         if let Some(e) = &self.first_error {
             write!(f, "\n  first error: {e}")?;
+        }
+        if let Some(c) = &self.first_conflict {
+            write!(f, "\n  first conflict: {c}")?;
+        }
+        if let Some(i) = &self.invariant {
+            write!(f, "\n  balances {i}")?;
         }
         Ok(())
     }
@@ -291,6 +403,8 @@ mod tests {
         assert_eq!(v["errors"], 3);
         assert_eq!(v["ops_per_sec"], 2500.0);
         assert_eq!(v["first_error"], "boom");
+        assert_eq!(v["conflicts"], 0);
+        assert!(v.get("invariant").is_none() && v.get("txn_mode").is_none());
         assert!(within(v["latency"]["p99_us"].as_u64().unwrap(), 1_500));
         let text = r.to_string();
         assert!(
@@ -299,6 +413,96 @@ mod tests {
         );
         assert!(text.contains("ops/s    2500.0"), "{text}");
         assert!(text.contains("p99 1.50 ms"), "{text}");
+        assert!(!text.contains("conflicts"), "{text}");
+        assert!(r.invariant_violation().is_none());
+    }
+
+    fn transfer_report(invariant: Invariant) -> Report {
+        let c = parse_from([
+            "tessera-bench",
+            "--target",
+            "tikv",
+            "--endpoints",
+            "a:1",
+            "--workload",
+            "txn-transfer",
+            "--txn-mode",
+            "async-commit",
+            "--keys",
+            "4",
+        ])
+        .unwrap();
+        let mut l = Latencies::new();
+        l.record(Duration::from_millis(3));
+        let mut r = Report::new(&c, &l, 1, None, Duration::from_secs(1));
+        r.conflicts = 17;
+        r.first_conflict = Some("write conflict".into());
+        r.invariant = Some(invariant);
+        r
+    }
+
+    #[test]
+    fn transfer_report_shows_conflicts_mode_and_balances() {
+        let ok = Invariant::check(
+            4,
+            Ok(BankSum {
+                accounts: 4,
+                total: 4000,
+            }),
+        );
+        assert!(ok.ok);
+        let r = transfer_report(ok);
+        assert!(r.invariant_violation().is_none());
+        let v: serde_json::Value = serde_json::from_str(&r.to_json()).unwrap();
+        assert_eq!(v["workload"], "txn-transfer");
+        assert_eq!(v["txn_mode"], "async-commit");
+        assert_eq!(v["conflicts"], 17);
+        assert_eq!(v["first_conflict"], "write conflict");
+        assert_eq!(v["invariant"]["ok"], true);
+        assert_eq!(v["invariant"]["accounts"], 4);
+        assert_eq!(v["invariant"]["found"], 4);
+        assert_eq!(v["invariant"]["total"], 4000);
+        assert_eq!(v["invariant"]["expected_total"], 4000);
+        let text = r.to_string();
+        assert!(
+            text.starts_with("tikv txn-transfer (async-commit): 1 clients"),
+            "{text}"
+        );
+        assert!(text.contains("decimal balances"), "{text}");
+        assert!(text.contains("conflicts 17"), "{text}");
+        assert!(
+            text.contains("balances 4 of 4 accounts, total 4000 (expected 4000): ok"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_wrong_sum_a_missing_account_or_a_failed_read_is_a_violation() {
+        for read in [
+            Ok(BankSum {
+                accounts: 4,
+                total: 3999,
+            }),
+            Ok(BankSum {
+                accounts: 3,
+                total: 4000,
+            }),
+            Err("timeout".to_string()),
+        ] {
+            let i = Invariant::check(4, read.clone());
+            assert!(!i.ok, "{read:?}");
+            let r = transfer_report(i);
+            let msg = r.invariant_violation().expect("a violation");
+            assert!(msg.contains("balance invariant violated"), "{msg}");
+            let v: serde_json::Value = serde_json::from_str(&r.to_json()).unwrap();
+            assert_eq!(v["invariant"]["ok"], false);
+            if read.is_err() {
+                assert!(msg.contains("timeout"), "{msg}");
+                assert_eq!(v["invariant"]["error"], "timeout");
+            } else {
+                assert!(r.to_string().contains("MISMATCH"));
+            }
+        }
     }
 
     #[test]

@@ -4,6 +4,10 @@
 //! space of `--keys` records (YCSB's default is zipfian; uniform keeps hot-key effects out of a
 //! first comparison). Keys are `bench/` followed by a 12-digit zero-padded index, so they sort
 //! in index order and a scan from one index walks the following ones.
+//!
+//! `txn-transfer` is different: a bank of `--keys` accounts under [`ACCOUNT_PREFIX`], each
+//! holding a decimal balance ([`INITIAL_BALANCE`] after the preload); every operation is one
+//! [`Transfer`] between two distinct accounts, run as a transaction by the target.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -39,6 +43,10 @@ pub enum Workload {
     Scan,
     /// Sequential inserts: keys 0, 1, 2, ... shared across all clients.
     Load,
+    /// Bank transfers: each operation is a transaction that reads two distinct random
+    /// accounts and moves a random amount between them; conflicts are retried. The accounts
+    /// are preloaded, and the sum of all balances is checked at the end.
+    TxnTransfer,
 }
 
 impl Workload {
@@ -47,16 +55,27 @@ impl Workload {
     pub fn needs_preload(self) -> bool {
         matches!(
             self,
-            Workload::Read | Workload::ReadHeavy | Workload::UpdateHeavy | Workload::Scan
+            Workload::Read
+                | Workload::ReadHeavy
+                | Workload::UpdateHeavy
+                | Workload::Scan
+                | Workload::TxnTransfer
         )
     }
 
-    /// Percentage of operations that are reads (gets or scans).
+    /// Whether operations are transactions over the account bank (and the run ends with the
+    /// balance check).
+    pub fn is_transactional(self) -> bool {
+        self == Workload::TxnTransfer
+    }
+
+    /// Percentage of operations that are reads (gets or scans). A transfer reads and writes
+    /// two accounts: it counts as half reads.
     pub fn read_percent(self) -> u32 {
         match self {
             Workload::Write | Workload::Load => 0,
             Workload::ReadHeavy => 95,
-            Workload::UpdateHeavy => 50,
+            Workload::UpdateHeavy | Workload::TxnTransfer => 50,
             Workload::Read | Workload::Scan => 100,
         }
     }
@@ -76,6 +95,85 @@ pub enum Op {
         start: Vec<u8>,
         limit: u32,
     },
+    /// One bank transfer (`txn-transfer`), run as a transaction.
+    Transfer(Transfer),
+}
+
+/// Accounts of `txn-transfer` live under this prefix, inside [`KEY_PREFIX`] but apart from
+/// the other workloads' keys (`bench/` + digits), so a bank never mixes with their values.
+pub const ACCOUNT_PREFIX: &[u8] = b"bench/bank/";
+/// Every account's balance after the preload.
+pub const INITIAL_BALANCE: u64 = 1000;
+/// Largest amount one transfer moves (less when the paying account holds less).
+pub const MAX_TRANSFER: u64 = 100;
+
+/// The key of account `index`: [`ACCOUNT_PREFIX`] and a 12-digit zero-padded index.
+pub fn account_key(index: u64) -> Vec<u8> {
+    let mut key = Vec::with_capacity(ACCOUNT_PREFIX.len() + KEY_DIGITS);
+    key.extend_from_slice(ACCOUNT_PREFIX);
+    key.extend_from_slice(format!("{index:0width$}", width = KEY_DIGITS).as_bytes());
+    key
+}
+
+/// `[start, end)` covering accounts `0..accounts` and nothing else.
+pub fn accounts_range(accounts: u64) -> (Vec<u8>, Vec<u8>) {
+    let end = if accounts < MAX_KEYS {
+        account_key(accounts)
+    } else {
+        // Index 10^12 would have 13 digits and sort before the others: end at the prefix's
+        // end instead (the prefix ends in '/', so bumping its last byte cannot overflow).
+        let mut end = ACCOUNT_PREFIX.to_vec();
+        *end.last_mut().expect("prefix is not empty") += 1;
+        end
+    };
+    (account_key(0), end)
+}
+
+/// A balance as stored: decimal ASCII digits.
+pub fn encode_balance(balance: u64) -> Vec<u8> {
+    balance.to_string().into_bytes()
+}
+
+/// Reads a stored balance; anything but decimal digits is an error naming the value.
+pub fn parse_balance(value: &[u8]) -> Result<u64, String> {
+    std::str::from_utf8(value)
+        .ok()
+        .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| {
+            format!(
+                "not a balance: {:?}",
+                String::from_utf8_lossy(&value[..value.len().min(40)])
+            )
+        })
+}
+
+/// One transfer: from account `from` to account `to` (never the same), of an amount derived
+/// from `pick` and the paying account's balance once it has been read (see [`Self::apply`]).
+/// A retry after a conflict keeps the same accounts and `pick` but reads the balances anew.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Transfer {
+    pub from: u64,
+    pub to: u64,
+    pub pick: u64,
+}
+
+impl Transfer {
+    /// How much moves when the paying account holds `from_balance`: between 0 and
+    /// `min(from_balance, MAX_TRANSFER)`, so no balance ever goes below zero.
+    pub fn amount(&self, from_balance: u64) -> u64 {
+        self.pick % (from_balance.min(MAX_TRANSFER) + 1)
+    }
+
+    /// The two new balances, `(from, to)`, given the two read ones. The sum is unchanged
+    /// (an overflowing receiving balance, impossible with the preloaded totals, is refused).
+    pub fn apply(&self, from_balance: u64, to_balance: u64) -> Result<(u64, u64), String> {
+        let amount = self.amount(from_balance);
+        let to = to_balance
+            .checked_add(amount)
+            .ok_or_else(|| format!("balance overflow: {to_balance} + {amount}"))?;
+        Ok((from_balance - amount, to))
+    }
 }
 
 /// The key for record `index`.
@@ -117,11 +215,34 @@ impl OpGenerator {
         key_for(self.rng.gen_range(0..self.keys))
     }
 
+    /// Two distinct accounts drawn uniformly from `0..keys` (which must be at least 2; with
+    /// one account both ends are account 0) and a random amount pick.
+    pub fn next_transfer(&mut self) -> Transfer {
+        let from = self.rng.gen_range(0..self.keys);
+        let to = if self.keys < 2 {
+            from
+        } else {
+            // Uniform over the other keys - 1 accounts: skip `from`.
+            let to = self.rng.gen_range(0..self.keys - 1);
+            if to >= from {
+                to + 1
+            } else {
+                to
+            }
+        };
+        Transfer {
+            from,
+            to,
+            pick: self.rng.next_u64(),
+        }
+    }
+
     pub fn next_op(&mut self) -> Op {
         match self.workload {
             Workload::Load => Op::Put {
                 key: key_for(self.sequence.fetch_add(1, Ordering::Relaxed)),
             },
+            Workload::TxnTransfer => Op::Transfer(self.next_transfer()),
             Workload::Scan => Op::Scan {
                 start: self.random_key(),
                 limit: self.rng.gen_range(SCAN_MIN..=SCAN_MAX),
@@ -284,6 +405,9 @@ mod tests {
         assert!(Workload::ReadHeavy.needs_preload());
         assert!(Workload::UpdateHeavy.needs_preload());
         assert!(Workload::Scan.needs_preload());
+        assert!(Workload::TxnTransfer.needs_preload());
+        assert!(Workload::TxnTransfer.is_transactional());
+        assert!(!Workload::UpdateHeavy.is_transactional());
         assert_eq!(Workload::Write.read_percent(), 0);
         assert_eq!(Workload::Scan.read_percent(), 100);
     }
@@ -296,5 +420,127 @@ mod tests {
             assert!(v.iter().all(u8::is_ascii_alphanumeric));
         }
         assert_ne!(make_value(64, 1), make_value(64, 2));
+    }
+
+    fn account_of(key: &[u8]) -> u64 {
+        assert!(key.starts_with(ACCOUNT_PREFIX), "{key:?}");
+        let digits = &key[ACCOUNT_PREFIX.len()..];
+        assert_eq!(digits.len(), KEY_DIGITS);
+        std::str::from_utf8(digits).unwrap().parse().unwrap()
+    }
+
+    #[test]
+    fn transfers_use_two_distinct_accounts_covering_the_bank() {
+        for keys in [2, 3, 4, 1000] {
+            let mut g = generator(Workload::TxnTransfer, keys, keys);
+            let (mut froms, mut tos) = (
+                std::collections::HashSet::new(),
+                std::collections::HashSet::new(),
+            );
+            for _ in 0..20_000 {
+                let t = match g.next_op() {
+                    Op::Transfer(t) => t,
+                    op => panic!("txn-transfer produced {op:?}"),
+                };
+                assert_ne!(t.from, t.to, "{t:?}");
+                assert!(t.from < keys && t.to < keys, "{t:?}");
+                froms.insert(t.from);
+                tos.insert(t.to);
+            }
+            // Every account pays and receives (uniform; 20k draws over at most 1000).
+            assert_eq!(froms.len() as u64, keys.min(1000));
+            assert_eq!(tos.len() as u64, keys.min(1000));
+        }
+    }
+
+    #[test]
+    fn both_directions_of_a_pair_are_drawn_evenly() {
+        let mut g = generator(Workload::TxnTransfer, 2, 11);
+        let zero_pays = (0..10_000).filter(|_| g.next_transfer().from == 0).count();
+        assert!((4_500..5_500).contains(&zero_pays), "{zero_pays}");
+    }
+
+    #[test]
+    fn amounts_never_make_a_balance_negative_and_keep_the_sum() {
+        let mut g = generator(Workload::TxnTransfer, 10, 5);
+        let mut seen_max = false;
+        for from_balance in [0, 1, 2, 7, 99, 100, 101, 1000, u64::MAX / 2] {
+            for to_balance in [0, 5, 1000] {
+                for _ in 0..2_000 {
+                    let t = g.next_transfer();
+                    let amount = t.amount(from_balance);
+                    assert!(amount <= from_balance.min(MAX_TRANSFER), "{amount}");
+                    seen_max |= amount == MAX_TRANSFER;
+                    let (f, to) = t.apply(from_balance, to_balance).unwrap();
+                    assert_eq!(f, from_balance - amount);
+                    assert_eq!(
+                        u128::from(f) + u128::from(to),
+                        u128::from(from_balance) + u128::from(to_balance)
+                    );
+                }
+            }
+        }
+        assert!(seen_max, "the largest amount is reachable");
+        // An empty account pays nothing.
+        let t = Transfer {
+            from: 0,
+            to: 1,
+            pick: 12345,
+        };
+        assert_eq!(t.apply(0, 10).unwrap(), (0, 10));
+        // A receiving balance that would overflow is refused rather than wrapped.
+        assert!(Transfer { pick: 1, ..t }.apply(5, u64::MAX).is_err());
+    }
+
+    #[test]
+    fn a_random_walk_of_transfers_stays_non_negative_and_conserves_money() {
+        let keys = 4;
+        let mut balances = vec![INITIAL_BALANCE; keys as usize];
+        let mut g = generator(Workload::TxnTransfer, keys, 3);
+        for _ in 0..100_000 {
+            let t = g.next_transfer();
+            let (f, to) = t
+                .apply(balances[t.from as usize], balances[t.to as usize])
+                .unwrap();
+            balances[t.from as usize] = f;
+            balances[t.to as usize] = to;
+        }
+        assert_eq!(balances.iter().sum::<u64>(), keys * INITIAL_BALANCE);
+    }
+
+    #[test]
+    fn account_keys_and_their_range() {
+        assert_eq!(account_key(7), b"bench/bank/000000000007".to_vec());
+        assert_eq!(account_of(&account_key(123)), 123);
+        // Inside the tool's prefix, apart from the other workloads' keys.
+        assert!(account_key(0).starts_with(KEY_PREFIX));
+        assert!(account_key(0) > key_for(MAX_KEYS - 1));
+        assert!(account_key(MAX_KEYS - 1) < prefix_end());
+        let (start, end) = accounts_range(4);
+        assert_eq!(start, account_key(0));
+        assert_eq!(end, account_key(4));
+        assert!(account_key(3) < end && account_key(4) >= end);
+        let (_, end) = accounts_range(MAX_KEYS);
+        assert_eq!(end, b"bench/bank0".to_vec());
+        assert!(account_key(MAX_KEYS - 1) < end);
+    }
+
+    #[test]
+    fn balances_round_trip_and_garbage_is_refused() {
+        for b in [0, 1, 1000, u64::MAX] {
+            assert_eq!(parse_balance(&encode_balance(b)).unwrap(), b);
+        }
+        assert_eq!(encode_balance(1000), b"1000".to_vec());
+        for bad in [
+            &b""[..],
+            b"-1",
+            b"12a",
+            b" 12",
+            b"1.5",
+            b"99999999999999999999999",
+        ] {
+            let e = parse_balance(bad).unwrap_err();
+            assert!(e.contains("not a balance"), "{e}");
+        }
     }
 }

@@ -114,12 +114,14 @@ fn help_exits_0() {
     let out = run(&["--help"]);
     assert_eq!(out.status.code(), Some(0));
     let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("txn-transfer"), "{text}");
     for flag in [
         "--target",
         "--endpoints",
         "--workload",
         "--clients",
         "--value-size",
+        "--txn-mode",
         "--json",
     ] {
         assert!(text.contains(flag), "{text}");
@@ -435,4 +437,115 @@ async fn total_failure_exits_1() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("error:"), "{stderr}");
+}
+
+fn transfer_args(endpoints: &str, duration: &str, extra: &[&str]) -> Vec<String> {
+    let mut v = args(&[
+        "--target",
+        "etcd",
+        "--endpoints",
+        endpoints,
+        "--workload",
+        "txn-transfer",
+        "--clients",
+        "8",
+        "--duration",
+        duration,
+        "--keys",
+        "4",
+    ]);
+    v.extend(extra.iter().map(|s| s.to_string()));
+    v
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn txn_transfer_against_fake_etcd_conflicts_and_keeps_the_total() {
+    let (fakes, addrs) = start_fakes(2).await;
+    let out = run_async(transfer_args(&addrs.join(","), "1", &["--json"])).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON line");
+    assert_eq!(v["workload"], "txn-transfer");
+    assert_eq!(v["errors"], 0, "{v}");
+    assert!(v["ops"].as_u64().unwrap() > 0, "{v}");
+    // 8 clients on 4 accounts: Txns fail their compares.
+    assert!(v["conflicts"].as_u64().unwrap() > 0, "{v}");
+    assert!(v.get("txn_mode").is_none(), "{v}");
+    assert_eq!(v["invariant"]["ok"], true, "{v}");
+    assert_eq!(v["invariant"]["total"], 4000, "{v}");
+    assert!(
+        stderr.contains("checking the balances of 4 accounts"),
+        "{stderr}"
+    );
+    // The bank, and only the bank, is in the store; its balances add up.
+    let data = fakes[0].data.lock().unwrap();
+    assert_eq!(data.map.len(), 4);
+    let total: u64 = data
+        .map
+        .values()
+        .map(|(v, _)| std::str::from_utf8(v).unwrap().parse::<u64>().unwrap())
+        .sum();
+    assert_eq!(total, 4000);
+    // Transfers went through Txn (preload: one Txn for the 4 accounts).
+    let txns: u64 = fakes.iter().map(|f| f.txns.load(Ordering::Relaxed)).sum();
+    assert!(txns > v["ops"].as_u64().unwrap(), "{txns}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn txn_transfer_text_output_names_conflicts_and_balances() {
+    let (_fakes, addrs) = start_fakes(1).await;
+    let out = run_async(transfer_args(&addrs[0], "0.5", &[])).await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for needle in [
+        "etcd txn-transfer: 8 clients",
+        "decimal balances",
+        "conflicts ",
+        "balances 4 of 4 accounts, total 4000 (expected 4000): ok",
+    ] {
+        assert!(stdout.contains(needle), "{needle} missing in {stdout}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_that_breaks_transactions_fails_the_run() {
+    let (fakes, addrs) = start_fakes(1).await;
+    // Preload first (unbroken), then break: every transfer's Txn writes one account only.
+    let fake = fakes[0].clone();
+    tokio::spawn(async move {
+        while fake.data.lock().unwrap().map.len() < 4 {
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+        fake.half_txns.store(true, Ordering::Relaxed);
+    });
+    let out = run_async(transfer_args(&addrs[0], "0.5", &["--json"])).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("balance invariant violated"), "{stderr}");
+    // The figures are still printed.
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON line");
+    assert_eq!(v["invariant"]["ok"], false, "{v}");
+    assert!(v["ops"].as_u64().unwrap() > 0, "{v}");
+}
+
+#[test]
+fn txn_mode_is_refused_for_etcd() {
+    let out = run(&[
+        "--target",
+        "etcd",
+        "--endpoints",
+        "x:1",
+        "--workload",
+        "txn-transfer",
+        "--txn-mode",
+        "pessimistic",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--txn-mode"), "{stderr}");
 }
