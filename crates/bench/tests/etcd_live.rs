@@ -1,6 +1,7 @@
 //! Against a real etcd: starts a single-member etcd on loopback and runs the etcd target
-//! through the binary. Runs only when an `etcd` binary is on PATH; otherwise it says it is
-//! skipped and passes, so the suite never depends on etcd being installed.
+//! through the binary (the KV workloads, and txn-transfer with its balance check). Runs only
+//! when an `etcd` binary is on PATH; otherwise it says it is skipped and passes, so the suite
+//! never depends on etcd being installed.
 
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -77,16 +78,9 @@ fn json(out: &std::process::Output) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).expect("one JSON line")
 }
 
-#[test]
-fn etcd_target_against_a_real_etcd() {
-    let Some(bin) = find_on_path("etcd") else {
-        println!("skipped: no `etcd` binary on PATH (apt-get install etcd-server to run it)");
-        return;
-    };
-    let etcd = start_etcd(&bin);
-    let ep = etcd.client_addr.as_str();
-
-    // Ready when a short write run succeeds (the member has elected itself leader).
+/// Waits until a short write run against `ep` succeeds (the member has elected itself
+/// leader).
+fn wait_ready(ep: &str) {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let out = bench(&[
@@ -110,6 +104,17 @@ fn etcd_target_against_a_real_etcd() {
         );
         std::thread::sleep(Duration::from_millis(300));
     }
+}
+
+#[test]
+fn etcd_target_against_a_real_etcd() {
+    let Some(bin) = find_on_path("etcd") else {
+        println!("skipped: no `etcd` binary on PATH (apt-get install etcd-server to run it)");
+        return;
+    };
+    let etcd = start_etcd(&bin);
+    let ep = etcd.client_addr.as_str();
+    wait_ready(ep);
 
     // Our client's requests mean to etcd what we think they mean: a single-key Range finds
     // exactly the key, and a Range with range_end and limit stops at the limit.
@@ -161,4 +166,93 @@ fn etcd_target_against_a_real_etcd() {
         assert!(v["ops"].as_u64().unwrap() > 0, "{workload}: {v}");
         println!("{workload}: {v}");
     }
+}
+
+/// Every account's balance, read with a plain Range over the bank prefix (not through the
+/// tool's own summing code).
+fn read_bank(ep: &str) -> Vec<u64> {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        use bench::etcd::pb;
+        let mut c = pb::kv_client::KvClient::connect(format!("http://{ep}"))
+            .await
+            .unwrap();
+        let resp = c
+            .range(pb::RangeRequest {
+                key: b"bench/bank/".to_vec(),
+                range_end: b"bench/bank0".to_vec(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        resp.kvs
+            .iter()
+            .map(|kv| std::str::from_utf8(&kv.value).unwrap().parse().unwrap())
+            .collect()
+    })
+}
+
+#[test]
+fn txn_transfer_against_a_real_etcd() {
+    let Some(bin) = find_on_path("etcd") else {
+        println!("skipped: no `etcd` binary on PATH (apt-get install etcd-server to run it)");
+        return;
+    };
+    let etcd = start_etcd(&bin);
+    let ep = etcd.client_addr.as_str();
+    wait_ready(ep);
+
+    // 16 clients on 4 accounts: Txns lose their compares to each other all the time.
+    let v = json(&bench(&[
+        "--target",
+        "etcd",
+        "--endpoints",
+        ep,
+        "--workload",
+        "txn-transfer",
+        "--clients",
+        "16",
+        "--duration",
+        "2",
+        "--keys",
+        "4",
+        "--json",
+    ]));
+    println!("txn-transfer, 4 accounts: {v}");
+    assert_eq!(v["errors"], 0, "{v}");
+    assert!(v["ops"].as_u64().unwrap() > 0, "{v}");
+    assert!(v["conflicts"].as_u64().unwrap() > 0, "{v}");
+    assert_eq!(v["invariant"]["ok"], true, "{v}");
+    assert_eq!(v["invariant"]["found"], 4, "{v}");
+    assert_eq!(v["invariant"]["total"], 4000, "{v}");
+    let bank = read_bank(ep);
+    assert_eq!(bank.len(), 4);
+    assert_eq!(bank.iter().sum::<u64>(), 4000);
+    assert_ne!(bank, vec![1000; 4], "money moved");
+
+    // A bank larger than one page of the final check (10 000 accounts per Range).
+    let v = json(&bench(&[
+        "--target",
+        "etcd",
+        "--endpoints",
+        ep,
+        "--workload",
+        "txn-transfer",
+        "--clients",
+        "4",
+        "--duration",
+        "1",
+        "--keys",
+        "10050",
+        "--json",
+    ]));
+    println!("txn-transfer, 10050 accounts: {v}");
+    assert_eq!(v["errors"], 0, "{v}");
+    assert_eq!(v["invariant"]["ok"], true, "{v}");
+    assert_eq!(v["invariant"]["found"], 10050, "{v}");
+    assert_eq!(v["invariant"]["total"], 10_050_000, "{v}");
+    let bank = read_bank(ep);
+    assert_eq!(bank.len(), 10050);
+    assert_eq!(bank.iter().sum::<u64>(), 10_050_000);
 }
