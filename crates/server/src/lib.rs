@@ -11,6 +11,10 @@
 //!   (region errors into `region_error`, other failures into the `error` text); and the
 //!   store-to-store RPCs `Raft`, `BatchRaft` and `Snapshot`, which hand incoming raft
 //!   messages to the local raftstore.
+//! - [`gc_worker`]: the store's MVCC garbage collector. When the scheduler's GC safe point
+//!   advances, it collects, region by region on the regions this store leads, the versions
+//!   no read at or above the safe point can see ([`txn::gc`]), rate-limited, and deletes
+//!   them through Raft so every replica stays identical.
 //!
 //! The process assembly (listening socket, scheduler client, the sending side of the
 //! store-to-store transport) is the `node` crate, which serves this crate's service.
@@ -33,6 +37,7 @@
 //!                 ─► RaftMessage::from_proto ─► Router::send_raft_message ─► raftstore
 //! ```
 
+pub mod gc_worker;
 pub mod service;
 pub mod storage;
 
