@@ -119,19 +119,31 @@ impl<S: engine::Snapshot> RaftKv<S> {
     /// A linearizable read view of the context's region (served after a ReadIndex round
     /// and bounded to the region's range as of the read).
     pub async fn snapshot(&self, ctx: &Context) -> Result<RegionSnapshot<S>> {
+        self.snapshot_with_term(ctx).await.map(|(snap, _)| snap)
+    }
+
+    /// Like [`RaftKv::snapshot`], with the term of the leader that served the read (the
+    /// raft response header's `current_term`). A leader's term names its reign: two reads
+    /// answered with the same term were served by the same leader with no other leader in
+    /// between (the transactional layer uses this to know when `max_ts` needs a sync).
+    pub async fn snapshot_with_term(&self, ctx: &Context) -> Result<(RegionSnapshot<S>, u64)> {
         let request = Request {
             cmd_type: CmdType::Snap as i32,
             snap: Some(SnapRequest {}),
             ..Default::default()
         };
         let resp = self.exec(ctx, vec![request], ()).await?;
-        resp.snapshot
-            .ok_or_else(|| Error::Other("raftstore answered a Snap read without a snapshot".into()))
+        let term = resp.response.header.as_ref().map_or(0, |h| h.current_term);
+        let snap = resp.snapshot.ok_or_else(|| {
+            Error::Other("raftstore answered a Snap read without a snapshot".into())
+        })?;
+        Ok((snap, term))
     }
 
     /// Proposes `modifies` as one raft command (atomic within the region) and resolves
     /// once it is applied. `keep` is dropped only when raftstore has answered, whatever
-    /// happens to this future (used to hold latches for exactly the write's lifetime).
+    /// happens to this future, and before this future resolves (used to hold latches and
+    /// memory locks for exactly the write's lifetime).
     pub async fn write<K: Send + 'static>(
         &self,
         ctx: &Context,
@@ -157,9 +169,12 @@ impl<S: engine::Snapshot> RaftKv<S> {
         self.router.send_command(
             cmd,
             Box::new(move |resp: CmdResponse<S>| {
+                // Released before the answer is handed over: whoever acts on the answer
+                // (the client's next request) finds the latches free and the memory locks
+                // of an applied transactional write gone.
+                drop(keep);
                 // The receiver may be gone (the client hung up); the result is then moot.
                 let _ = tx.send(resp);
-                drop(keep);
             }),
         );
         let resp = rx
