@@ -69,6 +69,42 @@ pub fn is_conflict(e: &tikv_client::Error) -> bool {
     }
 }
 
+/// A one-line account of `e` for the report: the client's `Display` of key errors is a full
+/// `Debug` dump of the protobuf, so those say what kind of key error it was (TiKV's own
+/// `retryable` text when it sends one).
+pub fn describe(e: &tikv_client::Error) -> String {
+    use tikv_client::Error as E;
+    match e {
+        E::KeyError(k) => {
+            if !k.retryable.is_empty() {
+                k.retryable.clone()
+            } else if k.conflict.is_some() {
+                "write conflict".into()
+            } else if let Some(lock) = &k.locked {
+                format!("key is locked by transaction {}", lock.lock_version)
+            } else if k.deadlock.is_some() {
+                "deadlock".into()
+            } else if k.txn_not_found.is_some() {
+                "transaction not found".into()
+            } else if k.commit_ts_expired.is_some() {
+                "commit ts expired".into()
+            } else if !k.abort.is_empty() {
+                format!("abort: {}", k.abort)
+            } else {
+                e.to_string()
+            }
+        }
+        E::MultipleKeyErrors(es) | E::ExtractedErrors(es) => match es.as_slice() {
+            [] => e.to_string(),
+            [one] => describe(one),
+            [first, ..] => format!("{} errors, the first: {}", es.len(), describe(first)),
+        },
+        E::PessimisticLockError { inner, .. } => format!("pessimistic lock: {}", describe(inner)),
+        E::UndeterminedError(inner) => format!("commit undetermined: {}", describe(inner)),
+        other => other.to_string(),
+    }
+}
+
 /// Why one transfer attempt failed, before classification.
 enum Failure {
     /// Boxed: the client's error is large, and the happy path should not carry it.
@@ -86,8 +122,8 @@ impl From<tikv_client::Error> for Failure {
 impl From<Failure> for TxnError {
     fn from(f: Failure) -> Self {
         match f {
-            Failure::Client(e) if is_conflict(&e) => TxnError::Conflict(e.to_string()),
-            Failure::Client(e) => TxnError::Other(e.to_string()),
+            Failure::Client(e) if is_conflict(&e) => TxnError::Conflict(describe(&e)),
+            Failure::Client(e) => TxnError::Other(describe(&e)),
             Failure::Data(e) => TxnError::Other(e),
         }
     }
@@ -456,5 +492,46 @@ mod tests {
             TxnError::from(Failure::Data("account x is missing".into())),
             TxnError::Other(m) if m.contains("missing")
         ));
+    }
+
+    #[test]
+    fn key_errors_are_described_in_one_short_line() {
+        use tikv_client::{Error as E, ProtoKeyError};
+        let retryable = ProtoKeyError {
+            retryable: "write conflict on key 6b".into(),
+            conflict: Some(Default::default()),
+            ..Default::default()
+        };
+        let e = E::MultipleKeyErrors(vec![E::KeyError(Box::new(retryable.clone()))]);
+        assert_eq!(describe(&e), "write conflict on key 6b");
+        assert_eq!(
+            TxnError::from(Failure::from(e)),
+            TxnError::Conflict("write conflict on key 6b".into())
+        );
+        let bare = E::KeyError(Box::new(ProtoKeyError {
+            conflict: Some(Default::default()),
+            ..Default::default()
+        }));
+        assert_eq!(describe(&bare), "write conflict");
+        let locked = E::KeyError(Box::new(ProtoKeyError {
+            locked: Some(tikv_client::ProtoLockInfo {
+                lock_version: 42,
+                ..Default::default()
+            }),
+            ..Default::default()
+        }));
+        assert_eq!(describe(&locked), "key is locked by transaction 42");
+        let two = E::ExtractedErrors(vec![bare, locked]);
+        assert_eq!(describe(&two), "2 errors, the first: write conflict");
+        let pessimistic = E::PessimisticLockError {
+            inner: Box::new(E::KeyError(Box::new(ProtoKeyError {
+                deadlock: Some(Default::default()),
+                ..Default::default()
+            }))),
+            success_keys: vec![],
+        };
+        assert_eq!(describe(&pessimistic), "pessimistic lock: deadlock");
+        // Anything else keeps the client's own text.
+        assert_eq!(describe(&E::OnePcFailure), E::OnePcFailure.to_string());
     }
 }
