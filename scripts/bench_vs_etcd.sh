@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# bench_vs_etcd.sh — the same write workload against a 3-member etcd and a 3-store Tessera
+# bench_vs_etcd.sh — the same workloads against a 3-member etcd and a 3-store Tessera
 # cluster on this machine, side by side.
 #
 # What it does:
@@ -7,29 +7,56 @@
 #   2. installs Debian's etcd-server and etcd-client with apt-get if `etcd` is not on PATH;
 #   3. starts a 3-member etcd cluster on 127.0.0.1 (its own client and peer ports, data in a
 #      temporary directory, default durability: every member fsyncs its WAL), waits until
-#      all members are healthy, runs `--workload write` with 256-byte values for 1, 16 and 64
-#      clients, then stops etcd;
+#      all members are healthy, runs the plan below, then stops etcd;
 #   4. starts `tessera playground --dir <tmp> --pd-addr 127.0.0.1:<port> --stores 3` in the
 #      background, waits until PD's GET /pd/api/v1/stores reports 3 stores, lets it settle,
-#      runs the same three runs with the tikv target, then stops it (SIGTERM, then waits);
-#   5. prints a table: clients, etcd ops/s, tessera ops/s, ratio (tessera / etcd), p99 of both.
+#      runs the same plan with the tikv target, then stops it (SIGTERM, then waits);
+#   5. prints one table: per row, both systems' ops/s, the ratio (tessera / etcd), p99 and
+#      p999 latency, errors and (transactions) conflicts; then why any run failed.
+#
+# The plan (each run BENCH_DURATION seconds after BENCH_WARMUP seconds of warm-up):
+#   write         puts of 256-byte values, at each of BENCH_CLIENTS;
+#   read          gets only, over a preloaded key space of BENCH_READ_KEYS keys, at each of
+#                 BENCH_CLIENTS;
+#   txn-transfer  bank transfers over BENCH_TXN_ACCOUNTS accounts, at each of
+#                 BENCH_TXN_CLIENTS: read two accounts, move an amount, write both, commit;
+#                 a conflict is retried and counted; the tool checks at the end that the
+#                 balances still add up (a run that breaks that fails). etcd: Range both,
+#                 then a Txn comparing both mod_revisions. Tessera: optimistic Percolator
+#                 transactions through tikv-client, and in addition each mode of
+#                 BENCH_TXN_MODES (async-commit, one-pc, pessimistic) at the largest of
+#                 BENCH_TXN_CLIENTS; etcd has one kind of transaction, so those rows compare
+#                 with etcd's txn-transfer at the same client count.
+# A run that fails (the target refuses, times out, or breaks the balance check) is reported
+# in its row and below the table; the script goes on with the next run. If a system cannot
+# be started at all, its rows all say so. The exit status is 0 when every run succeeded,
+# 1 otherwise (after the table).
+#
 # Everything it starts is stopped and its temporary directory removed on any exit (trap).
-# Every run's JSON result and every server log stay in the work directory until then; set
-# BENCH_KEEP=1 to keep it.
+# Every run's JSON result and log and every server log stay in the work directory until
+# then; set BENCH_KEEP=1 to keep it.
 #
 # Usage: scripts/bench_vs_etcd.sh
 # Environment (all optional):
-#   BENCH_DURATION   measured seconds per run (default 10)
-#   BENCH_WARMUP     unmeasured seconds before each run (default 1)
-#   BENCH_CLIENTS    client counts (default "1 16 64")
-#   BENCH_VALUE_SIZE value size in bytes (default 256)
-#   BENCH_ONLY       "etcd" or "tessera" to run one half only (default: both)
-#   BENCH_PORT_BASE  first loopback port used (default 32379): etcd clients on base..base+2,
-#                    etcd peers on base+10..base+12, Tessera's PD on base+100
+#   BENCH_DURATION     measured seconds per run (default 10)
+#   BENCH_WARMUP       unmeasured seconds before each run (default 1)
+#   BENCH_WORKLOADS    parts of the plan to run (default "write read txn-transfer")
+#   BENCH_CLIENTS      client counts for write and read (default "1 16 64 256")
+#   BENCH_VALUE_SIZE   value size in bytes for write and read (default 256)
+#   BENCH_READ_KEYS    key space preloaded for read (default 10000)
+#   BENCH_TXN_CLIENTS  client counts for txn-transfer (default "16 64")
+#   BENCH_TXN_ACCOUNTS accounts in the txn-transfer bank (default 1000)
+#   BENCH_TXN_MODES    further Tessera transaction modes (default "async-commit one-pc";
+#                      "" for none)
+#   BENCH_ONLY         "etcd" or "tessera" to run one half only (default: both)
+#   BENCH_PORT_BASE    first loopback port used (default 32379): etcd clients on base..base+2,
+#                      etcd peers on base+10..base+12, Tessera's PD on base+100
 #   BENCH_API_VERSION  TiKV API version for the playground and the client (default 1)
-#   BENCH_SETTLE     seconds to wait after the stores registered (default 3)
-#   BENCH_KEEP       1: keep the work directory (logs, JSON results)
-#   CARGO_BUILD_JOBS passed through to cargo (use 1 on a shared 2-core machine)
+#   BENCH_SETTLE       seconds to wait after the stores registered (default 3)
+#   BENCH_RUN_TIMEOUT  seconds a run may take beyond duration + warm-up, preload included,
+#                      before it is stopped and counted as failed (default 180)
+#   BENCH_KEEP         1: keep the work directory (logs, JSON results)
+#   CARGO_BUILD_JOBS   passed through to cargo (use 1 on a shared 2-core machine)
 # Both systems and the load generator share this machine's cores: the figures compare the
 # two systems under the same conditions, not either one's best case on dedicated hardware.
 
@@ -38,12 +65,18 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 DURATION="${BENCH_DURATION:-10}"
 WARMUP="${BENCH_WARMUP:-1}"
-CLIENTS="${BENCH_CLIENTS:-1 16 64}"
+WORKLOADS="${BENCH_WORKLOADS:-write read txn-transfer}"
+CLIENTS="${BENCH_CLIENTS:-1 16 64 256}"
 VALUE_SIZE="${BENCH_VALUE_SIZE:-256}"
+READ_KEYS="${BENCH_READ_KEYS:-10000}"
+TXN_CLIENTS="${BENCH_TXN_CLIENTS:-16 64}"
+TXN_ACCOUNTS="${BENCH_TXN_ACCOUNTS:-1000}"
+TXN_MODES="${BENCH_TXN_MODES-async-commit one-pc}"
 ONLY="${BENCH_ONLY:-both}"
 PORT_BASE="${BENCH_PORT_BASE:-32379}"
 API_VERSION="${BENCH_API_VERSION:-1}"
 SETTLE="${BENCH_SETTLE:-3}"
+RUN_TIMEOUT_EXTRA="${BENCH_RUN_TIMEOUT:-180}"
 TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 BENCH="$TARGET_DIR/release/tessera-bench"
 TESSERA="$TARGET_DIR/release/tessera"
@@ -53,8 +86,23 @@ case "$ONLY" in both | etcd | tessera) ;; *)
     exit 2
     ;;
 esac
+for w in $WORKLOADS; do
+    case "$w" in write | read | txn-transfer) ;; *)
+        echo "BENCH_WORKLOADS: unknown workload '$w' (write, read, txn-transfer)" >&2
+        exit 2
+        ;;
+    esac
+done
+for m in $TXN_MODES; do
+    case "$m" in optimistic | pessimistic | async-commit | one-pc) ;; *)
+        echo "BENCH_TXN_MODES: unknown mode '$m' (pessimistic, async-commit, one-pc)" >&2
+        exit 2
+        ;;
+    esac
+done
 run_etcd() { [[ "$ONLY" != tessera ]]; }
 run_tessera() { [[ "$ONLY" != etcd ]]; }
+wants() { [[ " $WORKLOADS " == *" $1 "* ]]; }
 
 log() { printf '\n== %s\n' "$*" >&2; }
 die() {
@@ -63,6 +111,8 @@ die() {
 }
 
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/bench_vs_etcd.XXXXXX")"
+RUNS="$WORK/runs"
+mkdir -p "$RUNS"
 PIDS=()
 
 # Stops whatever we started (SIGTERM, a grace period, then SIGKILL) and removes the
@@ -110,11 +160,112 @@ http_get() {
     fi
 }
 
-# One JSON number field from a tessera-bench --json line ("ops_per_sec", "p99_us", ...).
+# One JSON number field from a tessera-bench --json line ("ops_per_sec", "p99_us", ...);
+# the first occurrence, which for these names is the top-level or latency one.
 json_field() {
     local v
     v="$(grep -o "\"$2\":[-0-9.eE+]*" <<<"$1" | awk -F: 'NR == 1 { print $2 }')"
     printf '%s' "${v:-}"
+}
+
+# ---------------------------------------------------------------------------------------
+# The plan: one line per run, "system|id|workload|clients|flags". The same id on both
+# systems is the same run; rows of the table pair them (ROWS below).
+PLAN=()
+ROWS=() # "label|tessera id|etcd id"
+if wants write; then
+    for c in $CLIENTS; do
+        PLAN+=("etcd|write.$c|write|$c|--value-size $VALUE_SIZE")
+        PLAN+=("tessera|write.$c|write|$c|--value-size $VALUE_SIZE")
+        ROWS+=("write|write.$c|write.$c")
+    done
+fi
+if wants read; then
+    for c in $CLIENTS; do
+        PLAN+=("etcd|read.$c|read|$c|--value-size $VALUE_SIZE --keys $READ_KEYS")
+        PLAN+=("tessera|read.$c|read|$c|--value-size $VALUE_SIZE --keys $READ_KEYS")
+        ROWS+=("read|read.$c|read.$c")
+    done
+fi
+if wants txn-transfer; then
+    max_txn_clients=0
+    for c in $TXN_CLIENTS; do
+        PLAN+=("etcd|txn.$c|txn-transfer|$c|--keys $TXN_ACCOUNTS")
+        PLAN+=("tessera|txn.$c|txn-transfer|$c|--keys $TXN_ACCOUNTS --txn-mode optimistic")
+        ROWS+=("txn-transfer optimistic|txn.$c|txn.$c")
+        ((c > max_txn_clients)) && max_txn_clients=$c
+    done
+    if ((max_txn_clients > 0)); then
+        c=$max_txn_clients
+        for m in $TXN_MODES; do
+            [[ "$m" == optimistic ]] && continue
+            PLAN+=("tessera|txn-$m.$c|txn-transfer|$c|--keys $TXN_ACCOUNTS --txn-mode $m")
+            ROWS+=("txn-transfer $m *|txn-$m.$c|txn.$c")
+        done
+    fi
+fi
+((${#PLAN[@]})) || die "nothing to run (BENCH_WORKLOADS, BENCH_CLIENTS, BENCH_TXN_CLIENTS)"
+
+# A run's files: $RUNS/SYSTEM.ID.{json,log,rc,err}. rc missing: not run (BENCH_ONLY).
+mark_failed() {
+    local sys=$1 id=$2 reason=$3
+    echo 1 >"$RUNS/$sys.$id.rc"
+    printf '%s\n' "$reason" >"$RUNS/$sys.$id.err"
+    : >"$RUNS/$sys.$id.json"
+}
+
+# run_one SYSTEM TARGET ENDPOINTS ID WORKLOAD CLIENTS FLAGS [more flags...]: one run; never
+# fails the script.
+run_one() {
+    local sys=$1 target=$2 endpoints=$3 id=$4 workload=$5 clients=$6 flags=$7
+    shift 7
+    local base="$RUNS/$sys.$id" rc reason limit
+    limit=$(awk -v d="$DURATION" -v w="$WARMUP" -v x="$RUN_TIMEOUT_EXTRA" \
+        'BEGIN { printf "%d", d + w + x + 0.999 }')
+    log "$sys: $workload, $clients client(s), $flags $* (${DURATION}s + ${WARMUP}s warm-up)"
+    set +e
+    # shellcheck disable=SC2086 # $flags is a list of flags
+    timeout --kill-after=10 "$limit" "$BENCH" --target "$target" --endpoints "$endpoints" \
+        --workload "$workload" --clients "$clients" --duration "$DURATION" \
+        --warmup "$WARMUP" --json $flags "$@" 2>&1 >"$base.json" | tee "$base.log" >&2
+    rc=${PIPESTATUS[0]}
+    set -e
+    echo "$rc" >"$base.rc"
+    if ((rc == 0)); then
+        cat "$base.json" >&2
+        return 0
+    fi
+    if ((rc == 124 || rc == 137)); then
+        reason="timed out after ${limit}s"
+    else
+        reason="$(grep -h '^error:' "$base.log" | tail -n 1 | cut -c 1-300)"
+        reason="${reason:-exit status $rc}"
+    fi
+    printf '%s\n' "$reason" >"$base.err"
+    echo "run failed: $reason (continuing)" >&2
+}
+
+# run_plan SYSTEM TARGET ENDPOINTS [extra flags...]
+run_plan() {
+    local sys=$1 target=$2 endpoints=$3
+    shift 3
+    local entry s id workload clients flags
+    for entry in "${PLAN[@]}"; do
+        IFS='|' read -r s id workload clients flags <<<"$entry"
+        [[ "$s" == "$sys" ]] || continue
+        run_one "$sys" "$target" "$endpoints" "$id" "$workload" "$clients" "$flags" "$@"
+    done
+}
+
+# fail_plan SYSTEM REASON: every run of SYSTEM failed for REASON (it could not be started).
+fail_plan() {
+    local sys=$1 reason=$2 entry s id rest
+    echo "$sys: $reason; its runs are skipped" >&2
+    for entry in "${PLAN[@]}"; do
+        IFS='|' read -r s id rest <<<"$entry"
+        [[ "$s" == "$sys" ]] && mark_failed "$sys" "$id" "$reason"
+    done
+    return 0
 }
 
 # ---------------------------------------------------------------------------------------
@@ -139,37 +290,16 @@ if run_etcd && ! command -v etcd >/dev/null 2>&1; then
     command -v etcd >/dev/null 2>&1 || die "etcd still not on PATH after apt-get install"
 fi
 
-# run_series NAME TARGET ENDPOINTS [extra flags...]: one run per client count; results in
-# $WORK/NAME-<clients>.json (a missing or empty file means the run failed).
-run_series() {
-    local name=$1 target=$2 endpoints=$3
-    shift 3
-    local c out
-    for c in $CLIENTS; do
-        log "$name: write, $c client(s), ${VALUE_SIZE}-byte values, ${DURATION}s (+${WARMUP}s warmup)"
-        if out="$("$BENCH" --target "$target" --endpoints "$endpoints" --workload write \
-            --clients "$c" --value-size "$VALUE_SIZE" --duration "$DURATION" \
-            --warmup "$WARMUP" --json "$@")"; then
-            printf '%s\n' "$out" >"$WORK/$name-$c.json"
-            printf '%s\n' "$out" >&2
-        else
-            echo "run failed (see above)" >&2
-            : >"$WORK/$name-$c.json"
-        fi
-    done
-}
-
 # ---------------------------------------------------------------------------------------
-ETCD_VERSION="-"
-if run_etcd; then
-    # awk reads all of it: `head` would close the pipe early and, under pipefail, fail.
-    ETCD_VERSION="$(etcd --version 2>/dev/null | awk 'NR == 1 { print $NF }')"
-    log "starting a 3-member etcd cluster ($ETCD_VERSION)"
-    cluster=""
-    endpoints=""
+# start_etcd: a 3-member cluster; sets ETCD_ENDPOINTS and ETCD_PIDS, or returns 1 with the
+# reason in START_ERROR.
+START_ERROR=""
+start_etcd() {
+    local cluster="" i client peer healthy body
+    ETCD_ENDPOINTS=""
     for i in 0 1 2; do
         cluster+="${cluster:+,}m$i=http://127.0.0.1:$((PORT_BASE + 10 + i))"
-        endpoints+="${endpoints:+,}127.0.0.1:$((PORT_BASE + i))"
+        ETCD_ENDPOINTS+="${ETCD_ENDPOINTS:+,}127.0.0.1:$((PORT_BASE + i))"
     done
     ETCD_PIDS=()
     for i in 0 1 2; do
@@ -183,84 +313,159 @@ if run_etcd; then
         ETCD_PIDS+=($!)
         PIDS+=($!)
     done
-    healthy=0
     for _ in $(seq 1 60); do
         healthy=0
         for i in 0 1 2; do
-            kill -0 "${ETCD_PIDS[$i]}" 2>/dev/null ||
-                die "etcd member m$i exited; log: $(tail -n 5 "$WORK/etcd-m$i.log")"
+            if ! kill -0 "${ETCD_PIDS[$i]}" 2>/dev/null; then
+                START_ERROR="etcd member m$i exited: $(tail -n 2 "$WORK/etcd-m$i.log" | tr '\n' ' ')"
+                return 1
+            fi
             # Into a variable first: `grep -q` closing a pipe early would fail it (pipefail).
             if body="$(http_get $((PORT_BASE + i)) /health 2>/dev/null)" &&
                 grep -q '"health": *"true"' <<<"$body"; then
                 healthy=$((healthy + 1))
             fi
         done
-        ((healthy == 3)) && break
+        ((healthy == 3)) && return 0
         sleep 0.5
     done
-    ((healthy == 3)) || die "etcd cluster not healthy after 30 s (logs in $WORK)"
-    echo "etcd healthy at $endpoints" >&2
+    START_ERROR="etcd cluster not healthy after 30 s"
+    return 1
+}
 
-    run_series etcd etcd "$endpoints"
-
+ETCD_VERSION="-"
+if run_etcd; then
+    # awk reads all of it: `head` would close the pipe early and, under pipefail, fail.
+    ETCD_VERSION="$(etcd --version 2>/dev/null | awk 'NR == 1 { print $NF }')"
+    log "starting a 3-member etcd cluster ($ETCD_VERSION)"
+    if start_etcd; then
+        echo "etcd healthy at $ETCD_ENDPOINTS" >&2
+        run_plan etcd etcd "$ETCD_ENDPOINTS"
+    else
+        fail_plan etcd "$START_ERROR"
+    fi
     log "stopping etcd"
     stop_pids "${ETCD_PIDS[@]}"
     PIDS=()
 fi
 
 # ---------------------------------------------------------------------------------------
-if run_tessera; then
-    pd_port=$((PORT_BASE + 100))
-    log "starting tessera playground (PD 127.0.0.1:$pd_port, 3 stores, API v$API_VERSION)"
-    "$TESSERA" playground --dir "$WORK/tessera" --pd-addr "127.0.0.1:$pd_port" --stores 3 \
+# start_tessera: the playground; sets TESSERA_PID, or returns 1 with the reason in
+# START_ERROR.
+start_tessera() {
+    local body
+    "$TESSERA" playground --dir "$WORK/tessera" --pd-addr "127.0.0.1:$PD_PORT" --stores 3 \
         --api-version "$API_VERSION" >"$WORK/tessera.log" 2>&1 &
     TESSERA_PID=$!
     PIDS+=("$TESSERA_PID")
-    ready=0
     for _ in $(seq 1 120); do
-        kill -0 "$TESSERA_PID" 2>/dev/null ||
-            die "tessera playground exited; log: $(tail -n 20 "$WORK/tessera.log")"
-        if body="$(http_get "$pd_port" /pd/api/v1/stores 2>/dev/null)" &&
+        if ! kill -0 "$TESSERA_PID" 2>/dev/null; then
+            START_ERROR="tessera playground exited: $(tail -n 3 "$WORK/tessera.log" | tr '\n' ' ')"
+            return 1
+        fi
+        if body="$(http_get "$PD_PORT" /pd/api/v1/stores 2>/dev/null)" &&
             grep -q '"count": *3\b' <<<"$body"; then
-            ready=1
-            break
+            return 0
         fi
         sleep 0.5
     done
-    ((ready)) || die "3 stores not registered with PD after 60 s; log: $(tail -n 20 "$WORK/tessera.log")"
-    echo "3 stores registered; settling ${SETTLE}s" >&2
-    sleep "$SETTLE"
+    START_ERROR="3 stores not registered with PD after 60 s"
+    return 1
+}
 
-    run_series tessera tikv "127.0.0.1:$pd_port" --api-version "$API_VERSION"
-
+if run_tessera; then
+    PD_PORT=$((PORT_BASE + 100))
+    log "starting tessera playground (PD 127.0.0.1:$PD_PORT, 3 stores, API v$API_VERSION)"
+    if start_tessera; then
+        echo "3 stores registered; settling ${SETTLE}s" >&2
+        sleep "$SETTLE"
+        run_plan tessera tikv "127.0.0.1:$PD_PORT" --api-version "$API_VERSION"
+    else
+        fail_plan tessera "$START_ERROR"
+    fi
     log "stopping tessera"
     stop_pids "$TESSERA_PID"
     PIDS=()
 fi
 
 # ---------------------------------------------------------------------------------------
-# The table. Rates are successful operations per second in the measured window; p99 is the
-# 99th percentile latency of successful operations, in milliseconds.
+# The table. Rates are successful operations per second in the measured window (for
+# txn-transfer: committed transfers, retries included in their latency); latencies are the
+# 99th and 99.9th percentiles of successful operations, in milliseconds.
 fmt_rate() { [[ -n "$1" ]] && printf '%.0f' "$1" || printf -- '-'; }
 fmt_ms() { [[ -n "$1" ]] && awk -v us="$1" 'BEGIN { printf "%.2f", us / 1000 }' || printf -- '-'; }
 
+# cell SYSTEM ID: sets C_RATE (number or empty), C_SHOW (what the table prints), C_P99, C_P999,
+# C_ERR, C_CONFL; C_FAILED=1 when the run failed.
+cell() {
+    local sys=$1 id=$2 base="$RUNS/$1.$2" json rc
+    C_RATE="" C_P99="-" C_P999="-" C_ERR="-" C_CONFL="-" C_FAILED=0
+    if [[ ! -f "$base.rc" ]]; then
+        C_SHOW="-"
+        return
+    fi
+    rc="$(cat "$base.rc")"
+    json="$(cat "$base.json" 2>/dev/null || true)"
+    if [[ -n "$json" ]]; then
+        C_RATE="$(json_field "$json" ops_per_sec)"
+        C_P99="$(fmt_ms "$(json_field "$json" p99_us)")"
+        C_P999="$(fmt_ms "$(json_field "$json" p999_us)")"
+        C_ERR="$(json_field "$json" errors)"
+        if grep -q '"invariant"' <<<"$json"; then C_CONFL="$(json_field "$json" conflicts)"; fi
+    fi
+    if [[ "$rc" == 0 ]]; then
+        C_SHOW="$(fmt_rate "$C_RATE")"
+    else
+        C_FAILED=1
+        # A run with figures that failed broke the balance check: show them, marked.
+        if [[ -n "$C_RATE" ]]; then
+            C_SHOW="$(fmt_rate "$C_RATE")!"
+            C_RATE=""
+        else
+            C_SHOW="FAILED"
+        fi
+    fi
+}
+
 echo
-echo "write, ${VALUE_SIZE}-byte values, ${DURATION}s per run, $(nproc) cores shared by servers and client"
+echo "${DURATION}s per run after ${WARMUP}s warm-up; $(nproc) cores shared by servers and client"
 echo "etcd $ETCD_VERSION (3 members, WAL fsync) vs tessera playground (3 stores, API v$API_VERSION)"
-printf '%-8s %14s %14s %8s %14s %14s %8s %8s\n' clients "etcd ops/s" "tessera ops/s" ratio \
-    "etcd p99 ms" "tessera p99 ms" "etcd err" "tess err"
-for c in $CLIENTS; do
-    e="$(cat "$WORK/etcd-$c.json" 2>/dev/null || true)"
-    t="$(cat "$WORK/tessera-$c.json" 2>/dev/null || true)"
-    e_rate="$(json_field "$e" ops_per_sec)"
-    t_rate="$(json_field "$t" ops_per_sec)"
+echo "write/read: ${VALUE_SIZE}-byte values, read over $READ_KEYS preloaded keys;" \
+    "txn-transfer: $TXN_ACCOUNTS accounts"
+fmt='%-28s %7s %11s %11s %7s %15s %15s %9s %9s\n'
+printf "$fmt" workload clients "etcd ops/s" "tess ops/s" ratio "etcd p99/p999" "tess p99/p999" \
+    "etcd e/c" "tess e/c"
+any_failed=0
+for row in "${ROWS[@]}"; do
+    IFS='|' read -r label tid eid <<<"$row"
+    clients="${tid##*.}"
+    cell etcd "$eid"
+    e_show=$C_SHOW e_rate=$C_RATE e_lat="$C_P99/$C_P999" e_ec="$C_ERR/$C_CONFL" e_failed=$C_FAILED
+    cell tessera "$tid"
+    t_show=$C_SHOW t_rate=$C_RATE t_lat="$C_P99/$C_P999" t_ec="$C_ERR/$C_CONFL" t_failed=$C_FAILED
+    ((e_failed || t_failed)) && any_failed=1
     ratio="-"
     if [[ -n "$e_rate" && -n "$t_rate" ]]; then
         ratio="$(awk -v t="$t_rate" -v e="$e_rate" 'BEGIN { if (e > 0) printf "%.2f", t / e; else print "-" }')"
     fi
-    e_err="$(json_field "$e" errors)"
-    t_err="$(json_field "$t" errors)"
-    printf '%-8s %14s %14s %8s %14s %14s %8s %8s\n' "$c" "$(fmt_rate "$e_rate")" \
-        "$(fmt_rate "$t_rate")" "$ratio" "$(fmt_ms "$(json_field "$e" p99_us)")" \
-        "$(fmt_ms "$(json_field "$t" p99_us)")" "${e_err:--}" "${t_err:--}"
+    [[ "$e_ec" == "-/-" ]] && e_ec="-"
+    [[ "$t_ec" == "-/-" ]] && t_ec="-"
+    [[ "$e_lat" == "-/-" ]] && e_lat="-"
+    [[ "$t_lat" == "-/-" ]] && t_lat="-"
+    printf "$fmt" "$label" "$clients" "$e_show" "$t_show" "$ratio" "$e_lat" "$t_lat" "$e_ec" "$t_ec"
 done
+echo "e/c: errors / conflicts (failed attempts, each retried) in the measured window;" \
+    "! : the balances did not add up after the run"
+[[ "$TXN_MODES" =~ [a-z] ]] && wants txn-transfer &&
+    echo "* : Tessera only; the etcd column repeats etcd's txn-transfer at that client count"
+
+if ((any_failed)); then
+    echo
+    echo "failed runs:"
+    for f in "$RUNS"/*.err; do
+        [[ -e "$f" ]] || continue
+        name="$(basename "$f" .err)"
+        printf '  %-28s %s\n' "$name" "$(cat "$f")"
+    done
+    exit 1
+fi
