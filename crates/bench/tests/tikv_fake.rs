@@ -161,6 +161,126 @@ impl Tikv for FakeStore {
     ) -> Result<Response<raft_serverpb::Done>, Status> {
         unimplemented()
     }
+
+    // The transactional API: not in the fake store.
+    async fn kv_get(
+        &self,
+        _: Request<kvrpcpb::GetRequest>,
+    ) -> Result<Response<kvrpcpb::GetResponse>, Status> {
+        unimplemented()
+    }
+
+    async fn kv_scan(
+        &self,
+        _: Request<kvrpcpb::ScanRequest>,
+    ) -> Result<Response<kvrpcpb::ScanResponse>, Status> {
+        unimplemented()
+    }
+
+    async fn kv_prewrite(
+        &self,
+        _: Request<kvrpcpb::PrewriteRequest>,
+    ) -> Result<Response<kvrpcpb::PrewriteResponse>, Status> {
+        unimplemented()
+    }
+
+    async fn kv_pessimistic_lock(
+        &self,
+        _: Request<kvrpcpb::PessimisticLockRequest>,
+    ) -> Result<Response<kvrpcpb::PessimisticLockResponse>, Status> {
+        unimplemented()
+    }
+
+    async fn kv_pessimistic_rollback(
+        &self,
+        _: Request<kvrpcpb::PessimisticRollbackRequest>,
+    ) -> Result<Response<kvrpcpb::PessimisticRollbackResponse>, Status> {
+        unimplemented()
+    }
+
+    async fn kv_txn_heart_beat(
+        &self,
+        _: Request<kvrpcpb::TxnHeartBeatRequest>,
+    ) -> Result<Response<kvrpcpb::TxnHeartBeatResponse>, Status> {
+        unimplemented()
+    }
+
+    async fn kv_check_txn_status(
+        &self,
+        _: Request<kvrpcpb::CheckTxnStatusRequest>,
+    ) -> Result<Response<kvrpcpb::CheckTxnStatusResponse>, Status> {
+        unimplemented()
+    }
+
+    async fn kv_check_secondary_locks(
+        &self,
+        _: Request<kvrpcpb::CheckSecondaryLocksRequest>,
+    ) -> Result<Response<kvrpcpb::CheckSecondaryLocksResponse>, Status> {
+        unimplemented()
+    }
+
+    async fn kv_commit(
+        &self,
+        _: Request<kvrpcpb::CommitRequest>,
+    ) -> Result<Response<kvrpcpb::CommitResponse>, Status> {
+        unimplemented()
+    }
+
+    async fn kv_cleanup(
+        &self,
+        _: Request<kvrpcpb::CleanupRequest>,
+    ) -> Result<Response<kvrpcpb::CleanupResponse>, Status> {
+        unimplemented()
+    }
+
+    async fn kv_batch_get(
+        &self,
+        _: Request<kvrpcpb::BatchGetRequest>,
+    ) -> Result<Response<kvrpcpb::BatchGetResponse>, Status> {
+        unimplemented()
+    }
+
+    async fn kv_batch_rollback(
+        &self,
+        _: Request<kvrpcpb::BatchRollbackRequest>,
+    ) -> Result<Response<kvrpcpb::BatchRollbackResponse>, Status> {
+        unimplemented()
+    }
+
+    async fn kv_scan_lock(
+        &self,
+        _: Request<kvrpcpb::ScanLockRequest>,
+    ) -> Result<Response<kvrpcpb::ScanLockResponse>, Status> {
+        unimplemented()
+    }
+
+    async fn kv_resolve_lock(
+        &self,
+        _: Request<kvrpcpb::ResolveLockRequest>,
+    ) -> Result<Response<kvrpcpb::ResolveLockResponse>, Status> {
+        unimplemented()
+    }
+
+    async fn kv_gc(
+        &self,
+        _: Request<kvrpcpb::GcRequest>,
+    ) -> Result<Response<kvrpcpb::GcResponse>, Status> {
+        unimplemented()
+    }
+
+    async fn kv_delete_range(
+        &self,
+        _: Request<kvrpcpb::DeleteRangeRequest>,
+    ) -> Result<Response<kvrpcpb::DeleteRangeResponse>, Status> {
+        unimplemented()
+    }
+
+    async fn unsafe_destroy_range(
+        &self,
+        _: Request<kvrpcpb::UnsafeDestroyRangeRequest>,
+    ) -> Result<Response<kvrpcpb::UnsafeDestroyRangeResponse>, Status> {
+        unimplemented()
+    }
 }
 
 /// A PD with one store (the fake) and one region over the whole key space, led by it.

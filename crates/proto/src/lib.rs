@@ -44,8 +44,8 @@ pub mod keyspacepb {
     include!(concat!(env!("OUT_DIR"), "/keyspacepb.rs"));
 }
 
-/// The `tikvpb.Tikv` gRPC service, restricted to the raw KV API and store-to-store raft
-/// traffic: [`tikvpb::tikv_client::TikvClient`] and [`tikvpb::tikv_server::Tikv`].
+/// The `tikvpb.Tikv` gRPC service (transactional and raw KV APIs, store-to-store raft
+/// traffic): [`tikvpb::tikv_client::TikvClient`] and [`tikvpb::tikv_server::Tikv`].
 pub mod tikvpb {
     include!(concat!(env!("OUT_DIR"), "/tikvpb.rs"));
 }

@@ -1,4 +1,4 @@
-//! A tiny `tikvpb.Tikv` server for the transport tests. Raw KV RPCs answer
+//! A tiny `tikvpb.Tikv` server for the transport tests. KV RPCs (raw and transactional) answer
 //! `unimplemented`; the three raft RPCs record what arrives, and `Snapshot` reassembles
 //! chunks the way the real server does (first chunk carries the message with empty
 //! snapshot data; every chunk's `data` is appended).
@@ -208,6 +208,117 @@ impl Tikv for Service {
         snap.data = data;
         self.rec.received.lock().snapshots.push((msg, chunks));
         Ok(Response::new(Done {}))
+    }
+
+    // The transactional API is not part of what these tests exercise either.
+    async fn kv_get(&self, _: Request<GetRequest>) -> Result<Response<GetResponse>, Status> {
+        Err(Status::unimplemented("kv_get"))
+    }
+
+    async fn kv_scan(&self, _: Request<ScanRequest>) -> Result<Response<ScanResponse>, Status> {
+        Err(Status::unimplemented("kv_scan"))
+    }
+
+    async fn kv_prewrite(
+        &self,
+        _: Request<PrewriteRequest>,
+    ) -> Result<Response<PrewriteResponse>, Status> {
+        Err(Status::unimplemented("kv_prewrite"))
+    }
+
+    async fn kv_pessimistic_lock(
+        &self,
+        _: Request<PessimisticLockRequest>,
+    ) -> Result<Response<PessimisticLockResponse>, Status> {
+        Err(Status::unimplemented("kv_pessimistic_lock"))
+    }
+
+    async fn kv_pessimistic_rollback(
+        &self,
+        _: Request<PessimisticRollbackRequest>,
+    ) -> Result<Response<PessimisticRollbackResponse>, Status> {
+        Err(Status::unimplemented("kv_pessimistic_rollback"))
+    }
+
+    async fn kv_txn_heart_beat(
+        &self,
+        _: Request<TxnHeartBeatRequest>,
+    ) -> Result<Response<TxnHeartBeatResponse>, Status> {
+        Err(Status::unimplemented("kv_txn_heart_beat"))
+    }
+
+    async fn kv_check_txn_status(
+        &self,
+        _: Request<CheckTxnStatusRequest>,
+    ) -> Result<Response<CheckTxnStatusResponse>, Status> {
+        Err(Status::unimplemented("kv_check_txn_status"))
+    }
+
+    async fn kv_check_secondary_locks(
+        &self,
+        _: Request<CheckSecondaryLocksRequest>,
+    ) -> Result<Response<CheckSecondaryLocksResponse>, Status> {
+        Err(Status::unimplemented("kv_check_secondary_locks"))
+    }
+
+    async fn kv_commit(
+        &self,
+        _: Request<CommitRequest>,
+    ) -> Result<Response<CommitResponse>, Status> {
+        Err(Status::unimplemented("kv_commit"))
+    }
+
+    async fn kv_cleanup(
+        &self,
+        _: Request<CleanupRequest>,
+    ) -> Result<Response<CleanupResponse>, Status> {
+        Err(Status::unimplemented("kv_cleanup"))
+    }
+
+    async fn kv_batch_get(
+        &self,
+        _: Request<BatchGetRequest>,
+    ) -> Result<Response<BatchGetResponse>, Status> {
+        Err(Status::unimplemented("kv_batch_get"))
+    }
+
+    async fn kv_batch_rollback(
+        &self,
+        _: Request<BatchRollbackRequest>,
+    ) -> Result<Response<BatchRollbackResponse>, Status> {
+        Err(Status::unimplemented("kv_batch_rollback"))
+    }
+
+    async fn kv_scan_lock(
+        &self,
+        _: Request<ScanLockRequest>,
+    ) -> Result<Response<ScanLockResponse>, Status> {
+        Err(Status::unimplemented("kv_scan_lock"))
+    }
+
+    async fn kv_resolve_lock(
+        &self,
+        _: Request<ResolveLockRequest>,
+    ) -> Result<Response<ResolveLockResponse>, Status> {
+        Err(Status::unimplemented("kv_resolve_lock"))
+    }
+
+    async fn kv_gc(&self, _: Request<GcRequest>) -> Result<Response<GcResponse>, Status> {
+        Err(Status::unimplemented("kv_gc"))
+    }
+
+    async fn kv_delete_range(
+        &self,
+        _: Request<DeleteRangeRequest>,
+    ) -> Result<Response<DeleteRangeResponse>, Status> {
+        Err(Status::unimplemented("kv_delete_range"))
+    }
+
+    async fn unsafe_destroy_range(
+        &self,
+        _: Request<UnsafeDestroyRangeRequest>,
+    ) -> Result<Response<UnsafeDestroyRangeResponse>, Status> {
+        Err(Status::unimplemented("unsafe_destroy_range"))
     }
 }
 

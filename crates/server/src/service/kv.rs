@@ -390,4 +390,121 @@ impl<S: Snapshot> Tikv for KvService<S> {
         .await
         .map(Response::new)
     }
+
+    // ---- Transactional API: placeholders until the transaction layer serves them. ----
+
+    async fn kv_get(&self, _: Request<GetRequest>) -> Result<Response<GetResponse>, Status> {
+        Err(Status::unimplemented("kv_get not served yet"))
+    }
+
+    async fn kv_scan(&self, _: Request<ScanRequest>) -> Result<Response<ScanResponse>, Status> {
+        Err(Status::unimplemented("kv_scan not served yet"))
+    }
+
+    async fn kv_prewrite(
+        &self,
+        _: Request<PrewriteRequest>,
+    ) -> Result<Response<PrewriteResponse>, Status> {
+        Err(Status::unimplemented("kv_prewrite not served yet"))
+    }
+
+    async fn kv_pessimistic_lock(
+        &self,
+        _: Request<PessimisticLockRequest>,
+    ) -> Result<Response<PessimisticLockResponse>, Status> {
+        Err(Status::unimplemented("kv_pessimistic_lock not served yet"))
+    }
+
+    async fn kv_pessimistic_rollback(
+        &self,
+        _: Request<PessimisticRollbackRequest>,
+    ) -> Result<Response<PessimisticRollbackResponse>, Status> {
+        Err(Status::unimplemented(
+            "kv_pessimistic_rollback not served yet",
+        ))
+    }
+
+    async fn kv_txn_heart_beat(
+        &self,
+        _: Request<TxnHeartBeatRequest>,
+    ) -> Result<Response<TxnHeartBeatResponse>, Status> {
+        Err(Status::unimplemented("kv_txn_heart_beat not served yet"))
+    }
+
+    async fn kv_check_txn_status(
+        &self,
+        _: Request<CheckTxnStatusRequest>,
+    ) -> Result<Response<CheckTxnStatusResponse>, Status> {
+        Err(Status::unimplemented("kv_check_txn_status not served yet"))
+    }
+
+    async fn kv_check_secondary_locks(
+        &self,
+        _: Request<CheckSecondaryLocksRequest>,
+    ) -> Result<Response<CheckSecondaryLocksResponse>, Status> {
+        Err(Status::unimplemented(
+            "kv_check_secondary_locks not served yet",
+        ))
+    }
+
+    async fn kv_commit(
+        &self,
+        _: Request<CommitRequest>,
+    ) -> Result<Response<CommitResponse>, Status> {
+        Err(Status::unimplemented("kv_commit not served yet"))
+    }
+
+    async fn kv_cleanup(
+        &self,
+        _: Request<CleanupRequest>,
+    ) -> Result<Response<CleanupResponse>, Status> {
+        Err(Status::unimplemented("kv_cleanup not served yet"))
+    }
+
+    async fn kv_batch_get(
+        &self,
+        _: Request<BatchGetRequest>,
+    ) -> Result<Response<BatchGetResponse>, Status> {
+        Err(Status::unimplemented("kv_batch_get not served yet"))
+    }
+
+    async fn kv_batch_rollback(
+        &self,
+        _: Request<BatchRollbackRequest>,
+    ) -> Result<Response<BatchRollbackResponse>, Status> {
+        Err(Status::unimplemented("kv_batch_rollback not served yet"))
+    }
+
+    async fn kv_scan_lock(
+        &self,
+        _: Request<ScanLockRequest>,
+    ) -> Result<Response<ScanLockResponse>, Status> {
+        Err(Status::unimplemented("kv_scan_lock not served yet"))
+    }
+
+    async fn kv_resolve_lock(
+        &self,
+        _: Request<ResolveLockRequest>,
+    ) -> Result<Response<ResolveLockResponse>, Status> {
+        Err(Status::unimplemented("kv_resolve_lock not served yet"))
+    }
+
+    async fn kv_gc(&self, _: Request<GcRequest>) -> Result<Response<GcResponse>, Status> {
+        Err(Status::unimplemented("kv_gc not served yet"))
+    }
+
+    async fn kv_delete_range(
+        &self,
+        _: Request<DeleteRangeRequest>,
+    ) -> Result<Response<DeleteRangeResponse>, Status> {
+        Err(Status::unimplemented("kv_delete_range not served yet"))
+    }
+
+    async fn unsafe_destroy_range(
+        &self,
+        _: Request<UnsafeDestroyRangeRequest>,
+    ) -> Result<Response<UnsafeDestroyRangeResponse>, Status> {
+        Err(Status::unimplemented("unsafe_destroy_range not served yet"))
+    }
+    // ---- End of the transactional placeholders. ----
 }

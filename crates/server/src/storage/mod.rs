@@ -1,4 +1,5 @@
-//! The raw KV layer: TiKV's raw API on top of raftstore.
+//! The KV layers of a store: TiKV's raw API, and its transactional API ([`txn`]), on top
+//! of raftstore. Most of this page is about the raw layer; [`txn`] documents the other.
 //!
 //! # Pieces
 //! - [`raftkv::RaftKv`] sends one command to the region named by a request's context
@@ -14,6 +15,12 @@
 //!   sent here; a range delete excludes all of them.
 //! - [`value`] is our on-disk value format, [`checksum`] the RawChecksum algorithm.
 //! - [`key_codec::KeyCodec`] turns user keys into stored keys and back (see below).
+//! - [`txn::TxnStorage`] serves the transactional API (Percolator, the `txn` crate's
+//!   commands) through the same [`raftkv::RaftKv`], with its own latch table and the
+//!   store's concurrency manager. Transactional keys are always stored
+//!   memcomparable-encoded, in V1 too (as TiKV stores them). The two APIs are meant for
+//!   disjoint keys: in V2 they are different key spaces (`r…` and `x…`, checked); in V1,
+//!   as with TiKV, an application uses one API or the other for a key range.
 //!
 //! # API versions
 //! The store serves one API version ([`StorageConfig::api_version`]), like TiKV's
@@ -62,9 +69,10 @@ pub mod checksum;
 pub mod config;
 pub mod error;
 pub mod key_codec;
-pub use txn::latch;
+pub use ::txn::latch;
 pub mod raftkv;
 pub mod raw;
+pub mod txn;
 pub mod validate;
 pub mod value;
 
@@ -72,3 +80,4 @@ pub use config::{ApiVersion, StorageConfig};
 pub use error::{Error, Result};
 pub use raftkv::{Modify, RaftKv};
 pub use raw::{CasOutcome, Checksum, RawStorage};
+pub use self::txn::{RangeDestroyer, TsoSource, TxnDeps, TxnStorage};
