@@ -22,8 +22,11 @@
 //! cluster is refused before anything is written.
 //!
 //! # How data moves at run time
-//! client ─► gRPC ─► [`server::KvService`] ─► raw storage ─► router ─► raft poller ─►
-//! [`raft_transport::GrpcTransport`] ─► other stores' `BatchRaft` ─► their routers.
+//! client ─► gRPC ─► [`server::KvService`] ─► raw or transactional storage ─► router ─►
+//! raft poller ─► [`raft_transport::GrpcTransport`] ─► other stores' `BatchRaft` ─► their
+//! routers. The transactional storage asks the scheduler's TSO for a fresh timestamp when
+//! a region's new leader takes its first async-commit or 1PC prewrite, and destroys
+//! ranges (UnsafeDestroyRange) in the KV engine directly.
 //! Region and store heartbeats go to the scheduler on the store's scheduler worker; the
 //! operators it answers with come back through the client's operator sink.
 
@@ -197,6 +200,10 @@ impl Node {
         )
         .map_err(|e| Error::Config(format!("transport: {e}")))?;
         let scheduler: Arc<dyn raftstore::scheduler_client::SchedulerClient> = Arc::new(pd.clone());
+        // UnsafeDestroyRange deletes from the KV engine directly, outside raft.
+        let destroyer = Arc::new(server::storage::txn::EngineRangeDestroyer::new(
+            engine.clone(),
+        ));
         let store = Store::start(store_cfg.clone(), engine, raft_engine, transport, scheduler)
             .map_err(|e| storage_err(format!("starting the store: {e}")))?;
         let router = store.router();
@@ -211,7 +218,11 @@ impl Node {
             max_key_size: server.max_key_size,
             ..server::StorageConfig::with_api_version(api_version)
         };
-        let service = server::KvService::new(store_id, router.clone(), storage_cfg)
+        let txn_deps = server::TxnDeps {
+            tso: Arc::new(PdTso(pd.clone())),
+            destroyer,
+        };
+        let service = server::KvService::new(store_id, router.clone(), storage_cfg, txn_deps)
             .with_max_snapshot_size(usize::MAX)
             .into_server()
             .max_decoding_message_size(server.grpc_max_message_bytes)
@@ -278,6 +289,16 @@ impl Node {
             // Joining the store's threads blocks; keep it off the async workers.
             let _ = tokio::task::spawn_blocking(move || store.stop()).await;
         }
+    }
+}
+
+/// The scheduler's timestamp oracle, as the transactional layer asks it (max_ts sync of
+/// a region's new leader before async-commit and 1PC prewrites).
+struct PdTso(PdClient);
+
+impl server::TsoSource for PdTso {
+    fn get_ts(&self) -> server::storage::txn::TsoFuture<'_> {
+        Box::pin(async move { self.0.get_ts().await.map_err(|e| e.to_string()) })
     }
 }
 

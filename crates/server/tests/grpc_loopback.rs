@@ -146,7 +146,9 @@ fn delivered(
 async fn store_to_store_streams_over_grpc() {
     // A store's mailbox without a poller: what the service delivers stays in it.
     let (router, rx) = Router::<MemSnapshot>::new();
-    let svc = KvService::new(2, router, StorageConfig::default());
+    let tso = std::sync::Arc::new(common::TestTso::default());
+    let deps = common::txn_deps(&tso, engine::MemEngine::new());
+    let svc = KvService::new(2, router, StorageConfig::default(), deps);
     let mut c = client(serve(svc).await).await;
 
     let mut bad = raft_msg(2, eraftpb::MessageType::MsgAppend);

@@ -1,6 +1,7 @@
 //! [`KvService`]: the tonic `Tikv` service of one store.
 //!
-//! Each `Raw*` handler unpacks its request, calls [`RawStorage`] and packs the result the
+//! The transactional handlers (`Kv*`, `UnsafeDestroyRange`) are one-line delegations to
+//! [`super::txn`], which maps them onto [`TxnStorage`]. Each `Raw*` handler unpacks its request, calls [`RawStorage`] and packs the result the
 //! way TiKV does: not-found keys as `not_found` (or left out of batch answers), region
 //! errors in `region_error`, other failures as text. A request without a context is
 //! treated as TiKV treats it, with a default context (region 0, which no store has).
@@ -17,8 +18,8 @@ use raftstore::Router;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::debug;
 
-use super::raft;
-use crate::storage::{Error, RawStorage, StorageConfig};
+use super::{raft, txn};
+use crate::storage::{Error, RawStorage, StorageConfig, TxnDeps, TxnStorage};
 
 /// Largest gRPC message the service accepts or sends: a value at the storage limit plus
 /// room for keys and framing, or a snapshot chunk.
@@ -27,6 +28,7 @@ pub const MAX_GRPC_MESSAGE_SIZE: usize = 16 * 1024 * 1024;
 /// The `tikvpb.Tikv` service of one store.
 pub struct KvService<S> {
     storage: Arc<RawStorage<S>>,
+    txn: Arc<TxnStorage<S>>,
     router: Router<S>,
     store_id: u64,
     max_snapshot_size: usize,
@@ -36,6 +38,7 @@ impl<S> Clone for KvService<S> {
     fn clone(&self) -> Self {
         KvService {
             storage: self.storage.clone(),
+            txn: self.txn.clone(),
             router: self.router.clone(),
             store_id: self.store_id,
             max_snapshot_size: self.max_snapshot_size,
@@ -44,21 +47,31 @@ impl<S> Clone for KvService<S> {
 }
 
 impl<S: Snapshot> KvService<S> {
-    /// The service of store `store_id`, whose raftstore `router` leads to.
+    /// The service of store `store_id`, whose raftstore `router` leads to; `txn` is what
+    /// the transactional API needs from the process (the scheduler's timestamp oracle,
+    /// direct access to the store's engine).
     ///
     /// Create one per store and clone it to share: the latches that make
-    /// compare-and-swap atomic live in its [`RawStorage`], and two storages over one
-    /// store would not see each other's latches.
-    pub fn new(store_id: u64, router: Router<S>, cfg: StorageConfig) -> Self {
-        let storage = Arc::new(RawStorage::new(router.clone(), cfg));
-        Self::with_storage(store_id, router, storage)
+    /// compare-and-swap and transactional commands atomic, and the transactional
+    /// concurrency manager, live in its storages, and two storages over one store would
+    /// not see each other's.
+    pub fn new(store_id: u64, router: Router<S>, cfg: StorageConfig, txn: TxnDeps) -> Self {
+        let storage = Arc::new(RawStorage::new(router.clone(), cfg.clone()));
+        let txn = Arc::new(TxnStorage::new(router.clone(), cfg, txn));
+        Self::with_storage(store_id, router, storage, txn)
     }
 
-    /// The service over an existing `storage` of the same store (for a process that also
-    /// uses the storage directly).
-    pub fn with_storage(store_id: u64, router: Router<S>, storage: Arc<RawStorage<S>>) -> Self {
+    /// The service over existing storages of the same store (for a process that also
+    /// uses them directly).
+    pub fn with_storage(
+        store_id: u64,
+        router: Router<S>,
+        storage: Arc<RawStorage<S>>,
+        txn: Arc<TxnStorage<S>>,
+    ) -> Self {
         KvService {
             storage,
+            txn,
             router,
             store_id,
             max_snapshot_size: raft::DEFAULT_MAX_SNAPSHOT_SIZE,
@@ -74,6 +87,11 @@ impl<S: Snapshot> KvService<S> {
     /// The raw storage behind the service.
     pub fn storage(&self) -> &Arc<RawStorage<S>> {
         &self.storage
+    }
+
+    /// The transactional storage behind the service.
+    pub fn txn_storage(&self) -> &Arc<TxnStorage<S>> {
+        &self.txn
     }
 
     /// The store this service belongs to.
@@ -391,120 +409,115 @@ impl<S: Snapshot> Tikv for KvService<S> {
         .map(Response::new)
     }
 
-    // ---- Transactional API: placeholders until the transaction layer serves them. ----
+    // ---- Transactional API: service/txn.rs maps each onto the TxnStorage. ----
 
-    async fn kv_get(&self, _: Request<GetRequest>) -> Result<Response<GetResponse>, Status> {
-        Err(Status::unimplemented("kv_get not served yet"))
+    async fn kv_get(&self, r: Request<GetRequest>) -> Result<Response<GetResponse>, Status> {
+        txn::kv_get(&self.txn, r).await
     }
 
-    async fn kv_scan(&self, _: Request<ScanRequest>) -> Result<Response<ScanResponse>, Status> {
-        Err(Status::unimplemented("kv_scan not served yet"))
+    async fn kv_scan(&self, r: Request<ScanRequest>) -> Result<Response<ScanResponse>, Status> {
+        txn::kv_scan(&self.txn, r).await
     }
 
     async fn kv_prewrite(
         &self,
-        _: Request<PrewriteRequest>,
+        r: Request<PrewriteRequest>,
     ) -> Result<Response<PrewriteResponse>, Status> {
-        Err(Status::unimplemented("kv_prewrite not served yet"))
+        txn::kv_prewrite(&self.txn, r).await
     }
 
     async fn kv_pessimistic_lock(
         &self,
-        _: Request<PessimisticLockRequest>,
+        r: Request<PessimisticLockRequest>,
     ) -> Result<Response<PessimisticLockResponse>, Status> {
-        Err(Status::unimplemented("kv_pessimistic_lock not served yet"))
+        txn::kv_pessimistic_lock(&self.txn, r).await
     }
 
     async fn kv_pessimistic_rollback(
         &self,
-        _: Request<PessimisticRollbackRequest>,
+        r: Request<PessimisticRollbackRequest>,
     ) -> Result<Response<PessimisticRollbackResponse>, Status> {
-        Err(Status::unimplemented(
-            "kv_pessimistic_rollback not served yet",
-        ))
+        txn::kv_pessimistic_rollback(&self.txn, r).await
     }
 
     async fn kv_txn_heart_beat(
         &self,
-        _: Request<TxnHeartBeatRequest>,
+        r: Request<TxnHeartBeatRequest>,
     ) -> Result<Response<TxnHeartBeatResponse>, Status> {
-        Err(Status::unimplemented("kv_txn_heart_beat not served yet"))
+        txn::kv_txn_heart_beat(&self.txn, r).await
     }
 
     async fn kv_check_txn_status(
         &self,
-        _: Request<CheckTxnStatusRequest>,
+        r: Request<CheckTxnStatusRequest>,
     ) -> Result<Response<CheckTxnStatusResponse>, Status> {
-        Err(Status::unimplemented("kv_check_txn_status not served yet"))
+        txn::kv_check_txn_status(&self.txn, r).await
     }
 
     async fn kv_check_secondary_locks(
         &self,
-        _: Request<CheckSecondaryLocksRequest>,
+        r: Request<CheckSecondaryLocksRequest>,
     ) -> Result<Response<CheckSecondaryLocksResponse>, Status> {
-        Err(Status::unimplemented(
-            "kv_check_secondary_locks not served yet",
-        ))
+        txn::kv_check_secondary_locks(&self.txn, r).await
     }
 
     async fn kv_commit(
         &self,
-        _: Request<CommitRequest>,
+        r: Request<CommitRequest>,
     ) -> Result<Response<CommitResponse>, Status> {
-        Err(Status::unimplemented("kv_commit not served yet"))
+        txn::kv_commit(&self.txn, r).await
     }
 
     async fn kv_cleanup(
         &self,
-        _: Request<CleanupRequest>,
+        r: Request<CleanupRequest>,
     ) -> Result<Response<CleanupResponse>, Status> {
-        Err(Status::unimplemented("kv_cleanup not served yet"))
+        txn::kv_cleanup(&self.txn, r).await
     }
 
     async fn kv_batch_get(
         &self,
-        _: Request<BatchGetRequest>,
+        r: Request<BatchGetRequest>,
     ) -> Result<Response<BatchGetResponse>, Status> {
-        Err(Status::unimplemented("kv_batch_get not served yet"))
+        txn::kv_batch_get(&self.txn, r).await
     }
 
     async fn kv_batch_rollback(
         &self,
-        _: Request<BatchRollbackRequest>,
+        r: Request<BatchRollbackRequest>,
     ) -> Result<Response<BatchRollbackResponse>, Status> {
-        Err(Status::unimplemented("kv_batch_rollback not served yet"))
+        txn::kv_batch_rollback(&self.txn, r).await
     }
 
     async fn kv_scan_lock(
         &self,
-        _: Request<ScanLockRequest>,
+        r: Request<ScanLockRequest>,
     ) -> Result<Response<ScanLockResponse>, Status> {
-        Err(Status::unimplemented("kv_scan_lock not served yet"))
+        txn::kv_scan_lock(&self.txn, r).await
     }
 
     async fn kv_resolve_lock(
         &self,
-        _: Request<ResolveLockRequest>,
+        r: Request<ResolveLockRequest>,
     ) -> Result<Response<ResolveLockResponse>, Status> {
-        Err(Status::unimplemented("kv_resolve_lock not served yet"))
+        txn::kv_resolve_lock(&self.txn, r).await
     }
 
-    async fn kv_gc(&self, _: Request<GcRequest>) -> Result<Response<GcResponse>, Status> {
-        Err(Status::unimplemented("kv_gc not served yet"))
+    async fn kv_gc(&self, r: Request<GcRequest>) -> Result<Response<GcResponse>, Status> {
+        txn::kv_gc(&self.txn, r).await
     }
 
     async fn kv_delete_range(
         &self,
-        _: Request<DeleteRangeRequest>,
+        r: Request<DeleteRangeRequest>,
     ) -> Result<Response<DeleteRangeResponse>, Status> {
-        Err(Status::unimplemented("kv_delete_range not served yet"))
+        txn::kv_delete_range(&self.txn, r).await
     }
 
     async fn unsafe_destroy_range(
         &self,
-        _: Request<UnsafeDestroyRangeRequest>,
+        r: Request<UnsafeDestroyRangeRequest>,
     ) -> Result<Response<UnsafeDestroyRangeResponse>, Status> {
-        Err(Status::unimplemented("unsafe_destroy_range not served yet"))
+        txn::unsafe_destroy_range(&self.txn, r).await
     }
-    // ---- End of the transactional placeholders. ----
 }

@@ -4,16 +4,20 @@
 #![allow(dead_code)]
 
 pub mod at;
+pub mod tx;
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use engine::FjallSnapshot;
 use proto::kvrpcpb::{self, Context};
 use proto::metapb;
 use proto::tikvpb::tikv_server::Tikv;
 use raftstore::Config;
-use server::{ApiVersion, KvService, StorageConfig};
+use server::storage::txn::{EngineRangeDestroyer, TsoFuture};
+use server::{ApiVersion, KvService, StorageConfig, TsoSource, TxnDeps};
 use test_cluster::Cluster;
 use tonic::Request;
 
@@ -23,6 +27,69 @@ pub struct Env {
     pub cluster: Cluster,
     pub services: HashMap<u64, Service>,
     pub api: ApiVersion,
+    /// The timestamp oracle every store's transactional layer asks.
+    pub tso: Arc<TestTso>,
+}
+
+/// An in-process timestamp oracle shared by all stores of a test, as the scheduler's is:
+/// `physical ms << 18 | logical`, strictly increasing, following the clock. It can be told
+/// to fail, like an unreachable scheduler.
+#[derive(Default)]
+pub struct TestTso {
+    last: AtomicU64,
+    fail: AtomicBool,
+    calls: AtomicU64,
+}
+
+impl TestTso {
+    /// A fresh timestamp (what a client gets from the scheduler).
+    pub fn next(&self) -> u64 {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .expect("clock after 1970")
+            .as_millis() as u64;
+        let floor = now << 18;
+        let prev = self
+            .last
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |last| {
+                Some(std::cmp::max(last + 1, floor))
+            })
+            .expect("always updates");
+        std::cmp::max(prev + 1, floor)
+    }
+
+    /// Makes the stores' calls fail (`true`) or succeed again.
+    pub fn set_failing(&self, fail: bool) {
+        self.fail.store(fail, Ordering::SeqCst);
+    }
+
+    /// How many timestamps the stores asked for.
+    pub fn store_calls(&self) -> u64 {
+        self.calls.load(Ordering::SeqCst)
+    }
+}
+
+/// What the stores hold: a shared oracle.
+struct SharedTso(Arc<TestTso>);
+
+impl TsoSource for SharedTso {
+    fn get_ts(&self) -> TsoFuture<'_> {
+        Box::pin(async move {
+            self.0.calls.fetch_add(1, Ordering::SeqCst);
+            if self.0.fail.load(Ordering::SeqCst) {
+                return Err("test oracle told to fail".to_string());
+            }
+            Ok(self.0.next())
+        })
+    }
+}
+
+/// Transactional dependencies over `tso` and an engine.
+pub fn txn_deps<E: engine::Engine>(tso: &Arc<TestTso>, engine: E) -> TxnDeps {
+    TxnDeps {
+        tso: Arc::new(SharedTso(tso.clone())),
+        destroyer: Arc::new(EngineRangeDestroyer::new(engine)),
+    }
 }
 
 /// Starts 3 stores with regions cut at `split_keys`, each behind a service configured
@@ -33,16 +100,19 @@ pub fn start(split_keys: &[&[u8]], cfg: StorageConfig, raft: impl FnOnce(&mut Co
     let cluster = Cluster::new(3, rc);
     let keys: Vec<Vec<u8>> = split_keys.iter().map(|k| k.to_vec()).collect();
     cluster.run_with_regions(&keys);
+    let tso = Arc::new(TestTso::default());
     let services = (1..=3)
         .map(|id| {
             let router = cluster.router(id).expect("store running");
-            (id, KvService::new(id, router, cfg.clone()))
+            let deps = txn_deps(&tso, cluster.engine(id));
+            (id, KvService::new(id, router, cfg.clone(), deps))
         })
         .collect();
     Env {
         cluster,
         services,
         api: cfg.api_version,
+        tso,
     }
 }
 
