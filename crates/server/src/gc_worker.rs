@@ -14,11 +14,12 @@
 //!    scheduler costs one call per 256 regions per round.)
 //! 2. **Batches.** For each region, from its start key: a linearizable snapshot through
 //!    [`RaftKv::snapshot`] (ReadIndex, so it also confirms the leadership and the epoch),
-//!    [`txn::gc::gc_range`] over at most [`GcConfig::batch_keys`] user keys on tokio's
-//!    blocking pool, and the batch's deletes proposed with [`RaftKv::write`]: they go
-//!    through Raft, so every replica drops exactly the same versions. The next batch
-//!    starts where `gc_range` stopped, from a fresh snapshot (a batch cut inside one
-//!    key's versions starts that key again, and must see the deletes applied).
+//!    [`txn::gc::gc_range`] on it (as a [`TxnSnapshot`]) over at most
+//!    [`GcConfig::batch_keys`] user keys on tokio's blocking pool, and the batch's deletes
+//!    proposed with [`RaftKv::write`]: they go through Raft, so every replica drops
+//!    exactly the same versions. The next batch starts where `gc_range` stopped, from a
+//!    fresh snapshot (a batch cut inside one key's versions starts that key again, and
+//!    must see the deletes applied).
 //! 3. **Rate limit.** After a batch that scanned `n` keys, the worker sleeps until at
 //!    least `n / max_keys_per_sec` seconds have passed since the batch began, so one round
 //!    never scans more than [`GcConfig::max_keys_per_sec`] keys a second on this store.
@@ -47,13 +48,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use engine::CfName;
 use proto::kvrpcpb::Context;
 use proto::metapb;
-use raftstore::RegionSnapshot;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+use crate::storage::txn::TxnSnapshot;
 use crate::storage::{Modify, RaftKv};
 
 /// A boxed future of what the scheduler answered, or why it could not be asked.
@@ -353,7 +353,13 @@ impl<S: engine::Snapshot> Inner<S> {
             let end = snap.region().end_key.clone();
             let start = cursor.clone();
             let batch = tokio::task::spawn_blocking(move || {
-                txn::gc::gc_range(&RegionView(snap), &start, &end, safe_point, batch_keys)
+                txn::gc::gc_range(
+                    &TxnSnapshot::new(snap),
+                    &start,
+                    &end,
+                    safe_point,
+                    batch_keys,
+                )
             })
             .await
             .map_err(|e| Skip::Failed(format!("gc task: {e}")))?
@@ -390,58 +396,9 @@ fn to_storage(m: txn::Modify) -> Modify {
     }
 }
 
-/// A region snapshot as `txn` reads it: stored keys in and out (raftstore's data prefix
-/// added and stripped), every scan clamped to the region, streamed rather than collected.
-struct RegionView<S>(RegionSnapshot<S>);
-
-fn engine_err(e: impl std::fmt::Display) -> txn::Error {
-    txn::Error::Engine(e.to_string())
-}
-
-impl<S: engine::Snapshot> txn::Snapshot for RegionView<S> {
-    fn get_cf(&self, cf: CfName, key: &[u8]) -> txn::Result<Option<Vec<u8>>> {
-        self.0.get(cf, key).map_err(engine_err)
-    }
-
-    fn scan_cf<'a>(
-        &'a self,
-        cf: CfName,
-        start: &[u8],
-        end: &[u8],
-        reverse: bool,
-    ) -> txn::KvIter<'a> {
-        let region = self.0.region();
-        let lo = std::cmp::max(start, region.start_key.as_slice());
-        let region_end = region.end_key.as_slice();
-        let hi = match (end.is_empty(), region_end.is_empty()) {
-            (true, _) => region_end,
-            (false, true) => end,
-            (false, false) => std::cmp::min(end, region_end),
-        };
-        if !hi.is_empty() && lo >= hi {
-            return Box::new(std::iter::empty());
-        }
-        let lo = codec::keys::data_key(lo);
-        let hi = codec::keys::data_end_key(hi);
-        Box::new(
-            self.0
-                .engine_snapshot()
-                .scan(cf, &lo, &hi, reverse)
-                .map(|kv| {
-                    let (k, v) = kv.map_err(engine_err)?;
-                    let stored = codec::keys::origin_key(&k)
-                        .map_err(|e| txn::Error::corrupt(&k, format!("not a data key: {e}")))?;
-                    Ok((stored.to_vec(), v))
-                }),
-        )
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use engine::{Engine, MemEngine, WriteBatch, CF_WRITE};
-    use txn::Snapshot as _;
 
     fn region(id: u64, start: &[u8], end: &[u8]) -> metapb::Region {
         metapb::Region {
@@ -450,27 +407,6 @@ mod tests {
             end_key: end.to_vec(),
             ..Default::default()
         }
-    }
-
-    #[test]
-    fn the_view_is_clamped_to_the_region_and_strips_the_data_prefix() {
-        let eng = MemEngine::new();
-        let mut wb = eng.write_batch();
-        for k in [&b"a"[..], b"c", b"e", b"g"] {
-            wb.put(CF_WRITE, &codec::keys::data_key(k), k);
-        }
-        eng.write(wb, false).unwrap();
-        let view = RegionView(RegionSnapshot::new(eng.snapshot(), region(1, b"b", b"f")));
-        let keys = |start: &[u8], end: &[u8]| -> Vec<Vec<u8>> {
-            view.scan_cf(CF_WRITE, start, end, false)
-                .map(|kv| kv.unwrap().0)
-                .collect()
-        };
-        assert_eq!(keys(b"", b""), vec![b"c".to_vec(), b"e".to_vec()]);
-        assert_eq!(keys(b"d", b"z"), vec![b"e".to_vec()]);
-        assert!(keys(b"f", b"").is_empty());
-        assert_eq!(view.get_cf(CF_WRITE, b"c").unwrap(), Some(b"c".to_vec()));
-        assert!(view.get_cf(CF_WRITE, b"a").is_err(), "outside the region");
     }
 
     #[test]
