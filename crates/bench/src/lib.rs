@@ -17,6 +17,7 @@
 
 pub mod args;
 pub mod backend;
+pub mod bank;
 pub mod etcd;
 pub mod progress;
 pub mod runner;

@@ -76,8 +76,8 @@ pub mod txn;
 pub mod validate;
 pub mod value;
 
+pub use self::txn::{RangeDestroyer, TsoSource, TxnDeps, TxnStorage};
 pub use config::{ApiVersion, StorageConfig};
 pub use error::{Error, Result};
 pub use raftkv::{Modify, RaftKv};
 pub use raw::{CasOutcome, Checksum, RawStorage};
-pub use self::txn::{RangeDestroyer, TsoSource, TxnDeps, TxnStorage};

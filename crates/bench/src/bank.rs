@@ -1,0 +1,283 @@
+//! The bank-transfer invariant through the official `TransactionClient`, for the
+//! playground's demo and the cluster tests (the `txn-transfer` workload measures speed;
+//! this checks correctness while things go wrong).
+//!
+//! `accounts` accounts start with `initial` each. Workers move random amounts between
+//! two random accounts, each worker in one transaction mode (optimistic, pessimistic,
+//! async commit, 1PC); a failed transaction is rolled back and counted. A checker reads
+//! every account at fresh timestamps: whenever its read succeeds, the total must be
+//! unchanged and no balance negative. At the end every account is read once more (which
+//! resolves any lock a failed commit left) and ScanLock must find nothing.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::{Rng, SeedableRng};
+use tikv_client::TransactionClient;
+
+use crate::args::TxnMode;
+use crate::tikv::{client_config, is_conflict, transaction_options};
+use crate::workload::{encode_balance, parse_balance};
+
+/// The worker modes, in the order workers are given them.
+pub const MODES: [TxnMode; 4] = [
+    TxnMode::Optimistic,
+    TxnMode::Pessimistic,
+    TxnMode::AsyncCommit,
+    TxnMode::OnePc,
+];
+
+/// A bank: `accounts` accounts holding `initial` each.
+#[derive(Clone, Copy, Debug)]
+pub struct Bank {
+    pub accounts: u32,
+    pub initial: u64,
+    /// API V2 (default keyspace) or V1.
+    pub v2: bool,
+}
+
+impl Bank {
+    pub fn total(&self) -> u64 {
+        self.accounts as u64 * self.initial
+    }
+
+    /// The key of account `i` (as the client sends it, before any keyspace prefix).
+    pub fn key(&self, i: u32) -> Vec<u8> {
+        format!("bank/{i:06}").into_bytes()
+    }
+
+    pub fn range(&self) -> std::ops::Range<Vec<u8>> {
+        self.key(0)..self.key(self.accounts)
+    }
+
+    /// The account keys as the stores hold them (for splits).
+    pub fn stored_key(&self, i: u32) -> Vec<u8> {
+        let mut k = if self.v2 {
+            vec![b'x', 0, 0, 0]
+        } else {
+            Vec::new()
+        };
+        k.extend_from_slice(&self.key(i));
+        codec::bytes::encode_bytes(&k)
+    }
+
+    /// A client of the cluster whose scheduler is at `pd`.
+    pub async fn client(&self, pd: &str) -> Result<TransactionClient, String> {
+        let cfg = client_config(if self.v2 { 2 } else { 1 });
+        TransactionClient::new_with_config(vec![pd.to_string()], cfg)
+            .await
+            .map_err(|e| format!("transaction client: {e}"))
+    }
+
+    /// Writes every account's initial balance.
+    pub async fn setup(&self, client: &TransactionClient) -> Result<(), String> {
+        let err = |e: tikv_client::Error| format!("setting up the accounts: {e}");
+        let mut txn = client
+            .begin_with_options(transaction_options(TxnMode::Optimistic))
+            .await
+            .map_err(err)?;
+        for i in 0..self.accounts {
+            txn.put(self.key(i), encode_balance(self.initial))
+                .await
+                .map_err(err)?;
+        }
+        txn.commit().await.map_err(err)?;
+        Ok(())
+    }
+
+    /// Every balance at a fresh timestamp; Err if the read failed (not an invariant
+    /// violation: the cluster may be between leaders).
+    pub async fn read_all(&self, client: &TransactionClient) -> Result<Vec<u64>, String> {
+        let mut snap = client
+            .begin_with_options(transaction_options(TxnMode::Optimistic))
+            .await
+            .map_err(|e| e.to_string())?;
+        let pairs: Vec<_> = snap
+            .scan(self.range(), self.accounts + 10)
+            .await
+            .map_err(|e| e.to_string())?
+            .collect();
+        let _ = snap.rollback().await;
+        Ok(pairs
+            .iter()
+            .map(|p| parse_balance(p.value()).unwrap_or_else(|e| panic!("{e}")))
+            .collect())
+    }
+
+    /// Panics unless `balances` hold every account and the initial total.
+    pub fn assert_invariant(&self, balances: &[u64], when: &str) {
+        assert_eq!(
+            balances.len() as u32,
+            self.accounts,
+            "{when}: {} accounts read, expected {}",
+            balances.len(),
+            self.accounts
+        );
+        let total: u64 = balances.iter().sum();
+        assert_eq!(total, self.total(), "{when}: total changed: {balances:?}");
+    }
+
+    /// One transfer attempt in `mode`; Ok(false) if there was nothing to move.
+    async fn transfer(
+        &self,
+        client: &TransactionClient,
+        mode: TxnMode,
+        rng: &mut rand::rngs::StdRng,
+    ) -> Result<bool, tikv_client::Error> {
+        let a = rng.gen_range(0..self.accounts);
+        let mut b = rng.gen_range(0..self.accounts - 1);
+        if b >= a {
+            b += 1;
+        }
+        let mut txn = client.begin_with_options(transaction_options(mode)).await?;
+        let result: Result<bool, tikv_client::Error> = async {
+            let (ka, kb) = (self.key(a), self.key(b));
+            let (va, vb) = if mode == TxnMode::Pessimistic {
+                (
+                    txn.get_for_update(ka.clone()).await,
+                    txn.get_for_update(kb.clone()).await,
+                )
+            } else {
+                (txn.get(ka.clone()).await, txn.get(kb.clone()).await)
+            };
+            let parse = |v: Option<Vec<u8>>| -> u64 {
+                let v = v.expect("every account exists");
+                parse_balance(&v).unwrap_or_else(|e| panic!("{e}"))
+            };
+            let (ba, bb) = (parse(va?), parse(vb?));
+            if ba == 0 {
+                return Ok(false);
+            }
+            let amount = rng.gen_range(1..=ba.min(100));
+            txn.put(ka, encode_balance(ba - amount)).await?;
+            txn.put(kb, encode_balance(bb + amount)).await?;
+            txn.commit().await?;
+            Ok(true)
+        }
+        .await;
+        if !matches!(result, Ok(true)) {
+            let _ = txn.rollback().await;
+        }
+        result
+    }
+}
+
+/// What the workers did.
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub committed: AtomicU64,
+    pub failed: AtomicU64,
+    pub conflicts: AtomicU64,
+    pub checks: AtomicU64,
+    pub check_read_failures: AtomicU64,
+    pub per_mode: [AtomicU64; 4],
+}
+
+impl Stats {
+    pub fn summary(&self) -> String {
+        let m: Vec<u64> = self
+            .per_mode
+            .iter()
+            .map(|c| c.load(Ordering::Relaxed))
+            .collect();
+        format!(
+            "{} transfers committed (optimistic {}, pessimistic {}, async commit {}, 1PC {}), \
+             {} attempts failed and were retried ({} of them conflicts), {} invariant checks \
+             passed, {} checker reads failed",
+            self.committed.load(Ordering::Relaxed),
+            m[0],
+            m[1],
+            m[2],
+            m[3],
+            self.failed.load(Ordering::Relaxed),
+            self.conflicts.load(Ordering::Relaxed),
+            self.checks.load(Ordering::Relaxed),
+            self.check_read_failures.load(Ordering::Relaxed),
+        )
+    }
+}
+
+/// Starts `workers` transfer loops (modes round-robin) and one checker; they run until
+/// `stop` is set.
+pub fn spawn(
+    bank: Bank,
+    pd: String,
+    workers: usize,
+    seed: u64,
+    stop: Arc<AtomicBool>,
+    stats: Arc<Stats>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let mut tasks = Vec::new();
+    for w in 0..workers {
+        let (pd, stop, stats) = (pd.clone(), stop.clone(), stats.clone());
+        let mode_idx = w % MODES.len();
+        tasks.push(tokio::spawn(async move {
+            let client = bank.client(&pd).await.expect("worker client");
+            let mut rng = rand::rngs::StdRng::seed_from_u64(seed ^ (w as u64 + 1));
+            while !stop.load(Ordering::Relaxed) {
+                match bank.transfer(&client, MODES[mode_idx], &mut rng).await {
+                    Ok(true) => {
+                        stats.committed.fetch_add(1, Ordering::Relaxed);
+                        stats.per_mode[mode_idx].fetch_add(1, Ordering::Relaxed);
+                    }
+                    Ok(false) => {}
+                    Err(e) => {
+                        stats.failed.fetch_add(1, Ordering::Relaxed);
+                        if is_conflict(&e) {
+                            stats.conflicts.fetch_add(1, Ordering::Relaxed);
+                        }
+                        tokio::time::sleep(Duration::from_millis(rng.gen_range(1..20))).await;
+                    }
+                }
+            }
+        }));
+    }
+    let (stop2, stats2) = (stop.clone(), stats.clone());
+    tasks.push(tokio::spawn(async move {
+        let client = bank.client(&pd).await.expect("checker client");
+        while !stop2.load(Ordering::Relaxed) {
+            match bank.read_all(&client).await {
+                Ok(balances) => {
+                    bank.assert_invariant(&balances, "checker");
+                    stats2.checks.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(_) => {
+                    stats2.check_read_failures.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }));
+    tasks
+}
+
+/// The end of a run: every account read (resolving what failed commits left), the total
+/// unchanged, and no lock left anywhere in the bank's range.
+pub async fn final_check(bank: &Bank, client: &TransactionClient) -> Result<(), String> {
+    let mut last_err = String::new();
+    for _ in 0..60 {
+        match bank.read_all(client).await {
+            Ok(balances) => {
+                bank.assert_invariant(&balances, "final");
+                let ts = client
+                    .current_timestamp()
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let locks = client
+                    .scan_locks(&ts, bank.range(), 1000)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                if locks.is_empty() {
+                    return Ok(());
+                }
+                // Secondaries of the last transactions commit in the background; a read
+                // resolves the rest. Try again shortly.
+                last_err = format!("{} locks left: {:?}", locks.len(), &locks[..1]);
+            }
+            Err(e) => last_err = e,
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    Err(format!("final check did not pass within 30 s: {last_err}"))
+}
