@@ -126,7 +126,7 @@ async fn run_async(pd: &str, cmd: CtlCommand) -> Result<(), String> {
     Ok(())
 }
 
-fn percent(bytes: &[u8]) -> String {
+pub fn percent(bytes: &[u8]) -> String {
     bytes
         .iter()
         .map(|&b| {

@@ -1,5 +1,6 @@
 //! One module per subcommand, plus the shared configuration file.
 
+pub mod bank_demo;
 pub mod config;
 pub mod ctl;
 pub mod demo;

@@ -5,8 +5,8 @@
 //! directory, and prints where everything is. Real processes, so a store can be killed
 //! (`kill -9 <pid>`) to watch the cluster elect new leaders and, after a minute, rebuild
 //! its replicas. With `--demo` it then runs a write workload through the official
-//! `tikv-client` crate that makes regions split, shows them, checks every write, and
-//! stops. Ctrl-C stops the children (SIGTERM, then SIGKILL after 10 s).
+//! `tikv-client` crate that makes regions split, shows them and checks every write, then
+//! bank transfers through its `TransactionClient` (see [`super::bank_demo`]), and stops. Ctrl-C stops the children (SIGTERM, then SIGKILL after 10 s).
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -282,6 +282,7 @@ async fn run_cluster(
 
     if flags.demo {
         demo(flags).await?;
+        super::bank_demo::run(&flags.pd_addr, flags.api_version).await?;
         if !flags.keep_running {
             println!("demo done; stopping the cluster");
             return Ok(());
