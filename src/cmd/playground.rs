@@ -6,7 +6,8 @@
 //! (`kill -9 <pid>`) to watch the cluster elect new leaders and, after a minute, rebuild
 //! its replicas. With `--demo` it then runs a write workload through the official
 //! `tikv-client` crate that makes regions split, shows them and checks every write, then
-//! bank transfers through its `TransactionClient` (see [`super::bank_demo`]), and stops. Ctrl-C stops the children (SIGTERM, then SIGKILL after 10 s).
+//! bank transfers through its `TransactionClient` (see [`super::bank_demo`]), and stops.
+//! Ctrl-C stops the children (SIGTERM, then SIGKILL after 10 s).
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

@@ -53,13 +53,28 @@ impl Bank {
 
     /// The account keys as the stores hold them (for splits).
     pub fn stored_key(&self, i: u32) -> Vec<u8> {
-        let mut k = if self.v2 {
+        self.stored(&self.key(i))
+    }
+
+    /// Stored keys that bound every account (and nothing else): cut regions there and
+    /// the bank's regions hold only its accounts.
+    pub fn stored_edges(&self) -> (Vec<u8>, Vec<u8>) {
+        let prefix = b"bank/".to_vec();
+        let mut after = prefix.clone();
+        *after.last_mut().expect("prefix is not empty") += 1;
+        (self.stored(&prefix), self.stored(&after))
+    }
+
+    /// `k` as the stores hold it: memcomparable, behind the default keyspace's
+    /// transactional prefix in API V2.
+    fn stored(&self, k: &[u8]) -> Vec<u8> {
+        let mut full = if self.v2 {
             vec![b'x', 0, 0, 0]
         } else {
             Vec::new()
         };
-        k.extend_from_slice(&self.key(i));
-        codec::bytes::encode_bytes(&k)
+        full.extend_from_slice(k);
+        codec::bytes::encode_bytes(&full)
     }
 
     /// A client of the cluster whose scheduler is at `pd`.
