@@ -243,13 +243,34 @@ async fn exercise(cluster: &TestCluster, client: &TransactionClient, layout: Lay
     assert_eq!(snap.get(key(50)).await.unwrap(), Some(value(50, 0)));
     snap.rollback().await.unwrap();
 
-    // GC: the client resolves locks below the safe point, then the scheduler keeps it.
+    // GC: the client resolves locks below the safe point and gives it to the scheduler;
+    // the stores' GC workers then drop the versions it shadows. Seen from the client: a
+    // snapshot older than the newest version below the safe point loses its value.
+    let mut first_commit = None;
+    for round in 1..=3 {
+        let mut txn = client.begin_with_options(optimistic()).await.unwrap();
+        txn.put(key(8), value(8, round)).await.unwrap();
+        let ts = txn.commit().await.unwrap().expect("commit ts");
+        first_commit.get_or_insert(ts);
+    }
+    let old = first_commit.unwrap();
+    let at_old = |c: &TransactionClient| c.snapshot(old.clone(), optimistic());
+    assert_eq!(at_old(client).get(key(8)).await.unwrap(), Some(value(8, 1)));
     let safe_point = client.current_timestamp().await.unwrap();
     assert!(
         client.gc(safe_point).await.unwrap(),
         "safe point taken as asked"
     );
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while at_old(client).get(key(8)).await.unwrap().is_some() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "old versions still there 30 s after the safe point moved"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     let mut snap = client.begin_with_options(optimistic()).await.unwrap();
+    assert_eq!(snap.get(key(8)).await.unwrap(), Some(value(8, 3)));
     assert_eq!(snap.get(key(7)).await.unwrap(), Some(value(7, 0)));
     snap.rollback().await.unwrap();
 

@@ -44,6 +44,8 @@ impl TestCluster {
                 pd_endpoints: vec![pd_addr.clone()],
                 data_dir: dir.join(format!("store{i}")),
                 api_version,
+                // The GC worker follows the safe point quickly, so tests see its effect.
+                gc_interval_ms: 300,
                 ..Default::default()
             };
             let n = node::Node::start(&server, &raftstore).await.unwrap();

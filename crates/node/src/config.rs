@@ -25,6 +25,10 @@ pub struct ServerConfig {
     pub grpc_max_message_bytes: usize,
     /// Longest key accepted, in bytes.
     pub max_key_size: usize,
+    /// How often the MVCC GC worker asks the scheduler for the GC safe point (ms).
+    pub gc_interval_ms: u64,
+    /// Most keys the GC worker scans per second, over the whole store.
+    pub gc_max_keys_per_sec: u64,
 }
 
 impl Default for ServerConfig {
@@ -37,6 +41,8 @@ impl Default for ServerConfig {
             api_version: 1,
             grpc_max_message_bytes: 16 * 1024 * 1024,
             max_key_size: 8 * 1024,
+            gc_interval_ms: 60_000,
+            gc_max_keys_per_sec: 50_000,
         }
     }
 }
@@ -77,7 +83,22 @@ impl ServerConfig {
                 self.max_key_size
             ));
         }
+        if self.gc_interval_ms == 0 {
+            return Err("server.gc_interval_ms must be at least 1".into());
+        }
+        if self.gc_max_keys_per_sec == 0 {
+            return Err("server.gc_max_keys_per_sec must be at least 1".into());
+        }
         Ok(())
+    }
+
+    /// The GC worker's settings.
+    pub fn gc_config(&self) -> server::gc_worker::GcConfig {
+        server::gc_worker::GcConfig {
+            interval: Duration::from_millis(self.gc_interval_ms),
+            max_keys_per_sec: self.gc_max_keys_per_sec,
+            ..Default::default()
+        }
     }
 }
 

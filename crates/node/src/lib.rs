@@ -92,6 +92,7 @@ pub struct Node {
     stop: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<Result<(), tonic::transport::Error>>>,
     pd: PdClient,
+    gc: Option<server::gc_worker::GcWorker<engine::FjallSnapshot>>,
 }
 
 impl Node {
@@ -238,6 +239,13 @@ impl Node {
                 }),
         );
         tracing::info!(store_id, %addr, advertise, "store serving");
+        // MVCC GC: follows the scheduler's safe point, on the regions this store leads.
+        let gc = server::gc_worker::GcWorker::start(
+            store_id,
+            server::storage::RaftKv::new(router.clone()),
+            Arc::new(PdGcSource(pd.clone())),
+            server.gc_config(),
+        );
         if let (Some(region), server::ApiVersion::V2) = (first_region, api_version) {
             presplit_keyspace_edges(router.clone(), pd.clone(), region);
         }
@@ -248,6 +256,7 @@ impl Node {
             stop: Some(stop),
             server: Some(task),
             pd,
+            gc: Some(gc),
         })
     }
 
@@ -272,6 +281,9 @@ impl Node {
     }
 
     async fn stop_inner(&mut self) {
+        if let Some(mut gc) = self.gc.take() {
+            gc.stop();
+        }
         if let Some(s) = self.stop.take() {
             let _ = s.send(());
         }
@@ -299,6 +311,30 @@ struct PdTso(PdClient);
 impl server::TsoSource for PdTso {
     fn get_ts(&self) -> server::storage::txn::TsoFuture<'_> {
         Box::pin(async move { self.0.get_ts().await.map_err(|e| e.to_string()) })
+    }
+}
+
+/// The scheduler as the GC worker asks it: the GC safe point and the region list.
+struct PdGcSource(PdClient);
+
+impl server::gc_worker::SafePointSource for PdGcSource {
+    fn get_gc_safe_point(&self) -> server::gc_worker::SourceFuture<'_, u64> {
+        Box::pin(async move { self.0.get_gc_safe_point().await.map_err(|e| e.to_string()) })
+    }
+
+    fn scan_regions(
+        &self,
+        start: Vec<u8>,
+        limit: usize,
+    ) -> server::gc_worker::SourceFuture<'_, Vec<metapb::Region>> {
+        Box::pin(async move {
+            let regions = self
+                .0
+                .scan_regions(&start, &[], limit)
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(regions.into_iter().map(|r| r.region).collect())
+        })
     }
 }
 
