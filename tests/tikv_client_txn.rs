@@ -25,7 +25,7 @@ fn key(i: u32) -> Vec<u8> {
 fn value(i: u32, round: u32) -> Vec<u8> {
     let mut v = format!("v{i}-{round}-").into_bytes();
     // Every tenth value is longer than 255 bytes, so it lives in CF default.
-    v.resize(if i % 10 == 0 { 600 } else { 40 }, b'x');
+    v.resize(if i.is_multiple_of(10) { 600 } else { 40 }, b'x');
     v
 }
 
@@ -316,7 +316,7 @@ async fn prewrite_and_vanish(
             .await
             .unwrap()
             .expect("region of the key");
-        let Some(leader) = info.leader.clone() else {
+        let Some(leader) = info.leader else {
             tokio::time::sleep(Duration::from_millis(100)).await;
             continue;
         };

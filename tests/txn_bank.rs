@@ -54,7 +54,7 @@ async fn bank_under_faults(api_version: u8) {
     let seed = std::env::var("TESSERA_TEST_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| rand::random::<u64>());
+        .unwrap_or_else(rand::random::<u64>);
     eprintln!("bank seed {seed} (TESSERA_TEST_SEED replays the workers' choices)");
     let tasks = bank::spawn(bank, pd.clone(), 8, seed, stop.clone(), stats.clone());
 

@@ -57,7 +57,7 @@ pub async fn run(pd: &str, api_version: u8) -> Result<(), String> {
         tokio::time::sleep(Duration::from_secs(1)).await;
         second += 1;
         // Seconds 2, 4 and 6: cut the accounts' region at accounts 25, 50 and 75.
-        if second % 2 == 0 && second <= 6 {
+        if second.is_multiple_of(2) && second <= 6 {
             let account = 25 * (second / 2) as u32;
             match split_at(pd, &bank.stored_key(account)).await {
                 Ok(()) => println!("[{second:>3}s] split asked at account {account}"),
