@@ -365,8 +365,14 @@ async fn bank_transfers_keep_the_total_through_kill_9_and_restart_of_a_store() {
     for t in tasks {
         t.await.expect("worker or checker panicked");
     }
-    bank::final_check(&bank, &client).await.unwrap();
+    let end = bank::final_check(&bank, &client).await.unwrap();
     println!("bank through kill -9: {}", stats.summary());
+    if end.locks_cleaned > 0 {
+        println!(
+            "readers left {} to the GC lock cleanup, which resolved {}",
+            end.lingering, end.locks_cleaned
+        );
+    }
     for (i, c) in stats.per_mode.iter().enumerate() {
         assert!(
             c.load(Ordering::Relaxed) > 0,

@@ -92,8 +92,14 @@ async fn bank_under_faults(api_version: u8) {
     for t in tasks {
         t.await.expect("worker or checker panicked");
     }
-    bank::final_check(&bank, &client).await.unwrap();
+    let end = bank::final_check(&bank, &client).await.unwrap();
     eprintln!("bank (API V{api_version}): {}", stats.summary());
+    if end.locks_cleaned > 0 {
+        eprintln!(
+            "readers left {} to the GC lock cleanup, which resolved {}",
+            end.lingering, end.locks_cleaned
+        );
+    }
     assert!(
         stats.committed.load(Ordering::Relaxed) > 0,
         "no transfer committed: {}",

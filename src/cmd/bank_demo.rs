@@ -76,7 +76,13 @@ pub async fn run(pd: &str, api_version: u8) -> Result<(), String> {
         t.await
             .map_err(|e| format!("a bank worker or the checker failed: {e}"))?;
     }
-    bank::final_check(&bank, &client).await?;
+    let end = bank::final_check(&bank, &client).await?;
+    if end.locks_cleaned > 0 {
+        println!(
+            "bank demo: readers left {} to the GC lock cleanup, which resolved {}",
+            end.lingering, end.locks_cleaned
+        );
+    }
     println!("bank demo: {}", stats.summary());
     println!(
         "bank demo: the total is still {} and no lock is left",
