@@ -293,13 +293,21 @@ fn a_split_region_elects_its_leader_without_an_election_timeout() {
         cluster.add_filter(SlowAppends(Duration::from_millis(300)));
         let key = format!("m{round}").into_bytes();
         let before = core.cluster().scan_regions(b"", b"", 0).len();
-        let region = core.cluster().get_region(&key).unwrap();
-        core.coordinator()
-            .admin(scheduler::AdminRequest::Split {
+        // The previous round's split operator may still be finishing on this region
+        // (it ends with the heartbeat that shows the split): ask again until it is free.
+        loop {
+            let region = core.cluster().get_region(&key).unwrap();
+            match core.coordinator().admin(scheduler::AdminRequest::Split {
                 region_id: region.id(),
                 keys: vec![key.clone()],
-            })
-            .unwrap();
+            }) {
+                Ok(_) => break,
+                Err(scheduler::AdminError::Busy(_)) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                Err(e) => panic!("split of region {} refused: {e:?}", region.id()),
+            }
+        }
         while core.cluster().scan_regions(b"", b"", 0).len() == before {
             assert!(Instant::now() < deadline, "split not done");
             std::thread::sleep(Duration::from_millis(5));
