@@ -280,12 +280,14 @@ pub struct FinalCheck {
 /// The end of a run: every account read (resolving what failed commits left), the total
 /// unchanged, and no lock left anywhere in the bank's range.
 ///
-/// A transfer whose async-commit prewrite succeeded on some regions and failed on others
-/// (a store died under it) leaves locks whose transaction is neither committed nor rolled
-/// back until someone checks its secondaries. client-go's readers do that (TiKV answers
-/// CheckTxnStatus on an async-commit primary with the lock, never a rollback); tikv-client
-/// 0.4's readers do not, only its GC lock cleanup does. So if reads keep meeting locks for
-/// 10 s, this runs that cleanup once, as GC would, and reports what it found.
+/// A transfer abandoned mid-commit (its commit failed when a store died, and so did its
+/// rollback) leaves locks behind. Readers resolve them once their TTL (up to 20 s, more
+/// after heartbeats) has run out, except for async-commit ones: their transaction is
+/// neither committed nor rolled back until someone checks its secondaries, which
+/// client-go's readers do (TiKV answers CheckTxnStatus on an async-commit primary with
+/// the lock, never a rollback) but tikv-client 0.4's readers do not; only its GC lock
+/// cleanup does. So if reads keep meeting locks for 10 s, this runs that cleanup once, as
+/// GC would, and reports what it found.
 pub async fn final_check(bank: &Bank, client: &TransactionClient) -> Result<FinalCheck, String> {
     let mut report = FinalCheck::default();
     let mut last_err = String::new();
