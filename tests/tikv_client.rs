@@ -151,21 +151,7 @@ async fn tikv_client_raw_api_v2() {
     let cluster = TestCluster::start(dir.path(), 2).await;
     // The store that bootstrapped a V2 cluster cuts the first region at the default
     // keyspace's edges (region keys are memcomparable-encoded in V2).
-    let hex = |k: &[u8]| -> String {
-        codec::bytes::encode_bytes(k)
-            .iter()
-            .map(|b| format!("{b:02X}"))
-            .collect()
-    };
-    let (ks_start, ks_end) = (hex(&[b'r', 0, 0, 0]), hex(&[b'r', 0, 0, 1]));
-    cluster
-        .wait_for("keyspace edges", |v| {
-            v["regions"].as_array().is_some_and(|rs| {
-                rs.iter().any(|r| r["start_key"] == ks_start.as_str())
-                    && rs.iter().any(|r| r["start_key"] == ks_end.as_str())
-            })
-        })
-        .await;
+    let (ks_start, ks_end) = cluster.wait_for_keyspace_edges(b'r').await;
     let client = RawClient::new_with_config(
         vec![cluster.pd_addr()],
         Config::default().with_default_keyspace(),

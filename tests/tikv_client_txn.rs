@@ -374,21 +374,7 @@ async fn tikv_client_transactions_api_v1() {
 async fn tikv_client_transactions_api_v2() {
     let dir = tempfile::tempdir().unwrap();
     let cluster = TestCluster::start(dir.path(), 2).await;
-    let edge = |k: &[u8]| -> String {
-        codec::bytes::encode_bytes(k)
-            .iter()
-            .map(|b| format!("{b:02X}"))
-            .collect()
-    };
-    let (ks_start, ks_end) = (edge(&[b'x', 0, 0, 0]), edge(&[b'x', 0, 0, 1]));
-    cluster
-        .wait_for("keyspace edges", |v| {
-            v["regions"].as_array().is_some_and(|rs| {
-                rs.iter().any(|r| r["start_key"] == ks_start.as_str())
-                    && rs.iter().any(|r| r["start_key"] == ks_end.as_str())
-            })
-        })
-        .await;
+    cluster.wait_for_keyspace_edges(b'x').await;
     let client = TransactionClient::new_with_config(
         vec![cluster.pd_addr()],
         Config::default().with_default_keyspace(),

@@ -33,17 +33,7 @@ async fn bank_under_faults(api_version: u8) {
     };
     if bank.v2 {
         // Wait for the keyspace edges, so splits below land inside the keyspace.
-        let edge: String = codec::bytes::encode_bytes(&[b'x', 0, 0, 1])
-            .iter()
-            .map(|b| format!("{b:02X}"))
-            .collect();
-        cluster
-            .wait_for("keyspace edges", |v| {
-                v["regions"]
-                    .as_array()
-                    .is_some_and(|rs| rs.iter().any(|r| r["start_key"] == edge.as_str()))
-            })
-            .await;
+        cluster.wait_for_keyspace_edges(b'x').await;
     }
     let pd = cluster.pd_addr();
     let client = bank.client(&pd).await.unwrap();

@@ -125,6 +125,28 @@ impl TestCluster {
         }
     }
 
+    /// Waits until regions start at both edges of the default keyspace for key mode
+    /// `mode` (`b'r'` raw, `b'x'` transactional), which the store that bootstraps an API
+    /// V2 cluster cuts; returns the edges as the region list shows them (upper-case hex of
+    /// the memcomparable-encoded keys).
+    pub async fn wait_for_keyspace_edges(&self, mode: u8) -> (String, String) {
+        let hex = |k: &[u8]| -> String {
+            codec::bytes::encode_bytes(k)
+                .iter()
+                .map(|b| format!("{b:02X}"))
+                .collect()
+        };
+        let (start, end) = (hex(&[mode, 0, 0, 0]), hex(&[mode, 0, 0, 1]));
+        self.wait_for("keyspace edges", |v| {
+            v["regions"].as_array().is_some_and(|rs| {
+                rs.iter().any(|r| r["start_key"] == start.as_str())
+                    && rs.iter().any(|r| r["start_key"] == end.as_str())
+            })
+        })
+        .await;
+        (start, end)
+    }
+
     /// A running store (index 0..3).
     pub fn node(&self, i: usize) -> &node::Node {
         self.nodes[i].as_ref().expect("store running")
