@@ -3,7 +3,9 @@
 //! Each engine's test file calls [`run_all`] with a constructor of fresh, empty engines.
 //! A new engine is correct for Tessera only if it passes all of them.
 
-use crate::{Engine, Snapshot, WriteBatch, ALL_CFS, CF_DEFAULT, CF_LOCK, CF_RAFT, CF_WRITE};
+use crate::{
+    Engine, Snapshot, WriteBatch, ALL_CFS, CF_DEFAULT, CF_LOCK, CF_RAFT, CF_WRITE, MAX_KEY_LEN,
+};
 
 /// Runs every check against engines made by `new_engine`.
 pub fn run_all<E: Engine>(new_engine: impl Fn() -> E) {
@@ -16,6 +18,7 @@ pub fn run_all<E: Engine>(new_engine: impl Fn() -> E) {
     delete_range(&new_engine());
     approximate_size_grows(&new_engine());
     empty_batch_and_large_values(&new_engine());
+    keys_longer_than_the_limit(&new_engine());
 }
 
 fn put<E: Engine>(e: &E, cf: &'static str, k: &[u8], v: &[u8]) {
@@ -216,4 +219,41 @@ pub fn empty_batch_and_large_values<E: Engine>(e: &E) {
     assert_eq!(e.get(CF_DEFAULT, b"big").unwrap(), Some(big.clone()));
     e.sync().unwrap();
     assert_eq!(e.snapshot().get(CF_DEFAULT, b"big").unwrap(), Some(big));
+}
+
+/// A key longer than [`MAX_KEY_LEN`] is refused by a write, found by no get, and works as a
+/// scan bound on either side (the engine never panics on one: a read path may be handed
+/// any key).
+pub fn keys_longer_than_the_limit<E: Engine>(e: &E) {
+    let longest = vec![b'k'; MAX_KEY_LEN];
+    let mut longer = longest.clone();
+    longer.push(0);
+    let mut wb = e.write_batch();
+    wb.put(CF_DEFAULT, &longer, b"v");
+    assert!(
+        e.write(wb, false).is_err(),
+        "a key over the limit is refused"
+    );
+    assert_eq!(e.get(CF_DEFAULT, &longer).unwrap(), None);
+    assert_eq!(e.snapshot().get(CF_DEFAULT, &longer).unwrap(), None);
+    put(e, CF_DEFAULT, b"a", b"1");
+    put(e, CF_DEFAULT, &longest, b"2");
+    put(e, CF_DEFAULT, b"l", b"3");
+    // longest < longer < "l"
+    assert_eq!(
+        keys_of(e, CF_DEFAULT, &longer, b"", false),
+        vec![b"l".to_vec()]
+    );
+    assert_eq!(
+        keys_of(e, CF_DEFAULT, b"", &longer, false),
+        vec![b"a".to_vec(), longest.clone()]
+    );
+    assert_eq!(
+        keys_of(e, CF_DEFAULT, b"", &longer, true),
+        vec![longest.clone(), b"a".to_vec()]
+    );
+    assert_eq!(
+        keys_of(e, CF_DEFAULT, &longer, &[b'k'; 70_000], false),
+        Vec::<Vec<u8>>::new()
+    );
 }

@@ -15,7 +15,9 @@ use std::path::Path;
 
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode, Readable};
 
-use crate::{cf_index, CfName, Engine, Error, KvIter, Result, Snapshot, WriteBatch, ALL_CFS};
+use crate::{
+    cf_index, CfName, Engine, Error, KvIter, Result, Snapshot, WriteBatch, ALL_CFS, MAX_KEY_LEN,
+};
 
 /// Tunables of the fjall engine.
 #[derive(Clone, Debug)]
@@ -167,6 +169,10 @@ impl Engine for FjallEngine {
 
 impl Snapshot for FjallSnapshot {
     fn get(&self, cf: CfName, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        if key.len() > MAX_KEY_LEN {
+            // No such key can be stored; fjall asserts on it rather than answering.
+            return Ok(None);
+        }
         Ok(self
             .snap
             .get(&self.cfs[cf_index(cf)], key)
@@ -178,12 +184,23 @@ impl Snapshot for FjallSnapshot {
         if !end.is_empty() && start >= end {
             return Box::new(std::iter::empty());
         }
+        // fjall asserts on bounds longer than a key may be. A stored key is at most
+        // MAX_KEY_LEN bytes, so for a longer bound `b` with prefix `t` of that length, the
+        // only stored key between `t` and `b` is `t` itself: `[b, ..` is `(t, ..` and
+        // `.., b)` is `.., t]`.
+        let lo: Bound<Vec<u8>> = if start.len() > MAX_KEY_LEN {
+            Bound::Excluded(start[..MAX_KEY_LEN].to_vec())
+        } else {
+            Bound::Included(start.to_vec())
+        };
         let hi: Bound<Vec<u8>> = if end.is_empty() {
             Bound::Unbounded
+        } else if end.len() > MAX_KEY_LEN {
+            Bound::Included(end[..MAX_KEY_LEN].to_vec())
         } else {
             Bound::Excluded(end.to_vec())
         };
-        let range = (Bound::Included(start.to_vec()), hi);
+        let range = (lo, hi);
         let iter = self.snap.range(&self.cfs[cf_index(cf)], range);
         let map = |g: fjall::Guard| {
             g.into_inner()

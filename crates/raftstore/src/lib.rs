@@ -39,6 +39,7 @@ pub mod apply;
 pub mod config;
 pub mod context;
 pub mod error;
+pub mod fatal;
 pub mod msg;
 pub mod operation;
 pub mod peer;

@@ -203,6 +203,12 @@ impl<E: Engine, T: Transport> Poller<E, T> {
             );
             return;
         }
+        if !msg.is_tombstone {
+            if let Some(why) = crate::peer::lifecycle::malformed(&msg) {
+                tracing::warn!("store {}: dropping raft message: {why}", self.ctx.store_id);
+                return;
+            }
+        }
         if let Some(peer) = self.peers.get_mut(&region_id) {
             match peer.check_message(&mut self.ctx, &msg) {
                 MessageCheck::Drop => return,
@@ -371,6 +377,8 @@ impl<E: Engine, T: Transport> Poller<E, T> {
 
     /// Starts the peers that splits applied this round created.
     fn create_split_peers(&mut self) {
+        // Crash window: the split's region states are written, its new peers not started.
+        fail::fail_point!("split_before_new_peers", !self.ctx.new_split_peers.is_empty(), |_| {});
         for n in std::mem::take(&mut self.ctx.new_split_peers) {
             let region_id = n.region.id;
             if let Some(existing) = self.peers.get(&region_id) {
@@ -382,10 +390,12 @@ impl<E: Engine, T: Transport> Poller<E, T> {
                 self.peers.remove(&region_id);
             }
             if let Err(e) = self.create_peer(n.region, n.peer, false) {
-                panic!(
+                // Its ids were checked when the split was applied: what is left is the
+                // engines failing to read the state the split just wrote.
+                crate::fatal::fatal(format_args!(
                     "store {}: starting split peer of region {region_id} failed: {e}",
                     self.ctx.store_id
-                );
+                ));
             }
             let peer = self.peers.get_mut(&region_id).expect("just created");
             if let Some((size, keys)) = n.estimate {
@@ -458,11 +468,12 @@ impl<E: Engine, T: Transport> Poller<E, T> {
             }
         }
         if let Err(e) = self.ctx.flush_kv() {
-            // Acknowledging writes that are not in the engine would lose them.
-            panic!(
+            // Acknowledging writes that are not in the engine would lose them. Apply checked
+            // every key against the engine's limits, so this is the disk, not a command.
+            crate::fatal::fatal(format_args!(
                 "store {}: writing applied data failed: {e}",
                 self.ctx.store_id
-            );
+            ));
         }
         for (cb, resp) in self.ctx.callbacks.drain(..) {
             cb(resp);

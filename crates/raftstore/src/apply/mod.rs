@@ -35,6 +35,25 @@ pub fn cf_name(cf: &str) -> Result<CfName> {
     }
 }
 
+/// Refuses a key the engine would refuse once prefixed for storage. Every replica applies
+/// the same entry, so every replica refuses it the same way and they stay identical; a key
+/// that reached the round's write batch instead would fail the write of every region
+/// applied in that round, on every store.
+pub(crate) fn check_engine_key(key: &[u8]) -> Result<()> {
+    if key.is_empty() {
+        return Err(Error::InvalidRequest("empty key".into()));
+    }
+    let stored = key.len() + 1;
+    if stored > engine::MAX_KEY_LEN {
+        return Err(Error::InvalidRequest(format!(
+            "key of {} bytes is longer than the storage engine allows ({} bytes)",
+            key.len(),
+            engine::MAX_KEY_LEN - 1
+        )));
+    }
+    Ok(())
+}
+
 /// A success response to an admin command answered without a log entry.
 pub fn ok_admin_response(req: &RaftCmdRequest, term: u64) -> RaftCmdResponse {
     RaftCmdResponse {
@@ -150,9 +169,17 @@ impl<E: Engine> Peer<E> {
         for r in &req.requests {
             if let Some(p) = &r.put {
                 check_key_in_region(&p.key, &region)?;
+                check_engine_key(&p.key)?;
             }
             if let Some(d) = &r.delete {
                 check_key_in_region(&d.key, &region)?;
+                check_engine_key(&d.key)?;
+            }
+            if let Some(dr) = &r.delete_range {
+                check_engine_key(&dr.start_key)?;
+                if !dr.end_key.is_empty() {
+                    check_engine_key(&dr.end_key)?;
+                }
             }
         }
         let mut responses = Vec::with_capacity(req.requests.len());

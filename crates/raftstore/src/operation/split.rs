@@ -148,13 +148,33 @@ impl<E: Engine> Peer<E> {
             .map(|s| s.split_key.as_slice())
             .collect();
         check_split_keys(self.region(), &keys)?;
+        for k in &keys {
+            crate::apply::check_engine_key(k)?;
+        }
         let peers = self.region().peers.len();
+        // Ids come from the scheduler; every replica checks them the same way before the
+        // split is applied, so a bad answer fails the command instead of leaving a split
+        // on disk whose new peer cannot be created.
+        let mut region_ids = std::collections::HashSet::from([self.region_id()]);
+        let mut peer_ids: std::collections::HashSet<u64> =
+            self.region().peers.iter().map(|p| p.id).collect();
         for s in &splits.requests {
             if s.new_region_id == 0 || s.new_peer_ids.len() != peers || s.new_peer_ids.contains(&0)
             {
                 return Err(Error::InvalidRequest(format!(
                     "split needs a region id and {peers} peer ids"
                 )));
+            }
+            if !region_ids.insert(s.new_region_id) {
+                return Err(Error::InvalidRequest(format!(
+                    "split reuses region id {}",
+                    s.new_region_id
+                )));
+            }
+            for id in &s.new_peer_ids {
+                if !peer_ids.insert(*id) {
+                    return Err(Error::InvalidRequest(format!("split reuses peer id {id}")));
+                }
             }
         }
         Ok(())

@@ -74,7 +74,7 @@ pub fn spawn<S: Send + 'static, T: Transport>(
                         Err(e) => {
                             // Nothing can be acknowledged if the log is not durable; a store
                             // that cannot write its log must stop rather than lie.
-                            panic!("raft log write failed, stopping the store: {e}");
+                            crate::fatal::fatal(format_args!("raft log write failed: {e}"));
                         }
                     }
                 }
