@@ -59,6 +59,9 @@ enum Command {
         /// The scheduler's address (`host:port`).
         #[arg(long, default_value = "127.0.0.1:2379")]
         pd: String,
+        /// TOML file; its `[security]` table makes `ctl` connect over TLS.
+        #[arg(long)]
+        config: Option<PathBuf>,
         #[command(subcommand)]
         command: cmd::ctl::CtlCommand,
     },
@@ -86,7 +89,12 @@ fn main() {
         } => cmd::pd::run(config.as_deref(), addr, data_dir),
         Command::Server { config, flags } => cmd::server::run(config.as_deref(), flags),
         Command::Playground(flags) => cmd::playground::run(flags),
-        Command::Ctl { pd, command } => cmd::ctl::run(&pd, command),
+        Command::Ctl {
+            pd,
+            config,
+            command,
+        } => cmd::config::load(config.as_deref())
+            .and_then(|file| cmd::ctl::run(&pd, &file.security, command)),
         Command::Demo {
             stores,
             clients,

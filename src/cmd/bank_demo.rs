@@ -13,12 +13,13 @@ use std::time::{Duration, Instant};
 use bench::bank::{self, Bank, Stats};
 
 use super::ctl;
+use super::playground::ClientTls;
 
 /// How long the transfers run.
 const RUN: Duration = Duration::from_secs(10);
 
-/// Runs the demo against the cluster whose scheduler is at `pd`.
-pub async fn run(pd: &str, api_version: u8) -> Result<(), String> {
+/// Runs the demo against the cluster whose scheduler is at `pd`, over TLS with `tls`.
+pub async fn run(pd: &str, api_version: u8, tls: Option<&ClientTls>) -> Result<(), String> {
     let bank = Bank {
         accounts: 100,
         initial: 1000,
@@ -30,9 +31,9 @@ pub async fn run(pd: &str, api_version: u8) -> Result<(), String> {
     // transactional keys apart by prefix, so there this changes nothing.
     let (lo, hi) = bank.stored_edges();
     for edge in [lo, hi] {
-        split_and_wait(pd, &edge).await?;
+        split_and_wait(pd, tls, &edge).await?;
     }
-    let client = bank.client(pd).await?;
+    let client = bank.client_with(pd, tls.map(|t| &t.paths)).await?;
     bank.setup(&client).await?;
     println!(
         "bank demo: {} accounts holding {} in all; 8 workers transfer money for {} s \
@@ -43,9 +44,10 @@ pub async fn run(pd: &str, api_version: u8) -> Result<(), String> {
     );
     let stop = Arc::new(AtomicBool::new(false));
     let stats = Arc::new(Stats::default());
-    let tasks = bank::spawn(
+    let tasks = bank::spawn_with(
         bank,
         pd.to_string(),
+        tls.map(|t| t.paths.clone()),
         8,
         rand_seed(),
         stop.clone(),
@@ -59,7 +61,7 @@ pub async fn run(pd: &str, api_version: u8) -> Result<(), String> {
         // Seconds 2, 4 and 6: cut the accounts' region at accounts 25, 50 and 75.
         if second.is_multiple_of(2) && second <= 6 {
             let account = 25 * (second / 2) as u32;
-            match split_at(pd, &bank.stored_key(account)).await {
+            match split_at(pd, tls, &bank.stored_key(account)).await {
                 Ok(()) => println!("[{second:>3}s] split asked at account {account}"),
                 Err(e) => println!("[{second:>3}s] split at account {account} failed: {e}"),
             }
@@ -100,9 +102,13 @@ fn rand_seed() -> u64 {
 
 /// The region holding `stored_key`, from the scheduler's region list: (id, start) with
 /// keys in upper-case hex, as the list shows them.
-async fn region_of(pd: &str, stored_key: &[u8]) -> Result<(u64, String), String> {
+async fn region_of(
+    pd: &str,
+    tls: Option<&ClientTls>,
+    stored_key: &[u8],
+) -> Result<(u64, String), String> {
     let hex = pd_server::http::hex(stored_key).to_uppercase();
-    let v = ctl::request(pd, "GET", "/pd/api/v1/regions", "").await?;
+    let v = ctl::request(pd, tls.map(|t| &t.tls), "GET", "/pd/api/v1/regions", "").await?;
     let regions = v["regions"]
         .as_array()
         .ok_or_else(|| format!("no region list in {v}"))?;
@@ -118,8 +124,8 @@ async fn region_of(pd: &str, stored_key: &[u8]) -> Result<(u64, String), String>
 }
 
 /// Asks the scheduler to split the region holding `stored_key` at that key.
-async fn split_at(pd: &str, stored_key: &[u8]) -> Result<(), String> {
-    let (id, start) = region_of(pd, stored_key).await?;
+async fn split_at(pd: &str, tls: Option<&ClientTls>, stored_key: &[u8]) -> Result<(), String> {
+    let (id, start) = region_of(pd, tls, stored_key).await?;
     if start == pd_server::http::hex(stored_key).to_uppercase() {
         return Ok(());
     }
@@ -128,19 +134,30 @@ async fn split_at(pd: &str, stored_key: &[u8]) -> Result<(), String> {
         "region_id": id,
         "keys": [pd_server::http::hex(stored_key)],
     });
-    ctl::request(pd, "POST", "/pd/api/v1/operators", &body.to_string()).await?;
+    ctl::request(
+        pd,
+        tls.map(|t| &t.tls),
+        "POST",
+        "/pd/api/v1/operators",
+        &body.to_string(),
+    )
+    .await?;
     Ok(())
 }
 
 /// Splits at `stored_key` and waits (up to 20 s) until a region starts there.
-async fn split_and_wait(pd: &str, stored_key: &[u8]) -> Result<(), String> {
+async fn split_and_wait(
+    pd: &str,
+    tls: Option<&ClientTls>,
+    stored_key: &[u8],
+) -> Result<(), String> {
     let want = pd_server::http::hex(stored_key).to_uppercase();
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         // A busy region may refuse the operator for a moment; ask again.
-        let _ = split_at(pd, stored_key).await;
+        let _ = split_at(pd, tls, stored_key).await;
         tokio::time::sleep(Duration::from_millis(300)).await;
-        if region_of(pd, stored_key).await?.1 == want {
+        if region_of(pd, tls, stored_key).await?.1 == want {
             return Ok(());
         }
         if Instant::now() > deadline {

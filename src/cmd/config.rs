@@ -15,6 +15,9 @@ pub struct FileConfig {
     pub server: node::ServerConfig,
     /// A store's raftstore settings (region sizes, intervals).
     pub raftstore: node::RaftstoreConfig,
+    /// Mutual TLS, shared by every process reading the file (TiKV's `[security]`): copied
+    /// into the `[pd]` and `[server]` settings by [`load`], and used by `ctl`.
+    pub security: security::SecurityConfig,
 }
 
 /// Reads `path`, or returns the defaults when there is none.
@@ -24,5 +27,9 @@ pub fn load(path: Option<&Path>) -> Result<FileConfig, String> {
     };
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("reading config file {}: {e}", path.display()))?;
-    toml::from_str(&text).map_err(|e| format!("config file {}: {e}", path.display()))
+    let mut cfg: FileConfig =
+        toml::from_str(&text).map_err(|e| format!("config file {}: {e}", path.display()))?;
+    cfg.pd.security = cfg.security.clone();
+    cfg.server.security = cfg.security.clone();
+    Ok(cfg)
 }

@@ -68,35 +68,38 @@ pub enum CtlCommand {
     },
 }
 
-/// Runs one `ctl` command against the scheduler at `pd` (`host:port`).
-pub fn run(pd: &str, cmd: CtlCommand) -> Result<(), String> {
+/// Runs one `ctl` command against the scheduler at `pd` (`host:port`), over TLS with the
+/// certificates of `security` when it is set (the `[security]` table of `--config`).
+pub fn run(pd: &str, security: &security::SecurityConfig, cmd: CtlCommand) -> Result<(), String> {
+    let tls = security.load()?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| format!("starting the runtime: {e}"))?;
-    rt.block_on(run_async(pd, cmd))
+    rt.block_on(run_async(pd, tls.as_ref(), cmd))
 }
 
-async fn run_async(pd: &str, cmd: CtlCommand) -> Result<(), String> {
-    let op = |body: Value| async move {
-        request(pd, "POST", "/pd/api/v1/operators", &body.to_string()).await
+async fn run_async(pd: &str, tls: Option<&security::Tls>, cmd: CtlCommand) -> Result<(), String> {
+    let request = |method: &'static str, path: String, body: String| async move {
+        request(pd, tls, method, &path, &body).await
     };
+    let op = |body: Value| request("POST", "/pd/api/v1/operators".into(), body.to_string());
     let out = match cmd {
         CtlCommand::Stores => {
-            let v = request(pd, "GET", "/pd/api/v1/stores", "").await?;
+            let v = request("GET", "/pd/api/v1/stores".into(), String::new()).await?;
             print_stores(&v);
             return Ok(());
         }
         CtlCommand::Regions => {
-            let v = request(pd, "GET", "/pd/api/v1/regions", "").await?;
+            let v = request("GET", "/pd/api/v1/regions".into(), String::new()).await?;
             print_regions(&v);
             return Ok(());
         }
         CtlCommand::Region { key, id } => match (key, id) {
             (Some(k), _) => {
-                request(pd, "GET", &format!("/pd/api/v1/region/key/{}", percent(k.as_bytes())), "").await?
+                request("GET", format!("/pd/api/v1/region/key/{}", percent(k.as_bytes())), String::new()).await?
             }
-            (None, Some(id)) => request(pd, "GET", &format!("/pd/api/v1/region/id/{id}"), "").await?,
+            (None, Some(id)) => request("GET", format!("/pd/api/v1/region/id/{id}"), String::new()).await?,
             (None, None) => return Err("give --key or --id".into()),
         },
         CtlCommand::Split { region, keys } => {
@@ -114,9 +117,9 @@ async fn run_async(pd: &str, cmd: CtlCommand) -> Result<(), String> {
             op(serde_json::json!({"name": "remove-peer", "region_id": region, "store_id": store}))
                 .await?
         }
-        CtlCommand::Operators => request(pd, "GET", "/pd/api/v1/operators", "").await?,
+        CtlCommand::Operators => request("GET", "/pd/api/v1/operators".into(), String::new()).await?,
         CtlCommand::StoreOffline { store } => {
-            request(pd, "DELETE", &format!("/pd/api/v1/store/{store}"), "").await?
+            request("DELETE", format!("/pd/api/v1/store/{store}"), String::new()).await?
         }
     };
     println!(
@@ -194,10 +197,16 @@ pub fn print_regions(v: &Value) {
     println!("{} regions", v["count"]);
 }
 
-/// One request to the scheduler's HTTP API; a non-2xx answer becomes an error carrying
-/// the server's `error` message.
-pub async fn request(pd: &str, method: &str, path: &str, body: &str) -> Result<Value, String> {
-    let (status, v) = pd_server::http_client::request(pd, method, path, body).await?;
+/// One request to the scheduler's HTTP API (over TLS when `tls` is given); a non-2xx
+/// answer becomes an error carrying the server's `error` message.
+pub async fn request(
+    pd: &str,
+    tls: Option<&security::Tls>,
+    method: &str,
+    path: &str,
+    body: &str,
+) -> Result<Value, String> {
+    let (status, v) = pd_server::http_client::request_tls(pd, tls, method, path, body).await?;
     if (200..300).contains(&status) {
         Ok(v)
     } else {

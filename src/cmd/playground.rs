@@ -8,6 +8,12 @@
 //! `tikv-client` crate that makes regions split, shows them and checks every write, then
 //! bank transfers through its `TransactionClient` (see [`super::bank_demo`]), and stops.
 //! Ctrl-C stops the children (SIGTERM, then SIGKILL after 10 s).
+//!
+//! With `--tls` it first generates a CA and certificates (rcgen) under `<dir>/tls`, writes
+//! a `[security]` table into the configuration, and every connection is mutual TLS: the
+//! processes present `tessera-server.pem`, the playground's own clients (its HTTP calls,
+//! the demo's `tikv-client`) `tessera-client.pem`, and only those two common names are
+//! allowed.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -49,6 +55,39 @@ pub struct PlaygroundFlags {
     /// Keep serving after the demo instead of stopping.
     #[arg(long)]
     pub keep_running: bool,
+    /// Mutual TLS everywhere, with a CA and certificates generated into `<dir>/tls`.
+    #[arg(long)]
+    pub tls: bool,
+}
+
+/// How the playground's own clients reach a TLS cluster: loaded for its HTTP calls, and
+/// as files for `tikv-client`.
+pub struct ClientTls {
+    pub tls: security::Tls,
+    pub paths: bench::bank::TlsPaths,
+}
+
+/// Common name of the certificate the scheduler and the stores present.
+const SERVER_CN: &str = "tessera-server";
+/// Common name of the certificate the playground's clients present.
+const CLIENT_CN: &str = "tessera-client";
+
+/// Generates the CA and the two certificates under `dir/tls`; returns the `[security]`
+/// table for the processes and the playground's own client settings.
+fn make_certs(dir: &Path) -> Result<(security::SecurityConfig, ClientTls), String> {
+    let files = security::certs::generate(&dir.join("tls"), &[SERVER_CN, CLIENT_CN])?;
+    let allowed = vec![SERVER_CN.to_string(), CLIENT_CN.to_string()];
+    let server = files.config_for(SERVER_CN, allowed);
+    let client = files.config_for(CLIENT_CN, vec![]);
+    let tls = client
+        .load()?
+        .ok_or("no TLS after generating certificates")?;
+    let paths = bench::bank::TlsPaths {
+        ca: client.ca_path,
+        cert: client.cert_path,
+        key: client.key_path,
+    };
+    Ok((server, ClientTls { tls, paths }))
 }
 
 struct Children {
@@ -144,8 +183,14 @@ pub fn run(flags: PlaygroundFlags) -> Result<(), String> {
         }
     };
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let (security, client_tls) = if flags.tls {
+        let (s, c) = make_certs(&dir)?;
+        (Some(s), Some(c))
+    } else {
+        (None, None)
+    };
     let config = dir.join("tessera.toml");
-    std::fs::write(&config, config_text(&flags, &dir))
+    std::fs::write(&config, config_text(&flags, &dir, security.as_ref()))
         .map_err(|e| format!("{}: {e}", config.display()))?;
 
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -154,14 +199,41 @@ pub fn run(flags: PlaygroundFlags) -> Result<(), String> {
         .build()
         .map_err(|e| format!("starting the runtime: {e}"))?;
     let mut children = Children { procs: Vec::new() };
-    let result = rt.block_on(run_cluster(&flags, &dir, &config, &mut children));
+    let result = rt.block_on(run_cluster(
+        &flags,
+        &dir,
+        &config,
+        client_tls.as_ref(),
+        &mut children,
+    ));
     children.stop();
     drop(temp);
     result
 }
 
-fn config_text(flags: &PlaygroundFlags, dir: &Path) -> String {
+fn config_text(
+    flags: &PlaygroundFlags,
+    dir: &Path,
+    security: Option<&security::SecurityConfig>,
+) -> String {
     let split = flags.region_split_size_mb;
+    let security = security.map_or(String::new(), |s| {
+        format!(
+            r#"
+# Mutual TLS for every connection (written by `--tls`); TiKV's names, e.g. `ca-path`,
+# are accepted too.
+[security]
+ca_path = {ca:?}
+cert_path = {cert:?}
+key_path = {key:?}
+cert_allowed_cn = {cn:?}
+"#,
+            ca = s.ca_path,
+            cert = s.cert_path,
+            key = s.key_path,
+            cn = s.cert_allowed_cn,
+        )
+    });
     format!(
         r#"# Written by `tessera playground`.
 [pd]
@@ -182,7 +254,7 @@ region_max_size_mb = {max}
 split_check_interval_ms = 1000
 region_heartbeat_interval_ms = 2000
 store_heartbeat_interval_ms = 2000
-"#,
+{security}"#,
         pd = flags.pd_addr,
         pd_dir = dir.join("pd"),
         replicas = flags.stores.min(3),
@@ -206,8 +278,8 @@ async fn wait_until(
     Err(format!("{what}: not ready within {} s", timeout.as_secs()))
 }
 
-async fn store_count(pd: &str) -> u64 {
-    ctl::request(pd, "GET", "/pd/api/v1/stores", "")
+async fn store_count(pd: &str, tls: Option<&ClientTls>) -> u64 {
+    ctl::request(pd, tls.map(|t| &t.tls), "GET", "/pd/api/v1/stores", "")
         .await
         .ok()
         .and_then(|v| v["count"].as_u64())
@@ -218,9 +290,11 @@ async fn run_cluster(
     flags: &PlaygroundFlags,
     dir: &Path,
     config: &Path,
+    tls: Option<&ClientTls>,
     children: &mut Children,
 ) -> Result<(), String> {
     let pd = flags.pd_addr.as_str();
+    let http_tls = tls.map(|t| &t.tls);
     let cfg = config.display().to_string();
     println!("data and logs in {}", dir.display());
     let pid = children.spawn(
@@ -229,7 +303,7 @@ async fn run_cluster(
         &dir.join("pd.log"),
     )?;
     wait_until("scheduler", Duration::from_secs(30), async || {
-        ctl::request(pd, "GET", "/pd/api/v1/stores", "")
+        ctl::request(pd, http_tls, "GET", "/pd/api/v1/stores", "")
             .await
             .is_ok()
     })
@@ -256,7 +330,7 @@ async fn run_cluster(
         let pid = children.spawn(&format!("store {i}"), &args, &log)?;
         // One at a time: the first store bootstraps the cluster before the others join.
         wait_until(&format!("store {i}"), Duration::from_secs(60), async || {
-            store_count(pd).await >= i
+            store_count(pd, tls).await >= i
         })
         .await
         .map_err(|e| format!("{e} (see {})", log.display()))?;
@@ -267,7 +341,7 @@ async fn run_cluster(
         "replicas of the first region",
         Duration::from_secs(60),
         async || {
-            ctl::request(pd, "GET", "/pd/api/v1/regions", "")
+            ctl::request(pd, http_tls, "GET", "/pd/api/v1/regions", "")
                 .await
                 .ok()
                 .and_then(|v| v["regions"][0]["peers"].as_array().map(|p| p.len()))
@@ -279,11 +353,27 @@ async fn run_cluster(
         "cluster ready: {} stores, API V{}; clients connect to the scheduler at {pd}",
         flags.stores, flags.api_version
     );
-    println!("try: tessera ctl --pd {pd} regions   |   kill -9 a store's pid to see a failover");
+    if let Some(t) = tls {
+        println!(
+            "mutual TLS: CA {}, client certificate {} and key {} (the servers' in the same \
+             directory; allowed common names {SERVER_CN}, {CLIENT_CN})",
+            t.paths.ca.display(),
+            t.paths.cert.display(),
+            t.paths.key.display()
+        );
+        println!(
+            "try: tessera ctl --pd {pd} --config {} regions   |   kill -9 a store's pid to see a failover",
+            config.display()
+        );
+    } else {
+        println!(
+            "try: tessera ctl --pd {pd} regions   |   kill -9 a store's pid to see a failover"
+        );
+    }
 
     if flags.demo {
-        demo(flags).await?;
-        super::bank_demo::run(&flags.pd_addr, flags.api_version).await?;
+        demo(flags, tls).await?;
+        super::bank_demo::run(&flags.pd_addr, flags.api_version, tls).await?;
         if !flags.keep_running {
             println!("demo done; stopping the cluster");
             return Ok(());
@@ -307,8 +397,8 @@ async fn run_cluster(
     Ok(())
 }
 
-async fn region_count(pd: &str) -> u64 {
-    ctl::request(pd, "GET", "/pd/api/v1/regions", "")
+async fn region_count(pd: &str, tls: Option<&security::Tls>) -> u64 {
+    ctl::request(pd, tls, "GET", "/pd/api/v1/regions", "")
         .await
         .ok()
         .and_then(|v| v["count"].as_u64())
@@ -317,18 +407,19 @@ async fn region_count(pd: &str) -> u64 {
 
 /// Writes `demo_mb` MiB of 1 KiB values with 16 writers through tikv-client, printing
 /// progress and the region count each second, then reads everything back.
-async fn demo(flags: &PlaygroundFlags) -> Result<(), String> {
+async fn demo(flags: &PlaygroundFlags, tls: Option<&ClientTls>) -> Result<(), String> {
     let pd = flags.pd_addr.clone();
-    let client = if flags.api_version == 2 {
-        tikv_client::RawClient::new_with_config(
-            vec![pd.clone()],
-            tikv_client::Config::default().with_default_keyspace(),
-        )
-        .await
-    } else {
-        tikv_client::RawClient::new(vec![pd.clone()]).await
+    let mut config = tikv_client::Config::default();
+    if flags.api_version == 2 {
+        config = config.with_default_keyspace();
     }
-    .map_err(|e| format!("tikv-client could not connect: {e}"))?;
+    if let Some(t) = tls {
+        config = config.with_security(&t.paths.ca, &t.paths.cert, &t.paths.key);
+    }
+    let client = tikv_client::RawClient::new_with_config(vec![pd.clone()], config)
+        .await
+        .map_err(|e| format!("tikv-client could not connect: {e}"))?;
+    let http_tls = tls.map(|t| t.tls.clone());
     let writers = 16u64;
     let total = flags.demo_mb * 1024;
     let per_writer = total.div_ceil(writers);
@@ -365,7 +456,7 @@ async fn demo(flags: &PlaygroundFlags) -> Result<(), String> {
         })
         .collect();
     let progress = {
-        let (done, pd) = (done.clone(), pd.clone());
+        let (done, pd, http_tls) = (done.clone(), pd.clone(), http_tls.clone());
         tokio::spawn(async move {
             let mut last = 0;
             let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -378,7 +469,7 @@ async fn demo(flags: &PlaygroundFlags) -> Result<(), String> {
                     start.elapsed().as_secs(),
                     now as f64 / 1024.0,
                     now - last,
-                    region_count(&pd).await
+                    region_count(&pd, http_tls.as_ref()).await
                 );
                 last = now;
             }
@@ -424,7 +515,7 @@ async fn demo(flags: &PlaygroundFlags) -> Result<(), String> {
         return Err(format!("{found} of {} keys found", per_writer * writers));
     }
     println!("all {found} present with the right values");
-    let v = ctl::request(&pd, "GET", "/pd/api/v1/regions", "").await?;
+    let v = ctl::request(&pd, http_tls.as_ref(), "GET", "/pd/api/v1/regions", "").await?;
     println!("regions now (tessera ctl --pd {pd} regions):");
     ctl::print_regions(&v);
     Ok(())

@@ -29,6 +29,15 @@ pub const MODES: [TxnMode; 4] = [
     TxnMode::OnePc,
 ];
 
+/// The PEM files a TLS client presents: the cluster's CA, its certificate and key
+/// (`tikv_client::Config::with_security`).
+#[derive(Clone, Debug)]
+pub struct TlsPaths {
+    pub ca: std::path::PathBuf,
+    pub cert: std::path::PathBuf,
+    pub key: std::path::PathBuf,
+}
+
 /// A bank: `accounts` accounts holding `initial` each.
 #[derive(Clone, Copy, Debug)]
 pub struct Bank {
@@ -80,7 +89,19 @@ impl Bank {
 
     /// A client of the cluster whose scheduler is at `pd`.
     pub async fn client(&self, pd: &str) -> Result<TransactionClient, String> {
-        let cfg = client_config(if self.v2 { 2 } else { 1 });
+        self.client_with(pd, None).await
+    }
+
+    /// Like [`Bank::client`], over mutual TLS with `tls`'s certificates when given.
+    pub async fn client_with(
+        &self,
+        pd: &str,
+        tls: Option<&TlsPaths>,
+    ) -> Result<TransactionClient, String> {
+        let mut cfg = client_config(if self.v2 { 2 } else { 1 });
+        if let Some(t) = tls {
+            cfg = cfg.with_security(&t.ca, &t.cert, &t.key);
+        }
         TransactionClient::new_with_config(vec![pd.to_string()], cfg)
             .await
             .map_err(|e| format!("transaction client: {e}"))
@@ -224,12 +245,28 @@ pub fn spawn(
     stop: Arc<AtomicBool>,
     stats: Arc<Stats>,
 ) -> Vec<tokio::task::JoinHandle<()>> {
+    spawn_with(bank, pd, None, workers, seed, stop, stats)
+}
+
+/// [`spawn`] whose clients connect over mutual TLS with `tls`'s certificates when given.
+pub fn spawn_with(
+    bank: Bank,
+    pd: String,
+    tls: Option<TlsPaths>,
+    workers: usize,
+    seed: u64,
+    stop: Arc<AtomicBool>,
+    stats: Arc<Stats>,
+) -> Vec<tokio::task::JoinHandle<()>> {
     let mut tasks = Vec::new();
     for w in 0..workers {
-        let (pd, stop, stats) = (pd.clone(), stop.clone(), stats.clone());
+        let (pd, stop, stats, tls) = (pd.clone(), stop.clone(), stats.clone(), tls.clone());
         let mode_idx = w % MODES.len();
         tasks.push(tokio::spawn(async move {
-            let client = bank.client(&pd).await.expect("worker client");
+            let client = bank
+                .client_with(&pd, tls.as_ref())
+                .await
+                .expect("worker client");
             let mut rng = rand::rngs::StdRng::seed_from_u64(seed ^ (w as u64 + 1));
             while !stop.load(Ordering::Relaxed) {
                 match bank.transfer(&client, MODES[mode_idx], &mut rng).await {
@@ -251,7 +288,10 @@ pub fn spawn(
     }
     let (stop2, stats2) = (stop.clone(), stats.clone());
     tasks.push(tokio::spawn(async move {
-        let client = bank.client(&pd).await.expect("checker client");
+        let client = bank
+            .client_with(&pd, tls.as_ref())
+            .await
+            .expect("checker client");
         while !stop2.load(Ordering::Relaxed) {
             match bank.read_all(&client).await {
                 Ok(balances) => {

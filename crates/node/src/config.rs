@@ -29,6 +29,11 @@ pub struct ServerConfig {
     pub gc_interval_ms: u64,
     /// Most keys the GC worker scans per second, over the whole store.
     pub gc_max_keys_per_sec: u64,
+    /// Mutual TLS for the gRPC server and this store's connections to the scheduler and
+    /// the other stores. Not a field of `[server]`: it comes from the file's top-level
+    /// `[security]` table, which every process of the file shares.
+    #[serde(skip)]
+    pub security: security::SecurityConfig,
 }
 
 impl Default for ServerConfig {
@@ -43,6 +48,7 @@ impl Default for ServerConfig {
             max_key_size: 8 * 1024,
             gc_interval_ms: 60_000,
             gc_max_keys_per_sec: 50_000,
+            security: security::SecurityConfig::default(),
         }
     }
 }
@@ -89,6 +95,7 @@ impl ServerConfig {
         if self.gc_max_keys_per_sec == 0 {
             return Err("server.gc_max_keys_per_sec must be at least 1".into());
         }
+        self.security.validate()?;
         Ok(())
     }
 

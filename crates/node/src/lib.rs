@@ -102,6 +102,8 @@ impl Node {
     pub async fn start(server: &ServerConfig, raftstore: &RaftstoreConfig) -> Result<Node, Error> {
         server.validate().map_err(Error::Config)?;
         let store_cfg = raftstore.to_raftstore().map_err(Error::Config)?;
+        // One TLS setup for the server and every connection this store opens.
+        let tls = server.security.load().map_err(Error::Config)?;
         let storage_err = |message: String| Error::Storage {
             path: server.data_dir.clone(),
             message,
@@ -117,6 +119,7 @@ impl Node {
 
         let pd_cfg = pd_client::Config {
             runtime: Some(tokio::runtime::Handle::current()),
+            tls: tls.clone(),
             ..Default::default()
         };
         let pd = PdClient::connect_with(&server.pd_endpoints, pd_cfg)
@@ -193,6 +196,7 @@ impl Node {
         let transport = raft_transport::GrpcTransport::new(
             raft_transport::Config {
                 max_message_size: server.grpc_max_message_bytes,
+                tls: tls.clone(),
                 ..Default::default()
             },
             tokio::runtime::Handle::current(),
@@ -229,16 +233,26 @@ impl Node {
             .max_decoding_message_size(server.grpc_max_message_bytes)
             .max_encoding_message_size(server.grpc_max_message_bytes);
         let (stop, stopped) = oneshot::channel::<()>();
+        let mut builder = tonic::transport::Server::builder();
+        if let Some(tls) = &tls {
+            builder = builder
+                .tls_config(tls.server_config())
+                .map_err(|e| Error::Serve(format!("TLS: {}", security::error_chain(&e))))?;
+        }
         let task = tokio::spawn(
-            tonic::transport::Server::builder()
+            builder
                 .http2_keepalive_interval(Some(std::time::Duration::from_secs(10)))
                 .http2_keepalive_timeout(Some(std::time::Duration::from_secs(3)))
+                // The allowed-CN check on every call (a no-op without TLS).
+                .layer(tonic::service::InterceptorLayer::new(
+                    security::interceptor(tls.clone()),
+                ))
                 .add_service(service)
                 .serve_with_incoming_shutdown(incoming, async {
                     let _ = stopped.await;
                 }),
         );
-        tracing::info!(store_id, %addr, advertise, "store serving");
+        tracing::info!(store_id, %addr, advertise, tls = tls.is_some(), "store serving");
         // MVCC GC: follows the scheduler's safe point, on the regions this store leads.
         let gc = server::gc_worker::GcWorker::start(
             store_id,

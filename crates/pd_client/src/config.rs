@@ -28,6 +28,9 @@ pub struct Config {
     /// callers on other threads wait for tasks it runs). `None`: the client starts its own
     /// one-worker runtime and stops it when the last clone of the client is dropped.
     pub runtime: Option<tokio::runtime::Handle>,
+    /// Mutual TLS to the scheduler (`https://`, our certificate presented); `None`:
+    /// plaintext.
+    pub tls: Option<security::Tls>,
 }
 
 impl Default for Config {
@@ -42,6 +45,7 @@ impl Default for Config {
             keep_alive_timeout: Duration::from_secs(3),
             heartbeat_queue: 1024,
             runtime: None,
+            tls: None,
         }
     }
 }

@@ -82,7 +82,8 @@ pub(crate) struct Shared {
     pub(crate) sink: RwLock<Option<OperatorSink>>,
 }
 
-/// Turns "host:port" into "http://host:port"; rejects what tonic cannot dial.
+/// Turns "host:port" into "http://host:port"; rejects what tonic cannot dial. `https://`
+/// is accepted: the scheme is finally chosen by the client's TLS setting (see [`endpoint`]).
 pub fn normalize_endpoint(endpoint: &str) -> Result<String> {
     let e = endpoint.trim();
     let invalid = |reason: &str| Error::InvalidEndpoint {
@@ -97,26 +98,40 @@ pub fn normalize_endpoint(endpoint: &str) -> Result<String> {
     } else {
         format!("http://{e}")
     };
-    if !url.starts_with("http://") {
-        return Err(invalid(
-            "only plain http:// endpoints are supported (no TLS)",
-        ));
+    if !url.starts_with("http://") && !url.starts_with("https://") {
+        return Err(invalid("only http:// and https:// endpoints are supported"));
     }
     Endpoint::from_shared(url.clone()).map_err(|err| invalid(&err.to_string()))?;
     Ok(url.trim_end_matches('/').to_string())
 }
 
+/// An endpoint for `url` (already in the scheme [`with_scheme`] gives it), with TLS when
+/// the client has it.
 fn endpoint(url: &str, cfg: &Config) -> Result<Endpoint> {
-    Ok(Endpoint::from_shared(url.to_string())
-        .map_err(|e| Error::InvalidEndpoint {
-            endpoint: url.to_string(),
-            reason: e.to_string(),
-        })?
+    let invalid = |reason: String| Error::InvalidEndpoint {
+        endpoint: url.to_string(),
+        reason,
+    };
+    let mut endpoint = Endpoint::from_shared(url.to_string())
+        .map_err(|e| invalid(e.to_string()))?
         .connect_timeout(cfg.connect_timeout)
         .tcp_nodelay(true)
         .http2_keep_alive_interval(cfg.keep_alive_interval)
         .keep_alive_timeout(cfg.keep_alive_timeout)
-        .keep_alive_while_idle(true))
+        .keep_alive_while_idle(true);
+    if let Some(tls) = &cfg.tls {
+        endpoint = endpoint
+            .tls_config(tls.client_config())
+            .map_err(|e| invalid(error_chain(&e)))?;
+    }
+    Ok(endpoint)
+}
+
+/// `url` with the scheme the client's setting needs: a member may announce `http://` while
+/// we speak TLS (or the other way round in a misconfiguration, which then fails loudly at
+/// the handshake rather than silently downgrading).
+fn with_scheme(url: &str, cfg: &Config) -> String {
+    security::url(url, cfg.tls.as_ref())
 }
 
 /// An error with its causes, which is where a transport error says what went wrong.
@@ -142,6 +157,7 @@ struct Reached {
 /// Dials `url` and asks it for the members; `expect` is the cluster the client belongs to.
 async fn reach(url: &str, cfg: &Config, expect: Option<u64>) -> Result<Reached> {
     const CALL: &str = "GetMembers";
+    let url = &with_scheme(url, cfg);
     let channel = endpoint(url, cfg)?
         .connect()
         .await
@@ -176,6 +192,7 @@ async fn reach(url: &str, cfg: &Config, expect: Option<u64>) -> Result<Reached> 
         .unwrap_or_default()
         .iter()
         .filter_map(|u| normalize_endpoint(u).ok())
+        .map(|u| with_scheme(&u, cfg))
         .collect();
     Ok(Reached {
         grpc,
@@ -356,7 +373,11 @@ mod tests {
             normalize_endpoint(" http://pd:2379/ ").unwrap(),
             "http://pd:2379"
         );
-        for bad in ["", "   ", "https://pd:2379", "unix:///tmp/pd"] {
+        assert_eq!(
+            normalize_endpoint("https://pd:2379").unwrap(),
+            "https://pd:2379"
+        );
+        for bad in ["", "   ", "unix:///tmp/pd", "ftp://pd:2379"] {
             let e = normalize_endpoint(bad).unwrap_err();
             assert!(matches!(e, Error::InvalidEndpoint { .. }), "{bad:?}: {e}");
             assert_eq!(e.class(), crate::ErrorClass::Fatal);

@@ -11,7 +11,7 @@ use std::time::Duration;
 use scheduler::{ClusterConfig, Coordinator, MetaStore, SchedulerCluster, SystemClock};
 use serde::Deserialize;
 
-use crate::{serve_with_scheduling, Error, RunningServer};
+use crate::{serve_with_scheduling_tls, Error, RunningServer};
 
 /// Settings of one scheduler (placement driver) process.
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
@@ -29,6 +29,10 @@ pub struct PdConfig {
     pub store_disconnect_secs: u64,
     /// A store silent this long (seconds) is down: its replicas are rebuilt elsewhere.
     pub store_down_secs: u64,
+    /// Mutual TLS for gRPC and the HTTP API. Not a field of `[pd]`: it comes from the
+    /// file's top-level `[security]` table, which every process of the file shares.
+    #[serde(skip)]
+    pub security: security::SecurityConfig,
 }
 
 impl Default for PdConfig {
@@ -40,6 +44,7 @@ impl Default for PdConfig {
             schedule_interval_ms: 200,
             store_disconnect_secs: scheduler::store_info::DEFAULT_DISCONNECT_AFTER_MS / 1000,
             store_down_secs: scheduler::store_info::DEFAULT_DOWN_AFTER_MS / 1000,
+            security: security::SecurityConfig::default(),
         }
     }
 }
@@ -68,6 +73,7 @@ impl PdConfig {
                 self.store_down_secs, self.store_disconnect_secs
             ));
         }
+        self.security.validate()?;
         Ok(())
     }
 }
@@ -95,6 +101,7 @@ pub enum StartError {
 /// and serves gRPC + HTTP on `cfg.addr` with scheduling every `cfg.schedule_interval_ms`.
 pub async fn start(cfg: &PdConfig) -> Result<RunningServer, StartError> {
     cfg.validate().map_err(StartError::Config)?;
+    let tls = cfg.security.load().map_err(StartError::Config)?;
     let meta_err = |message: String| StartError::Meta {
         path: cfg.data_dir.clone(),
         message,
@@ -122,10 +129,11 @@ pub async fn start(cfg: &PdConfig) -> Result<RunningServer, StartError> {
         .addr
         .parse()
         .map_err(|_| StartError::Config(format!("pd.addr {:?}", cfg.addr)))?;
-    Ok(serve_with_scheduling(
+    Ok(serve_with_scheduling_tls(
         addr,
         coordinator,
         Duration::from_millis(cfg.schedule_interval_ms),
+        tls,
     )
     .await?)
 }
@@ -153,5 +161,13 @@ mod tests {
             ..Default::default()
         };
         assert!(bad.validate().unwrap_err().contains("store_down_secs"));
+        let bad = PdConfig {
+            security: security::SecurityConfig {
+                cert_path: "/nonexistent/cert.pem".into(),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        assert!(bad.validate().unwrap_err().contains("security.ca_path"));
     }
 }

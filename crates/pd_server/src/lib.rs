@@ -115,7 +115,7 @@ pub async fn serve(
     addr: SocketAddr,
     cluster: Arc<SchedulerCluster>,
 ) -> Result<RunningServer, Error> {
-    serve_inner(addr, cluster, None).await
+    serve_inner(addr, cluster, None, None).await
 }
 
 /// Like [`serve`], and also schedules: `coordinator` runs its checkers and balancers every
@@ -126,10 +126,23 @@ pub async fn serve_with_scheduling(
     coordinator: Arc<Coordinator>,
     tick: std::time::Duration,
 ) -> Result<RunningServer, Error> {
+    serve_with_scheduling_tls(addr, coordinator, tick, None).await
+}
+
+/// Like [`serve_with_scheduling`], over mutual TLS when `tls` is given: every connection
+/// (gRPC and the HTTP API alike) must present a certificate the CA signed, and, with an
+/// allow-list, one of the listed common names; GetMembers announces `https://` URLs.
+pub async fn serve_with_scheduling_tls(
+    addr: SocketAddr,
+    coordinator: Arc<Coordinator>,
+    tick: std::time::Duration,
+    tls: Option<security::Tls>,
+) -> Result<RunningServer, Error> {
     let mut server = serve_inner(
         addr,
         coordinator.cluster().clone(),
         Some(coordinator.clone()),
+        tls,
     )
     .await?;
     server.ticker = Some(tokio::spawn(async move {
@@ -150,11 +163,13 @@ async fn serve_inner(
     addr: SocketAddr,
     cluster: Arc<SchedulerCluster>,
     coordinator: Option<Arc<Coordinator>>,
+    tls: Option<security::Tls>,
 ) -> Result<RunningServer, Error> {
     // Small request/response RPCs (TSO above all) must not wait for Nagle's algorithm.
     let incoming = TcpIncoming::bind(addr)?.with_nodelay(Some(true));
     let addr = incoming.local_addr()?;
-    let mut pd = PdService::new(cluster.clone(), format!("http://{addr}"));
+    let client_url = security::url(&addr.to_string(), tls.as_ref());
+    let mut pd = PdService::new(cluster.clone(), client_url);
     let coordinator_for_http = coordinator.clone();
     if let Some(c) = coordinator {
         pd = pd.with_coordinator(c);
@@ -162,10 +177,20 @@ async fn serve_inner(
     let keyspace = KeyspaceService::new(cluster.cluster_id());
     let grpc = Routes::new(PdServer::new(pd)).add_service(KeyspaceServer::new(keyspace));
     let router = http::routes(grpc.into_axum_router(), cluster.clone());
-    let router = admin_http::routes(router, cluster, coordinator_for_http);
+    let mut router = admin_http::routes(router, cluster, coordinator_for_http);
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = &tls {
+        // The handshake checks the client's chain; the allow-list is checked per request,
+        // on the gRPC services and the HTTP routes alike (one layer over both).
+        builder = builder.tls_config(tls.server_config())?;
+        router = router.layer(axum::middleware::from_fn_with_state(
+            tls.clone(),
+            check_common_name,
+        ));
+    }
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(
-        tonic::transport::Server::builder()
+        builder
             // HTTP/1.1 only matters for the HTTP API; gRPC stays on HTTP/2.
             .accept_http1(true)
             .add_routes(Routes::from(router))
@@ -173,11 +198,45 @@ async fn serve_inner(
                 let _ = stopped.await;
             }),
     );
-    tracing::info!(%addr, "PD server listening");
+    tracing::info!(%addr, tls = tls.is_some(), "PD server listening");
     Ok(RunningServer {
         addr,
         stop: Some(stop),
         task,
         ticker: None,
     })
+}
+
+/// Refuses a request whose client certificate's common name is not on the allow-list: a
+/// gRPC call gets `PermissionDenied` as a gRPC status, an HTTP request a 403 with
+/// `{"error": ...}` like the other HTTP errors.
+async fn check_common_name(
+    axum::extract::State(tls): axum::extract::State<security::Tls>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let status = match tls.check_extensions(req.extensions()) {
+        Ok(()) => return next.run(req).await,
+        Err(status) => status,
+    };
+    tracing::warn!(
+        "refused a request to {}: {}",
+        req.uri().path(),
+        status.message()
+    );
+    let grpc = req
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
+    if grpc {
+        status.into_http()
+    } else {
+        use axum::response::IntoResponse;
+        (
+            axum::http::StatusCode::FORBIDDEN,
+            [(axum::http::header::CONTENT_TYPE, "application/json")],
+            serde_json::json!({ "error": status.message() }).to_string(),
+        )
+            .into_response()
+    }
 }

@@ -1,5 +1,5 @@
-//! Transport settings: queue sizes, batching, reconnection backoff, connection options and
-//! snapshot chunking.
+//! Transport settings: queue sizes, batching, reconnection backoff, connection options
+//! (TLS among them) and snapshot chunking.
 
 use std::time::Duration;
 
@@ -40,6 +40,9 @@ pub struct Config {
     pub snapshot_chunk_size: usize,
     /// Limit on sending one whole snapshot; past it the send is reported as failed.
     pub snapshot_timeout: Duration,
+    /// Mutual TLS to the other stores (`https://`, this store's certificate presented);
+    /// `None`: plaintext.
+    pub tls: Option<security::Tls>,
 }
 
 impl Default for Config {
@@ -58,6 +61,7 @@ impl Default for Config {
             keepalive_timeout: Duration::from_secs(3),
             snapshot_chunk_size: 1024 * 1024,
             snapshot_timeout: Duration::from_secs(600),
+            tls: None,
         }
     }
 }

@@ -1,5 +1,6 @@
 //! Opening a gRPC connection to a store: resolve its address, then connect with the
-//! transport's connection options (TCP_NODELAY, HTTP/2 keepalive, message-size limits).
+//! transport's connection options (TCP_NODELAY, HTTP/2 keepalive, message-size limits,
+//! mutual TLS when configured).
 
 use proto::tikvpb::tikv_client::TikvClient;
 use tonic::transport::{Channel, Endpoint};
@@ -59,16 +60,18 @@ pub(crate) async fn connect(
 }
 
 fn endpoint(addr: &str, cfg: &Config) -> Result<Endpoint, LinkError> {
-    // Stores advertise "host:port" like TiKV; tonic wants a URI.
-    let uri = if addr.contains("://") {
-        addr.to_owned()
-    } else {
-        format!("http://{addr}")
-    };
-    let endpoint = Endpoint::from_shared(uri).map_err(|e| LinkError::BadAddress {
+    // Stores advertise "host:port" like TiKV; tonic wants a URI, https:// for TLS.
+    let uri = security::url(addr, cfg.tls.as_ref());
+    let bad = |reason: String| LinkError::BadAddress {
         addr: addr.to_owned(),
-        reason: e.to_string(),
-    })?;
+        reason,
+    };
+    let mut endpoint = Endpoint::from_shared(uri).map_err(|e| bad(e.to_string()))?;
+    if let Some(tls) = &cfg.tls {
+        endpoint = endpoint
+            .tls_config(tls.client_config())
+            .map_err(|e| bad(error_chain(&e)))?;
+    }
     Ok(endpoint
         .connect_timeout(cfg.connect_timeout)
         // Raft messages are small and latency-bound: never wait for Nagle.
