@@ -167,3 +167,79 @@ async fn limits_are_errors_not_panics() {
     // The store still serves requests.
     assert_eq!(c.value(b"k").await.map(|v| v.len()), Some(1024));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn longest_keys_fit_and_large_answers_are_refused() {
+    use server::storage::config::MAX_KEY_SIZE_LIMIT;
+    let cfg = StorageConfig {
+        max_key_size: MAX_KEY_SIZE_LIMIT,
+        max_response_bytes: 4096,
+        ..v1()
+    };
+    let env = start(&[], cfg, |_| {});
+    let c = at(&env, b"a").await;
+
+    // The longest configurable key is stored in raw form…
+    let longest = vec![b'k'; MAX_KEY_SIZE_LIMIT];
+    c.must_put(&longest, b"raw").await;
+    assert_eq!(c.value(&longest).await.as_deref(), Some(&b"raw"[..]));
+    // …and in transactional form (memcomparable, timestamp and data prefix).
+    let tx = common::tx::txn_leader(&env, &longest).await;
+    tx.must_put(&[(&longest, b"txn")]).await;
+    assert_eq!(
+        tx.must_get(&longest, u64::MAX - 1).await.as_deref(),
+        Some(&b"txn"[..])
+    );
+    // One byte more is refused at the edge, before it reaches Raft.
+    let r = c.put(&vec![b'k'; MAX_KEY_SIZE_LIMIT + 1], b"v", 0).await;
+    assert!(r.error.contains("key too large"), "{r:?}");
+    let r = c.put(&vec![b'k'; 70_000], b"v", 0).await;
+    assert!(r.error.contains("key too large"), "{r:?}");
+
+    // Answers are bounded in bytes, not only in count.
+    for i in 0..5u8 {
+        c.must_put(&[b'v', i], &[i; 1000]).await;
+    }
+    let r = c.scan(b"v", b"w", 10, false, false).await;
+    assert!(
+        r.kvs
+            .first()
+            .and_then(|p| p.error.as_ref())
+            .is_some_and(|e| e.abort.contains("response too large")),
+        "{r:?}"
+    );
+    // Key-only scans of the same range fit.
+    let r = c.scan(b"v", b"w", 10, true, false).await;
+    assert_eq!(r.kvs.len(), 5, "{r:?}");
+    let r = c
+        .svc
+        .raw_batch_get(Request::new(RawBatchGetRequest {
+            context: c.c(),
+            keys: (0..5u8).map(|i| vec![b'v', i]).collect(),
+            ..Default::default()
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        r.pairs
+            .first()
+            .and_then(|p| p.error.as_ref())
+            .is_some_and(|e| e.abort.contains("response too large")),
+        "{r:?}"
+    );
+    // Transactional reads are bounded the same way.
+    let big: Vec<u8> = vec![7; 3000];
+    let tx = common::tx::txn_leader(&env, b"t1").await;
+    tx.must_put(&[(b"t1", &big), (b"t2", &big)]).await;
+    let r = tx.batch_get(&[b"t1", b"t2"], u64::MAX - 1).await;
+    assert!(
+        r.error
+            .as_ref()
+            .is_some_and(|e| e.abort.contains("response too large")),
+        "{r:?}"
+    );
+    assert_eq!(tx.must_get(b"t1", u64::MAX - 1).await, Some(big));
+    // The store still serves.
+    assert_eq!(c.value(&[b'v', 4]).await.map(|v| v.len()), Some(1000));
+}

@@ -21,6 +21,15 @@ impl ApiVersion {
     }
 }
 
+/// The largest `max_key_size` a store can be configured with: the longest user key whose
+/// every stored form fits the engine's key limit ([`engine::MAX_KEY_LEN`]). The
+/// transactional form is the longest: memcomparable encoding (9 bytes per 8, one more
+/// group for the padding), an 8-byte timestamp, and raftstore's 1-byte data prefix.
+pub const MAX_KEY_SIZE_LIMIT: usize = {
+    let groups = (engine::MAX_KEY_LEN - 1 - 8) / 9;
+    groups * 8 - 1
+};
+
 /// Limits and the API version of the raw KV layer.
 #[derive(Clone, Debug)]
 pub struct StorageConfig {
@@ -33,6 +42,10 @@ pub struct StorageConfig {
     pub max_value_size: usize,
     /// Largest `limit` a scan may ask for (client-rust never asks for more than 10240).
     pub max_scan_limit: usize,
+    /// Most bytes of keys and values one read answer may carry (scans, batch gets): a
+    /// read that would collect more fails with `ResponseTooLarge` instead of holding it
+    /// all in memory and producing a message the client's gRPC limit refuses anyway.
+    pub max_response_bytes: usize,
     /// Number of latch slots; keys hash onto them, so more slots mean fewer false
     /// conflicts between unrelated keys.
     pub latch_slots: usize,
@@ -45,6 +58,7 @@ impl Default for StorageConfig {
             max_key_size: 8 * 1024,
             max_value_size: 4 * 1024 * 1024 - 64 * 1024,
             max_scan_limit: 10240,
+            max_response_bytes: 16 * 1024 * 1024 - 64 * 1024,
             latch_slots: 2048,
         }
     }
@@ -57,5 +71,19 @@ impl StorageConfig {
             api_version,
             ..Default::default()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn longest_configurable_key_fits_the_engine_in_every_form() {
+        let n = MAX_KEY_SIZE_LIMIT;
+        let txn_form = 1 + codec::bytes::encoded_len(n) + 8;
+        assert!(txn_form <= engine::MAX_KEY_LEN, "{txn_form}");
+        assert!(1 + codec::bytes::encoded_len(n + 1) + 8 > engine::MAX_KEY_LEN);
+        assert!(StorageConfig::default().max_key_size <= n);
     }
 }

@@ -95,6 +95,15 @@ pub enum Error {
     /// A range whose bounds are in the wrong order.
     #[error("invalid key range: {0}")]
     InvalidKeyRange(String),
+    /// A read whose answer would carry more than the configured number of bytes.
+    #[error(
+        "response too large: more than {limit} bytes of keys and values; \
+         ask for fewer keys or a smaller scan limit"
+    )]
+    ResponseTooLarge {
+        /// The cap ([`super::StorageConfig::max_response_bytes`]).
+        limit: usize,
+    },
     /// A scan limit above the configured cap.
     #[error("scan limit {limit} is above the maximum of {max}")]
     ScanLimitTooLarge {

@@ -115,29 +115,54 @@ struct Take {
     now: u64,
 }
 
-/// Up to `take.limit` visible pairs of `bounds`, appended to `out`.
+/// Bytes of keys and values a read has collected, against
+/// [`StorageConfig::max_response_bytes`].
+struct Budget {
+    left: usize,
+    limit: usize,
+}
+
+impl Budget {
+    fn new(limit: usize) -> Self {
+        Budget { left: limit, limit }
+    }
+
+    fn spend(&mut self, key: &[u8], value: &[u8]) -> Result<()> {
+        let n = key.len() + value.len();
+        if n > self.left {
+            return Err(Error::ResponseTooLarge { limit: self.limit });
+        }
+        self.left -= n;
+        Ok(())
+    }
+}
+
+/// Up to `take.limit` visible pairs of `bounds`, appended to `out`, within `budget`.
 fn scan_pairs<S: Snapshot>(
     snap: &RegionSnapshot<S>,
     keys: KeyCodec,
     cf: CfName,
     bounds: &ScanBounds,
     take: Take,
+    budget: &mut Budget,
     out: &mut Vec<KvPair>,
 ) -> Result<()> {
     if take.limit == 0 {
         return Ok(());
     }
     let mut taken = 0;
+    let mut over = None;
     scan_region(snap, keys, cf, bounds, take.now, |k, v| {
-        let v = if take.key_only {
-            Vec::new()
-        } else {
-            v.to_vec()
-        };
-        out.push((k.to_vec(), v));
+        let v = if take.key_only { &[][..] } else { v };
+        if let Err(e) = budget.spend(k, v) {
+            over = Some(e);
+            return false;
+        }
+        out.push((k.to_vec(), v.to_vec()));
         taken += 1;
         taken < take.limit
-    })
+    })?;
+    over.map_or(Ok(()), Err)
 }
 
 /// Runs data-proportional snapshot work off the async workers.
@@ -208,12 +233,14 @@ impl<S: Snapshot> RawStorage<S> {
         }
         let snap = self.kv.snapshot(ctx).await?;
         let codec = self.keys;
+        let mut budget = Budget::new(self.cfg.max_response_bytes);
         blocking(move || {
             let now = value::now_secs();
             let mut out = Vec::new();
             for k in keys {
                 let stored = snap.get(cf, &codec.stored(&k))?;
                 if let Some(v) = visible(&k, stored, now)? {
+                    budget.spend(&k, &v)?;
                     out.push((k, v));
                 }
             }
@@ -264,6 +291,7 @@ impl<S: Snapshot> RawStorage<S> {
         let snap = self.kv.snapshot(ctx).await?;
         bounds.check_in_region(snap.region())?;
         let codec = self.keys;
+        let mut budget = Budget::new(self.cfg.max_response_bytes);
         blocking(move || {
             let mut out = Vec::new();
             let take = Take {
@@ -271,7 +299,7 @@ impl<S: Snapshot> RawStorage<S> {
                 key_only,
                 now: value::now_secs(),
             };
-            scan_pairs(&snap, codec, cf, &bounds, take, &mut out)?;
+            scan_pairs(&snap, codec, cf, &bounds, take, &mut budget, &mut out)?;
             Ok(out)
         })
         .await
@@ -320,6 +348,7 @@ impl<S: Snapshot> RawStorage<S> {
             b.check_in_region(snap.region())?;
         }
         let codec = self.keys;
+        let mut budget = Budget::new(self.cfg.max_response_bytes);
         blocking(move || {
             let take = Take {
                 limit: each_limit,
@@ -328,7 +357,7 @@ impl<S: Snapshot> RawStorage<S> {
             };
             let mut out = Vec::new();
             for b in &bounds {
-                scan_pairs(&snap, codec, cf, b, take, &mut out)?;
+                scan_pairs(&snap, codec, cf, b, take, &mut budget, &mut out)?;
             }
             Ok(out)
         })

@@ -176,6 +176,17 @@ pub struct TxnStorage<S> {
 }
 
 /// Runs `f` inline, or on tokio's blocking pool when `blocking`.
+/// Refuses an answer over [`StorageConfig::max_response_bytes`]: the client's gRPC limit
+/// would refuse it anyway, with a less helpful message. (Transactional reads collect
+/// their pairs first; their memory is bounded by the scan limit and the value size.)
+fn check_response_bytes(pairs: &[proto::kvrpcpb::KvPair], limit: usize) -> Result<()> {
+    let bytes: usize = pairs.iter().map(|p| p.key.len() + p.value.len()).sum();
+    if bytes > limit {
+        return Err(crate::storage::Error::ResponseTooLarge { limit }.into());
+    }
+    Ok(())
+}
+
 async fn run<T: Send + 'static>(
     blocking: bool,
     f: impl FnOnce() -> txn::Result<T> + Send + 'static,
@@ -351,10 +362,13 @@ impl<S: engine::Snapshot> TxnStorage<S> {
         commands::batch_get::check_memory_locks(&self.cm, &req)?;
         let (snap, _) = self.snapshot(&ctx).await?;
         check_in_region(snap.region(), &encode_keys(&req.keys))?;
-        run(req.keys.len() > INLINE_KEYS, move || {
+        let limit = self.cfg.max_response_bytes;
+        let resp = run(req.keys.len() > INLINE_KEYS, move || {
             commands::batch_get::process(&snap, &req)
         })
-        .await
+        .await?;
+        check_response_bytes(&resp.pairs, limit)?;
+        Ok(resp)
     }
 
     /// KvScan at `version`: forward `[start, end)`, reverse from `start` (exclusive) down
@@ -375,7 +389,10 @@ impl<S: engine::Snapshot> TxnStorage<S> {
         if bounds.is_empty() {
             return Ok(ScanResponse::default());
         }
-        run(true, move || commands::scan::process(&snap, &req)).await
+        let limit = self.cfg.max_response_bytes;
+        let resp = run(true, move || commands::scan::process(&snap, &req)).await?;
+        check_response_bytes(&resp.pairs, limit)?;
+        Ok(resp)
     }
 
     /// KvScanLock: locks with ts ≤ `max_version` in `[start, min(end, region end))`.
