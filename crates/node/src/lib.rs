@@ -3,8 +3,9 @@
 //! # What it owns
 //! Only assembly and the start-up protocol; every piece lives in its own crate:
 //! engines ([`engine`], raft-engine through [`raftstore`]), the multi-Raft store
-//! ([`raftstore::Store`]), the scheduler client ([`pd_client`]), the store-to-store
-//! transport ([`raft_transport`]) and the TiKV gRPC service ([`server`]).
+//! ([`raftstore::Store`]), the scheduler client ([`pd_client`], adapted to raftstore's
+//! `SchedulerClient` trait in [`pd_adapter`]), the store-to-store transport
+//! ([`raft_transport`]) and the TiKV gRPC service ([`server`]).
 //!
 //! # Start-up ([`Node::start`])
 //! ```text
@@ -31,6 +32,7 @@
 //! operators it answers with come back through the client's operator sink.
 
 pub mod config;
+pub mod pd_adapter;
 mod resolver;
 
 use std::net::SocketAddr;
@@ -204,7 +206,8 @@ impl Node {
             on_snapshot,
         )
         .map_err(|e| Error::Config(format!("transport: {e}")))?;
-        let scheduler: Arc<dyn raftstore::scheduler_client::SchedulerClient> = Arc::new(pd.clone());
+        let scheduler: Arc<dyn raftstore::scheduler_client::SchedulerClient> =
+            Arc::new(pd_adapter::PdAdapter::new(pd.clone()));
         // UnsafeDestroyRange deletes from the KV engine directly, outside raft.
         let destroyer = Arc::new(server::storage::txn::EngineRangeDestroyer::new(
             engine.clone(),

@@ -1,5 +1,6 @@
 //! Stores scheduled over gRPC: an in-process cluster whose stores each talk to a real
-//! pd_server through their own `PdClient` (AskBatchSplit, ReportBatchSplit, store
+//! pd_server through their own `PdClient`, adapted to raftstore by the node's
+//! `PdAdapter` as in a store process (AskBatchSplit, ReportBatchSplit, store
 //! heartbeats as unary calls; region heartbeats and the operators answering them on the
 //! RegionHeartbeat stream). Splits show up in PD, and a store lost for good has its
 //! replicas rebuilt elsewhere without losing an acknowledged write.
@@ -11,6 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{block_on, test_config, Pd};
+use node::pd_adapter::PdAdapter;
 use parking_lot::Mutex;
 use pd_client::{PdClient, RegionInfo};
 use proto::metapb;
@@ -27,10 +29,10 @@ fn grpc_cluster(pd: &Pd, stores: u64, cfg: raftstore::Config) -> Arc<Cluster> {
         cfg,
         Arc::new(MockScheduler::default()),
         Box::new(move |_store| {
-            Arc::new(
+            Arc::new(PdAdapter::new(
                 PdClient::connect_blocking(std::slice::from_ref(&endpoint), test_config())
                     .expect("store connects to PD"),
-            )
+            ))
         }),
     ))
 }

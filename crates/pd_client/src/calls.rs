@@ -4,11 +4,11 @@
 
 use proto::metapb;
 use proto::pdpb;
-use raftstore::scheduler_client::SplitIds;
 
 use crate::connection::Shared;
 use crate::convert;
 use crate::error::{Error, Result};
+use crate::operator::SplitIds;
 
 /// A region as PD knows it.
 #[derive(Clone, Debug, Default, PartialEq)]

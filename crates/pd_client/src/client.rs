@@ -4,7 +4,7 @@
 //! when awaited from another runtime: tonic binds a connection's I/O to the runtime that
 //! dialed it, so dialing and re-dialing must always happen in the same place, and a
 //! connection must not die with a caller's short-lived runtime. Blocking callers (the
-//! store's scheduler worker, see [`crate::scheduler_client`]) wait on a plain channel for
+//! store's scheduler worker, through [`PdClient::block_on`]) wait on a plain channel for
 //! the task's result, which works from any thread that is not one of the client runtime's
 //! own workers.
 
@@ -13,7 +13,6 @@ use std::sync::Arc;
 
 use proto::metapb;
 use proto::pdpb;
-use raftstore::scheduler_client::SplitIds;
 use tokio::runtime::{Handle, Runtime, RuntimeFlavor};
 use tokio::sync::mpsc;
 
@@ -22,13 +21,14 @@ use crate::config::Config;
 use crate::connection::{normalize_endpoint, Shared};
 use crate::error::{Error, Result};
 use crate::heartbeat;
+use crate::operator::{OperatorSink, SplitIds};
 
 /// A handle to PD. Cheap to clone; clones share the connection, the heartbeat stream and
 /// the runtime, which stops when the last clone is dropped.
 ///
-/// Async methods may be awaited on any runtime. The `SchedulerClient` methods (same names
-/// for the store-facing calls) block the calling thread and must not be called from the
-/// client runtime's own worker threads (an operator sink, for instance).
+/// Async methods may be awaited on any runtime. [`PdClient::block_on`] blocks the calling
+/// thread and must not be called from the client runtime's own worker threads (an
+/// operator sink, for instance).
 #[derive(Clone)]
 pub struct PdClient {
     inner: Arc<Inner>,
@@ -161,10 +161,6 @@ impl PdClient {
         self.inner.shared.cluster_id
     }
 
-    pub(crate) fn shared(&self) -> &Arc<Shared> {
-        &self.inner.shared
-    }
-
     /// Runs `f` (given the shared state) on the client runtime and awaits it.
     async fn run<T, F, Fut>(&self, f: F) -> Result<T>
     where
@@ -175,14 +171,21 @@ impl PdClient {
         self.inner.runtime.run(f(self.inner.shared.clone())).await
     }
 
-    /// Blocks the calling thread on `f` run on the client runtime.
-    pub(crate) fn block_on<T, F, Fut>(&self, f: F) -> Result<T>
-    where
-        T: Send + 'static,
-        F: FnOnce(Arc<Shared>) -> Fut,
-        Fut: Future<Output = Result<T>> + Send + 'static,
-    {
-        self.inner.runtime.block_on(f(self.inner.shared.clone()))
+    /// Runs `fut` (typically a call on a clone of this client) on the client runtime and
+    /// blocks the calling thread until it finishes: for callers that are plain threads,
+    /// such as the store's scheduler worker. Must not be called from the client runtime's
+    /// own worker threads, which would wait on themselves.
+    pub fn block_on<T: Send + 'static>(
+        &self,
+        fut: impl Future<Output = Result<T>> + Send + 'static,
+    ) -> Result<T> {
+        self.inner.runtime.block_on(fut)
+    }
+
+    /// Installs where operators arriving on the heartbeat stream go, replacing any sink
+    /// installed before (a store restarted on the same client).
+    pub fn set_operator_sink(&self, sink: OperatorSink) {
+        *self.inner.shared.sink.write() = Some(sink);
     }
 
     /// Whether the cluster has been bootstrapped.
@@ -275,7 +278,7 @@ impl PdClient {
 
     /// Queues a region heartbeat for the client's one heartbeat stream and returns at once
     /// (callable from any thread, async or not). Operators in PD's answers go to the
-    /// operator sink installed with `SchedulerClient::set_operator_sink`.
+    /// operator sink installed with [`PdClient::set_operator_sink`].
     pub fn send_region_heartbeat(&self, req: pdpb::RegionHeartbeatRequest) -> Result<()> {
         use mpsc::error::TrySendError;
         match self.inner.heartbeats.try_send(req) {

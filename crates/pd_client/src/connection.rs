@@ -14,11 +14,11 @@ use std::time::Instant;
 
 use parking_lot::RwLock;
 use proto::pdpb::{self, pd_client::PdClient as PdGrpc, RequestHeader, ResponseHeader};
-use raftstore::scheduler_client::OperatorSink;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::config::{Backoff, Config};
 use crate::error::{check_header, is_transport_failure, Error, Result};
+use crate::operator::OperatorSink;
 
 /// A request type with a `header` field, so the retry loop can stamp it.
 pub(crate) trait Request: Clone + Send + 'static {

@@ -1,45 +1,19 @@
-//! Translation between raftstore's scheduler types and `pdpb`, in both directions.
+//! Translation of PD's answers into the client's own types ([`crate::operator`]) and
+//! timestamps.
 //!
 //! Everything coming from the server is checked here and a malformed answer becomes an
-//! [`Error::BadResponse`], never a panic or a half-filled operator.
+//! [`Error::BadResponse`], never a panic or a half-filled operator. (What a store reports
+//! goes out as `pdpb` messages its caller builds: see `node`'s PD adapter.)
 
 use proto::eraftpb::ConfChangeType;
 use proto::metapb;
 use proto::pdpb;
-use raftstore::scheduler_client::{
-    Operator, PushedOperator, RegionHeartbeat, SplitIds, StoreHeartbeat,
-};
 
 use crate::error::{Error, Result};
+use crate::operator::{Operator, PushedOperator, SplitIds};
 
 /// Bits of a TSO timestamp's logical part (`physical_ms << 18 | logical`).
 pub const LOGICAL_BITS: u32 = 18;
-
-/// A leader's report on the wire (the header is set by the stream).
-pub fn region_heartbeat_to_pb(hb: &RegionHeartbeat) -> pdpb::RegionHeartbeatRequest {
-    pdpb::RegionHeartbeatRequest {
-        header: None,
-        region: Some(hb.region.clone()),
-        leader: Some(hb.leader),
-        pending_peers: hb.pending_peers.clone(),
-        approximate_size: hb.approximate_size,
-        approximate_keys: hb.approximate_keys,
-        ..Default::default()
-    }
-}
-
-/// A store's report on the wire.
-pub fn store_stats_to_pb(hb: &StoreHeartbeat) -> pdpb::StoreStats {
-    pdpb::StoreStats {
-        store_id: hb.store_id,
-        capacity: hb.capacity,
-        available: hb.available,
-        used_size: hb.used_size,
-        // More than 4 billion regions on one store does not happen; saturate, not wrap.
-        region_count: u32::try_from(hb.region_count).unwrap_or(u32::MAX),
-        ..Default::default()
-    }
-}
 
 /// AskBatchSplit's ids, checked against the request: `count` sets of ids, each with one
 /// peer id per peer of `region` (the split would otherwise create a region with a peer
@@ -333,42 +307,6 @@ mod tests {
             let e = operator_from_response(&resp).unwrap_err();
             assert!(matches!(e, Error::BadResponse { .. }), "{resp:?} gave {e}");
         }
-    }
-
-    #[test]
-    fn heartbeats_and_store_stats_go_out_field_for_field() {
-        let region = metapb::Region {
-            id: 4,
-            region_epoch: epoch(),
-            peers: vec![peer(41, 1), peer(42, 2)],
-            ..Default::default()
-        };
-        let hb = RegionHeartbeat {
-            region: region.clone(),
-            leader: peer(41, 1),
-            pending_peers: vec![peer(42, 2)],
-            approximate_size: 1000,
-            approximate_keys: 10,
-        };
-        let pb = region_heartbeat_to_pb(&hb);
-        assert_eq!(pb.region.as_ref(), Some(&region));
-        assert_eq!(pb.leader, Some(peer(41, 1)));
-        assert_eq!(pb.pending_peers, vec![peer(42, 2)]);
-        assert_eq!((pb.approximate_size, pb.approximate_keys), (1000, 10));
-
-        let stats = store_stats_to_pb(&StoreHeartbeat {
-            store_id: 3,
-            region_count: u64::MAX,
-            used_size: 5,
-            capacity: 9,
-            available: 4,
-        });
-        assert_eq!(stats.store_id, 3);
-        assert_eq!(stats.region_count, u32::MAX);
-        assert_eq!(
-            (stats.used_size, stats.capacity, stats.available),
-            (5, 9, 4)
-        );
     }
 
     #[test]

@@ -223,14 +223,6 @@ pub fn check_header(
     })
 }
 
-/// The error of a `raftstore` call made through this client: the store's scheduler worker
-/// only logs them, so the message is what matters.
-impl From<Error> for raftstore::Error {
-    fn from(e: Error) -> raftstore::Error {
-        raftstore::Error::Other(format!("pd: {e}"))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

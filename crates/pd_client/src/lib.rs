@@ -1,5 +1,7 @@
 //! The store side of the placement driver: a gRPC client of kvproto's `pdpb.PD` (as
-//! served by `pd_server`), and raftstore's `SchedulerClient` over it.
+//! served by `pd_server`). It does not know the store: `node` adapts it to raftstore's
+//! `SchedulerClient` trait (`node::pd_adapter`), mapping this crate's [`operator`] types
+//! onto raftstore's.
 //!
 //! # What it owns
 //! - the connection to PD: endpoints tried with backoff until one answers GetMembers, the
@@ -9,20 +11,21 @@
 //! - the async API a store process needs ([`PdClient`]: bootstrap, ids, stores, regions,
 //!   TSO, splits, heartbeats, GC safe point; the RPCs themselves are in module `calls`);
 //! - the one long-lived region heartbeat stream and the operators PD sends back on it
-//!   (module `heartbeat`), turned into raftstore operators ([`convert`]);
-//! - the blocking `SchedulerClient` face the store's scheduler worker calls
-//!   ([`scheduler_client`]).
+//!   (module `heartbeat`), checked and turned into [`operator`]s ([`convert`]) for the
+//!   operator sink the store installed;
+//! - a blocking entry point ([`PdClient::block_on`]) for callers on plain threads, such
+//!   as the store's scheduler worker.
 //!
 //! # How data moves through it
 //! ```text
-//!  scheduler worker ─► SchedulerClient (blocks) ─┐
+//!  node's PdAdapter ─► PdClient::block_on ───────┐
 //!  async caller ─────► PdClient::<call> ─────────┴► task on the client runtime ─► Shared::call
 //!        header{cluster_id} ─► tonic ─► PD ─► answer ─► check_header ─► typed result
 //!        transport failure ─► drop connection ─► backoff ─► dial (GetMembers) ─► again
 //!
 //!  leader ─► region_heartbeat ─► queue ─► heartbeat task ─► RegionHeartbeat stream ─► PD
-//!  PD ─► answer (ChangePeer / TransferLeader) ─► PushedOperator ─► operator sink
-//!        ─► (raftstore) admin command ─► region leader
+//!  PD ─► answer (ChangePeer / TransferLeader / Split) ─► PushedOperator ─► operator sink
+//!        ─► (node's adapter, raftstore) admin command ─► region leader
 //! ```
 //!
 //! # Example
@@ -45,9 +48,10 @@ pub mod connection;
 pub mod convert;
 pub mod error;
 mod heartbeat;
-pub mod scheduler_client;
+pub mod operator;
 
 pub use calls::RegionInfo;
 pub use client::PdClient;
 pub use config::Config;
 pub use error::{Error, ErrorClass, Result};
+pub use operator::{Operator, OperatorSink, PushedOperator, SplitIds};

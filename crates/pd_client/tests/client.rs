@@ -9,11 +9,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{block_on, core, test_config, Pd};
-use pd_client::{Config, Error, ErrorClass, PdClient};
-use proto::metapb;
-use raftstore::scheduler_client::{
-    Operator, PushedOperator, RegionHeartbeat, SchedulerClient, StoreHeartbeat,
-};
+use pd_client::{Config, Error, ErrorClass, Operator, PdClient, PushedOperator};
+use proto::{metapb, pdpb};
 
 fn store(id: u64) -> metapb::Store {
     metapb::Store {
@@ -44,14 +41,23 @@ fn first_region() -> metapb::Region {
     }
 }
 
-fn heartbeat(region: &metapb::Region) -> RegionHeartbeat {
-    RegionHeartbeat {
-        region: region.clone(),
-        leader: region.peers[0],
+fn heartbeat(region: &metapb::Region) -> pdpb::RegionHeartbeatRequest {
+    pdpb::RegionHeartbeatRequest {
+        region: Some(region.clone()),
+        leader: Some(region.peers[0]),
         approximate_size: 1 << 20,
         approximate_keys: 100,
         ..Default::default()
     }
+}
+
+/// Runs `call` (given a clone of `c`) blocking this plain thread, as a store's scheduler
+/// worker does.
+fn blocking<T: Send + 'static, Fut>(c: &PdClient, call: impl FnOnce(PdClient) -> Fut) -> T
+where
+    Fut: std::future::Future<Output = pd_client::Result<T>> + Send + 'static,
+{
+    c.block_on(call(c.clone())).unwrap()
 }
 
 #[test]
@@ -112,22 +118,22 @@ fn every_call_round_trips_and_header_errors_are_typed() {
         assert_eq!(c.get_cluster_config().await.unwrap().id, c.cluster_id());
     });
 
-    // The store-facing calls, from this plain thread (no runtime around it).
-    let ids = SchedulerClient::ask_batch_split(&c, &first_region(), 2).unwrap();
+    // The store-facing calls, blocking this plain thread (no runtime around it).
+    let ids = blocking(&c, |c| async move {
+        c.ask_batch_split(&first_region(), 2).await
+    });
     assert_eq!(ids.len(), 2);
     assert!(ids.iter().all(|i| i.new_peer_ids.len() == 1));
     assert_ne!(ids[0].new_region_id, ids[1].new_region_id);
-    SchedulerClient::store_heartbeat(
-        &c,
-        &StoreHeartbeat {
-            store_id: 2,
-            region_count: 3,
-            used_size: 1,
-            capacity: 100,
-            available: 99,
-        },
-    )
-    .unwrap();
+    let stats = pdpb::StoreStats {
+        store_id: 2,
+        region_count: 3,
+        used_size: 1,
+        capacity: 100,
+        available: 99,
+        ..Default::default()
+    };
+    blocking(&c, |c| async move { c.store_heartbeat(stats).await });
     assert_eq!(pd.cluster.get_store(2).unwrap().stats.capacity, 100);
 
     // A split reported, and the regions heartbeated by their leader over the stream:
@@ -144,13 +150,11 @@ fn every_call_round_trips_and_header_errors_are_typed() {
             version: 2,
         });
     }
-    SchedulerClient::report_batch_split(&c, &[left.clone(), right.clone()]).unwrap();
+    let split = vec![left.clone(), right.clone()];
+    blocking(&c, |c| async move { c.report_batch_split(split).await });
     for r in [&left, &right] {
-        assert_eq!(
-            SchedulerClient::region_heartbeat(&c, &heartbeat(r)).unwrap(),
-            None,
-            "answers come on the stream, not as the return value"
-        );
+        // Queued for the stream; answers come back through the operator sink.
+        c.send_region_heartbeat(heartbeat(r)).unwrap();
     }
     let deadline = Instant::now() + Duration::from_secs(5);
     block_on(async {
@@ -193,7 +197,7 @@ fn heartbeat_until_operator(
 ) -> PushedOperator {
     let deadline = Instant::now() + within;
     loop {
-        c.region_heartbeat(&heartbeat(region)).unwrap();
+        c.send_region_heartbeat(heartbeat(region)).unwrap();
         if let Ok(op) = ops.recv_timeout(Duration::from_millis(50)) {
             return op;
         }
@@ -218,11 +222,11 @@ fn operators_arrive_on_the_heartbeat_stream_which_reopens_after_the_server_dies(
     });
     let store_heartbeats = |c: &PdClient| {
         for id in 1..=3 {
-            let hb = StoreHeartbeat {
+            let stats = pdpb::StoreStats {
                 store_id: id,
                 ..Default::default()
             };
-            SchedulerClient::store_heartbeat(c, &hb).unwrap();
+            blocking(c, |c| async move { c.store_heartbeat(stats).await });
         }
     };
     store_heartbeats(&c);

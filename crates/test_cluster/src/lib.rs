@@ -7,8 +7,8 @@
 //! retry like a real client ([`client`]); and TinyKV's GenericTest ([`scenario`]). The
 //! stores talk to an in-process scheduler: the TinyKV-style mock ([`scheduler`]) or the
 //! real scheduler core with its operators and balancers ([`pd`]); or each store gets a
-//! client of its own ([`Cluster::with_scheduler_per_store`], how `pd_client`'s tests
-//! connect every store to a real PD server over gRPC).
+//! client of its own ([`Cluster::with_scheduler_per_store`], how `node`'s `pd_cluster`
+//! tests connect every store to a real PD server over gRPC).
 //!
 //! # How a message flows
 //! store A's poller → `SimTransport::send` (filters decide: pass, drop, delay) → buffer

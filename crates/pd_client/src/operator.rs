@@ -1,0 +1,53 @@
+//! What PD tells a store to do, as this client hands it over: the ids a split needs and
+//! the operators that arrive on the region heartbeat stream.
+//!
+//! These are the client's own types, not the store's: the crate that puts a store
+//! together (`node`) maps them onto raftstore's, so this client does not depend on the
+//! store it serves.
+
+use std::sync::Arc;
+
+use proto::metapb;
+
+/// Ids for one new region of a split: the region id and one peer id per existing peer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SplitIds {
+    /// Id of the new region.
+    pub new_region_id: u64,
+    /// Peer ids, one per peer of the region being split, in the same order.
+    pub new_peer_ids: Vec<u64>,
+}
+
+/// An instruction PD sends back to a region's leader.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Operator {
+    /// Add this peer (a voter).
+    AddPeer(metapb::Peer),
+    /// Add this peer as a learner.
+    AddLearner(metapb::Peer),
+    /// Remove this peer.
+    RemovePeer(metapb::Peer),
+    /// Move leadership to this peer.
+    TransferLeader(metapb::Peer),
+    /// Split the region at these keys.
+    Split(Vec<Vec<u8>>),
+}
+
+/// An operator from PD's answer to a region heartbeat, with what the leader needs to
+/// address the admin command.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PushedOperator {
+    /// The region to change.
+    pub region_id: u64,
+    /// The region's epoch as PD last saw it (the store checks the command against it, so
+    /// an operator decided on stale information is refused).
+    pub region_epoch: Option<metapb::RegionEpoch>,
+    /// The peer the command is addressed to: the leader that sent the heartbeat.
+    pub leader: metapb::Peer,
+    /// What to do.
+    pub op: Operator,
+}
+
+/// Where the client delivers operators ([`crate::PdClient::set_operator_sink`]). Called
+/// on the client runtime's threads, so it must not block.
+pub type OperatorSink = Arc<dyn Fn(PushedOperator) + Send + Sync>;
