@@ -5,8 +5,10 @@
 //! - `pd`: the scheduler (placement driver) service, on a data directory ([`cmd::pd`]);
 //! - `server`: one store: engines, raft, the TiKV-compatible gRPC API ([`cmd::server`]);
 //! - `ctl`: list stores and regions, find a key's region, split, move leaders and replicas
-//!   through the scheduler ([`cmd::ctl`]);
-//! - `demo`: an in-process cluster with a write workload and a store restart ([`cmd::demo`]).
+//!   through the scheduler ([`cmd::ctl`]).
+//!
+//! The older in-process demo (no network) is an example of the test harness:
+//! `cargo run -p test_cluster --example demo`.
 //!
 //! Settings come from a TOML file (`--config`, one table per component, e.g. `[pd]`) and
 //! are overridden by flags; a bad file or value is reported with the field's name and the
@@ -65,18 +67,6 @@ enum Command {
         #[command(subcommand)]
         command: cmd::ctl::CtlCommand,
     },
-    /// Run an in-process cluster with a write workload and a store restart.
-    Demo {
-        /// Number of stores (each holds a replica of every region).
-        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=7))]
-        stores: u64,
-        /// Concurrent writers.
-        #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..=256))]
-        clients: u64,
-        /// Seconds of workload.
-        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(2..=3600))]
-        seconds: u64,
-    },
 }
 
 fn main() {
@@ -95,14 +85,6 @@ fn main() {
             command,
         } => cmd::config::load(config.as_deref())
             .and_then(|file| cmd::ctl::run(&pd, &file.security, command)),
-        Command::Demo {
-            stores,
-            clients,
-            seconds,
-        } => {
-            cmd::demo::demo(stores, clients, seconds);
-            Ok(())
-        }
     };
     if let Err(e) = result {
         eprintln!("tessera: {e}");

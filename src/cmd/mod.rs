@@ -3,7 +3,6 @@
 pub mod bank_demo;
 pub mod config;
 pub mod ctl;
-pub mod demo;
 pub mod pd;
 pub mod playground;
 pub mod server;
