@@ -378,7 +378,11 @@ impl<E: Engine, T: Transport> Poller<E, T> {
     /// Starts the peers that splits applied this round created.
     fn create_split_peers(&mut self) {
         // Crash window: the split's region states are written, its new peers not started.
-        fail::fail_point!("split_before_new_peers", !self.ctx.new_split_peers.is_empty(), |_| {});
+        fail::fail_point!(
+            "split_before_new_peers",
+            !self.ctx.new_split_peers.is_empty(),
+            |_| {}
+        );
         for n in std::mem::take(&mut self.ctx.new_split_peers) {
             let region_id = n.region.id;
             if let Some(existing) = self.peers.get(&region_id) {

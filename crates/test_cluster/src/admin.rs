@@ -130,6 +130,38 @@ impl Cluster {
         self.wait_region(region_id, "the membership change", done);
     }
 
+    /// Splits region `region_id` at `key` the way a split operator does (AskSplit to the
+    /// leader, which asks the scheduler for ids and proposes the BatchSplit), asking again
+    /// until some store holds a region that starts at `key`.
+    pub fn must_split(&self, region_id: u64, key: &[u8]) {
+        let deadline = Instant::now() + WAIT * 2;
+        loop {
+            self.refresh_regions();
+            if self.cached_regions().iter().any(|r| r.start_key == key) {
+                return;
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "region {region_id} never split at {:?} (seed {})",
+                    String::from_utf8_lossy(key),
+                    self.seed
+                );
+            }
+            let region = self.region_by_id(region_id);
+            let leader = self.leader_of_region(region_id);
+            if let (Some(region), Some(router)) = (region, leader.and_then(|s| self.router(s))) {
+                let _ = router.send(
+                    region_id,
+                    raftstore::msg::PeerMsg::AskSplit {
+                        epoch: region.region_epoch.unwrap_or_default(),
+                        split_keys: vec![key.to_vec()],
+                    },
+                );
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
     /// Makes `peer` the leader of the region, retrying for a few seconds.
     pub fn must_transfer_leader(&self, region_id: u64, peer: metapb::Peer) {
         // As for membership changes, twice the request timeout: one attempt that meets an

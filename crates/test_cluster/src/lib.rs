@@ -22,6 +22,7 @@
 //! under the seed's control.
 
 pub mod admin;
+pub mod check;
 pub mod client;
 pub mod cluster;
 pub mod pd;

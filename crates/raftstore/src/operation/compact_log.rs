@@ -107,6 +107,8 @@ impl<E: Engine> Peer<E> {
             .mut_store()
             .set_truncated(req.compact_index, req.compact_term);
         self.pending_gc = Some(req.compact_index + 1);
+        // Crash window: the truncation is applied in memory, not yet written with the batch.
+        fail::fail_point!("compact_log_applied");
         Ok(compact_resp())
     }
 }

@@ -198,6 +198,8 @@ impl<E: Engine> Peer<E> {
         write_region_state(&mut ctx.kv_wb, &region, PeerState::Normal);
         self.raft_group.apply_conf_change(cc)?;
         self.set_region(ctx, region.clone());
+        // Crash window: the change is applied in memory, not yet written with the batch.
+        fail::fail_point!("conf_change_applied");
         match change {
             ConfChangeType::RemoveNode if peer.id == self.meta.id => {
                 self.pending_destroy = true;

@@ -113,6 +113,8 @@ impl<E: Engine> Peer<E> {
     /// Destroys this peer's state on the store. Call only after the round's KV batch is
     /// written and when [`Self::ready_to_destroy`] holds.
     pub fn destroy<T: Transport>(&mut self, ctx: &mut PollContext<E, T>) {
+        // Crash window: the change that removed this peer may be on disk, its tombstone not.
+        fail::fail_point!("peer_destroy_before_tombstone");
         let region = self.region().clone();
         let region_id = region.id;
         tracing::info!("{} destroying", self.tag);
@@ -122,6 +124,9 @@ impl<E: Engine> Peer<E> {
         if let Err(e) = ctx.engine.write(wb, true) {
             panic!("{} writing tombstone failed: {e}", self.tag);
         }
+        // Crash window: tombstone durable, raft log and data range still there (the next
+        // start must clear the data, see storage/cleanup.rs).
+        fail::fail_point!("peer_destroy_after_tombstone");
         let mut lb = LogWriteBatch::default();
         lb.clean(region_id);
         if let Err(e) = ctx.raft_engine.write(&mut lb, false) {

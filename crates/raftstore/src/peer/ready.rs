@@ -228,6 +228,8 @@ impl<E: Engine> Peer<E> {
             // The data may be half replaced; serving from it would be wrong.
             panic!("{} could not apply snapshot: {e}", self.tag);
         }
+        // Crash window: the snapshot is on disk (data and log), the peer's memory is not updated.
+        fail::fail_point!("snapshot_applied_before_peer_update");
         for p in &applying.region.peers {
             self.peer_cache.insert(p.id, *p);
         }

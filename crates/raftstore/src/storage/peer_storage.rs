@@ -204,9 +204,25 @@ impl<E: Engine> PeerStorage<E> {
         }
         let truncated = apply_state.truncated_state.unwrap_or_default();
         let mut hs = hs_from_proto(&raft_state.hard_state);
-        if raft_state.last_index < truncated.index {
-            // A snapshot was applied to the KV engine but the crash came before the raft
-            // log was reset: the log restarts right after the snapshot.
+        // A snapshot was applied to the KV engine but the crash came before the raft log was
+        // reset: the entries raft-engine holds are the log of before the snapshot. They end
+        // before the snapshot's index, or disagree with it there (a log that agreed would
+        // have been fast-forwarded instead of replaced by a snapshot); a CompactLog never
+        // leaves either, since it truncates at an applied, hence committed and matching,
+        // entry. They must go as the region worker would have removed them: raft-engine
+        // refuses to append after a hole, and a disagreeing tail is not this region's log.
+        let stale_entries = truncated.index > 0
+            && match raft_engine.last_index(region.id) {
+                None => false,
+                Some(last) => {
+                    last < truncated.index
+                        || raft_engine
+                            .entry(region.id, truncated.index)?
+                            .is_some_and(|e| e.term != truncated.term)
+                }
+            };
+        if raft_state.last_index < truncated.index || stale_entries {
+            // The log restarts right after the snapshot.
             raft_state.last_index = truncated.index;
         }
         if hs.commit < apply_state.applied_index {
@@ -218,6 +234,16 @@ impl<E: Engine> PeerStorage<E> {
             hs.term = truncated.term;
         }
         raft_state.hard_state = Some(hs_to_proto(&hs));
+        if stale_entries {
+            tracing::info!(
+                "{tag} raft log predates the applied snapshot at {}: reset",
+                truncated.index
+            );
+            let mut lb = LogWriteBatch::default();
+            lb.clean(region.id);
+            lb.put_raft_state(region.id, &raft_state)?;
+            raft_engine.write(&mut lb, true)?;
+        }
         let last_term = if raft_state.last_index == truncated.index {
             truncated.term
         } else {

@@ -42,6 +42,8 @@ impl<E: Engine> GcRunner<E> {
             tracing::error!("raft log gc: syncing the KV engine failed, keeping logs: {e}");
             return;
         }
+        // Crash window: the truncated states are durable, the entries are still in the log.
+        fail::fail_point!("raft_log_gc_before_compact");
         for t in &tasks {
             let n = self.raft_engine.compact_to(t.region_id, t.end_index);
             tracing::trace!(

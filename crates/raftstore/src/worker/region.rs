@@ -147,6 +147,8 @@ impl<E: Engine> RegionRunner<E> {
         // Data first, durably: if we crash before the log is reset, recovery sees the
         // truncated index past the log's end and restarts the log after the snapshot.
         self.engine.write(wb, true)?;
+        // Crash window: the snapshot's data and states are durable, the raft log is not reset.
+        fail::fail_point!("region_snapshot_after_kv_write");
         let mut lb = LogWriteBatch::default();
         lb.clean(task.region_id);
         lb.put_raft_state(task.region_id, &task.raft_state)?;
