@@ -15,14 +15,27 @@ pub struct TestCluster {
     /// same port and data.
     configs: Vec<node::ServerConfig>,
     raftstore: node::RaftstoreConfig,
+    /// With TLS: how the test reaches the scheduler's HTTP API (the servers' certificate).
+    http_tls: Option<security::Tls>,
 }
 
 impl TestCluster {
     pub async fn start(dir: &Path, api_version: u8) -> TestCluster {
+        Self::start_with_security(dir, api_version, security::SecurityConfig::default()).await
+    }
+
+    /// [`TestCluster::start`] with every process's `[security]` table set to `security`.
+    pub async fn start_with_security(
+        dir: &Path,
+        api_version: u8,
+        security: security::SecurityConfig,
+    ) -> TestCluster {
+        let http_tls = security.load().unwrap();
         let pd_cfg = pd_server::config::PdConfig {
             addr: "127.0.0.1:0".into(),
             data_dir: dir.join("pd"),
             schedule_interval_ms: 100,
+            security: security.clone(),
             ..Default::default()
         };
         let pd = pd_server::config::start(&pd_cfg).await.unwrap();
@@ -46,6 +59,7 @@ impl TestCluster {
                 api_version,
                 // The GC worker follows the safe point quickly, so tests see its effect.
                 gc_interval_ms: 300,
+                security: security.clone(),
                 ..Default::default()
             };
             let n = node::Node::start(&server, &raftstore).await.unwrap();
@@ -58,6 +72,7 @@ impl TestCluster {
             nodes,
             configs,
             raftstore,
+            http_tls,
         };
         // The scheduler gives the first region its other two replicas.
         c.wait_for("3 replicas", |v| {
@@ -75,9 +90,20 @@ impl TestCluster {
     }
 
     pub async fn regions(&self) -> serde_json::Value {
-        http(&self.pd_addr(), "GET", "/pd/api/v1/regions", "")
-            .await
-            .1
+        self.http("GET", "/pd/api/v1/regions", "").await.1
+    }
+
+    /// One request to the scheduler's HTTP API (over TLS in a TLS cluster).
+    pub async fn http(&self, method: &str, path: &str, body: &str) -> (u16, serde_json::Value) {
+        pd_server::http_client::request_tls(
+            &self.pd_addr(),
+            self.http_tls.as_ref(),
+            method,
+            path,
+            body,
+        )
+        .await
+        .unwrap()
     }
 
     pub async fn wait_for(&self, what: &str, cond: impl Fn(&serde_json::Value) -> bool) {
@@ -117,8 +143,7 @@ impl TestCluster {
             assert!(Instant::now() < deadline, "no split at {hex}: {regions}");
             let id = region["id"].as_u64().unwrap();
             let body = format!(r#"{{"name":"split-region","region_id":{id},"keys":["{hex}"]}}"#);
-            let (status, answer) =
-                http(&self.pd_addr(), "POST", "/pd/api/v1/operators", &body).await;
+            let (status, answer) = self.http("POST", "/pd/api/v1/operators", &body).await;
             // 409: an operator is already running on the region; try again later.
             assert!(status == 200 || status == 409, "{status} {answer}");
             tokio::time::sleep(Duration::from_millis(300)).await;
@@ -185,7 +210,7 @@ impl TestCluster {
         let body = format!(
             r#"{{"name":"transfer-leader","region_id":{region_id},"to_store_id":{store_id}}}"#
         );
-        let _ = http(&self.pd_addr(), "POST", "/pd/api/v1/operators", &body).await;
+        let _ = self.http("POST", "/pd/api/v1/operators", &body).await;
     }
 
     pub async fn stop(self) {
