@@ -71,6 +71,9 @@ enum Command {
 
 fn main() {
     let cli = Cli::parse();
+    // A panic anywhere (a fatal store error included) ends the whole process with a
+    // non-zero code: a store with a dead raft thread must not keep answering.
+    node::exit_record::install_panic_hook();
     let result = match cli.command {
         Command::Pd {
             config,

@@ -65,6 +65,7 @@ pub fn run(config: Option<&Path>, flags: ServerFlags) -> Result<(), String> {
         crate::cmd::shutdown_signal().await;
         println!("stopping store {}", node.store_id());
         node.shutdown().await;
+        node::exit_record::record_clean_exit();
         Ok(())
     })
 }

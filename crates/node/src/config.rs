@@ -83,9 +83,11 @@ impl ServerConfig {
                 self.grpc_max_message_bytes
             ));
         }
-        if self.max_key_size == 0 || self.max_key_size > 1024 * 1024 {
+        let key_limit = server::storage::config::MAX_KEY_SIZE_LIMIT;
+        if self.max_key_size == 0 || self.max_key_size > key_limit {
             return Err(format!(
-                "server.max_key_size must be between 1 and 1048576, got {}",
+                "server.max_key_size must be between 1 and {key_limit} (the longest key the \
+                 storage engine can hold in every encoding), got {}",
                 self.max_key_size
             ));
         }
@@ -212,6 +214,14 @@ mod tests {
             .to_raftstore()
             .unwrap_err()
             .contains("raft_base_tick_ms"));
+        // A key size the engine cannot hold is refused when the store starts, not when
+        // the first long key arrives.
+        let bad = ServerConfig {
+            max_key_size: 100_000,
+            ..Default::default()
+        };
+        let err = bad.validate().unwrap_err();
+        assert!(err.contains("server.max_key_size") && err.contains("58239"), "{err}");
         let err = toml::from_str::<ServerConfig>("pd_endpoint = []").unwrap_err();
         assert!(err.to_string().contains("pd_endpoint"));
     }

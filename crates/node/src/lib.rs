@@ -32,6 +32,7 @@
 //! operators it answers with come back through the client's operator sink.
 
 pub mod config;
+pub mod exit_record;
 pub mod pd_adapter;
 mod resolver;
 
@@ -115,6 +116,9 @@ impl Node {
         for d in [&kv_dir, &raft_dir] {
             std::fs::create_dir_all(d).map_err(|e| storage_err(format!("{}: {e}", d.display())))?;
         }
+        // Says how the previous run ended, and lets a fatal error of this one be recorded.
+        exit_record::ExitRecord::open(&server.data_dir)
+            .map_err(|e| storage_err(format!("{}: {e}", exit_record::FILE_NAME)))?;
         let engine = FjallEngine::open(&kv_dir, &FjallConfig::default())
             .map_err(|e| storage_err(e.to_string()))?;
         let raft_engine = RaftLogEngine::open(&raft_dir).map_err(|e| storage_err(e.to_string()))?;
@@ -224,6 +228,8 @@ impl Node {
         };
         let storage_cfg = server::StorageConfig {
             max_key_size: server.max_key_size,
+            // Room for the answer's framing next to the keys and values.
+            max_response_bytes: server.grpc_max_message_bytes - 64 * 1024,
             ..server::StorageConfig::with_api_version(api_version)
         };
         let txn_deps = server::TxnDeps {

@@ -49,6 +49,13 @@ pub struct Config {
 
     /// Most messages the poller takes from its mailbox in one round.
     pub max_batch_messages: usize,
+    /// Most client commands and raft messages from other stores waiting in the store's
+    /// mailbox. Past it a command is answered `ServerIsBusy` at once and a raft message is
+    /// dropped (raft sends it again), so an overloaded store's memory stays bounded.
+    pub max_mailbox_messages: usize,
+    /// Most bytes of proposed but uncommitted entries a region's leader holds; past it new
+    /// writes are answered `ServerIsBusy` until the followers catch up.
+    pub raft_max_uncommitted_size: u64,
     /// A snapshot generation that has not finished after this long is started again.
     pub snap_gen_timeout: Duration,
 }
@@ -74,6 +81,9 @@ impl Default for Config {
             region_heartbeat_tick_interval: Duration::from_secs(10),
             store_heartbeat_tick_interval: Duration::from_secs(10),
             max_batch_messages: 4096,
+            // A heartbeat round of 10,000 regions from one other store fits with room.
+            max_mailbox_messages: 32 * 1024,
+            raft_max_uncommitted_size: 64 * 1024 * 1024,
             snap_gen_timeout: Duration::from_secs(60),
         }
     }
@@ -120,6 +130,16 @@ impl Config {
         }
         if self.raft_log_gc_count_limit == 0 {
             return Err("raft_log_gc_count_limit must be positive".into());
+        }
+        if self.max_mailbox_messages == 0 {
+            return Err("max_mailbox_messages must be positive".into());
+        }
+        if self.raft_max_uncommitted_size < self.raft_entry_max_size
+            || self.raft_max_uncommitted_size < self.raft_max_size_per_msg
+        {
+            return Err("raft_max_uncommitted_size must hold at least one entry of \
+                 raft_entry_max_size and one message of raft_max_size_per_msg"
+                .into());
         }
         Ok(())
     }

@@ -14,13 +14,13 @@
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::time::Instant;
 
-use crossbeam_channel::{Receiver, RecvTimeoutError};
 use engine::Engine;
 
 use crate::context::PollContext;
 use crate::msg::{CmdResponse, PeerMsg, PollerMsg, RaftMessage, StoreMsg};
 use crate::peer::lifecycle::MessageCheck;
 use crate::peer::Peer;
+use crate::router::Mailbox;
 use crate::storage::peer_storage::load_region_state;
 use crate::storage::PeerStorage;
 use crate::transport::Transport;
@@ -32,7 +32,7 @@ use raft::eraftpb::MessageType;
 pub struct Poller<E: Engine, T: Transport> {
     ctx: PollContext<E, T>,
     peers: HashMap<u64, Peer<E>>,
-    rx: Receiver<PollerMsg<E::Snapshot>>,
+    mailbox: Mailbox<E::Snapshot>,
     touched: BTreeSet<u64>,
     gc_ticks: u64,
     split_ticks: u64,
@@ -52,7 +52,7 @@ impl<E: Engine, T: Transport> Poller<E, T> {
     pub fn new(
         ctx: PollContext<E, T>,
         peers: HashMap<u64, Peer<E>>,
-        rx: Receiver<PollerMsg<E::Snapshot>>,
+        mailbox: Mailbox<E::Snapshot>,
     ) -> Self {
         let gc_ticks = ctx.cfg.ticks(ctx.cfg.raft_log_gc_tick_interval);
         let split_ticks = ctx.cfg.ticks(ctx.cfg.split_region_check_tick_interval);
@@ -61,7 +61,7 @@ impl<E: Engine, T: Transport> Poller<E, T> {
         Poller {
             ctx,
             peers,
-            rx,
+            mailbox,
             touched: BTreeSet::new(),
             gc_ticks,
             split_ticks,
@@ -86,15 +86,22 @@ impl<E: Engine, T: Transport> Poller<E, T> {
                 // Peers still have work from the last round: don't sleep.
                 std::time::Duration::ZERO
             };
-            match self.rx.recv_timeout(timeout) {
-                Ok(m) => batch.push(m),
-                Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => break,
+            // The store's own notices first: they are what lets waiting work finish.
+            let woke = crossbeam_channel::select! {
+                recv(self.mailbox.notices) -> m => m.map(|m| batch.push(m)),
+                recv(self.mailbox.input) -> m => m.map(|m| batch.push(m)),
+                default(timeout) => Ok(()),
+            };
+            if woke.is_err() {
+                // Every router is gone.
+                break;
             }
+            batch.extend(self.mailbox.notices.try_iter());
             batch.extend(
-                self.rx
+                self.mailbox
+                    .input
                     .try_iter()
-                    .take(max_batch - batch.len().min(max_batch)),
+                    .take(max_batch.saturating_sub(batch.len())),
             );
             for m in batch.drain(..) {
                 if !self.handle_msg(m) {
@@ -203,7 +210,7 @@ impl<E: Engine, T: Transport> Poller<E, T> {
             );
             return;
         }
-        if !msg.is_tombstone {
+        if !msg.is_tombstone && std::env::var("NOCHECK").is_err() {
             if let Some(why) = crate::peer::lifecycle::malformed(&msg) {
                 tracing::warn!("store {}: dropping raft message: {why}", self.ctx.store_id);
                 return;

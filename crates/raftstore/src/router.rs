@@ -1,10 +1,20 @@
-//! The way into a store: one mailbox feeding its raft poller.
+//! The way into a store: the mailbox feeding its raft poller.
 //!
 //! All peers of a store live in one poller thread; the router is the sending half of its
 //! mailbox. Commands for a region the store does not host come back as `RegionNotFound`
 //! from the poller, so the router itself needs no region registry.
+//!
+//! The mailbox has two queues. What comes from outside — client commands and raft
+//! messages from other stores — goes into a bounded queue: when it is full a command is
+//! answered `ServerIsBusy` at once (clients back off and retry) and a raft message is
+//! dropped (raft sends it again), so an overloaded store neither blocks its callers nor
+//! grows without limit. What the store's own threads report (log writes persisted, a
+//! snapshot generated or applied, split-check results, stop) goes into a second queue that
+//! is never refused: each notice answers work the store itself started, so their number is
+//! bounded by that work, and losing one would stall a region. The poller serves that queue
+//! first.
 
-use crossbeam_channel::{Receiver, Sender};
+use crossbeam_channel::{Receiver, Sender, TrySendError};
 
 use proto::raft_cmdpb::RaftCmdRequest;
 
@@ -13,25 +23,45 @@ use crate::{Error, Result};
 
 /// Cheap-to-clone handle that delivers messages to a store's poller.
 pub struct Router<S> {
+    /// The store's own notices (never refused).
     tx: Sender<PollerMsg<S>>,
+    /// Client commands and raft messages from other stores (bounded).
+    input: Sender<PollerMsg<S>>,
+}
+
+/// The poller's receiving half of a [`Router`].
+pub struct Mailbox<S> {
+    /// The store's own notices; served first.
+    pub notices: Receiver<PollerMsg<S>>,
+    /// Client commands and raft messages, at most the capacity given to [`Router::new`].
+    pub input: Receiver<PollerMsg<S>>,
 }
 
 impl<S> Clone for Router<S> {
     fn clone(&self) -> Self {
         Router {
             tx: self.tx.clone(),
+            input: self.input.clone(),
         }
     }
 }
 
 impl<S: Send + 'static> Router<S> {
-    /// Creates a router and the mailbox its poller reads.
-    pub fn new() -> (Router<S>, Receiver<PollerMsg<S>>) {
-        let (tx, rx) = crossbeam_channel::unbounded();
-        (Router { tx }, rx)
+    /// Creates a router whose outside input holds at most `capacity` messages, and the
+    /// mailbox its poller reads.
+    pub fn new(capacity: usize) -> (Router<S>, Mailbox<S>) {
+        let (tx, notices) = crossbeam_channel::unbounded();
+        let (input_tx, input) = crossbeam_channel::bounded(capacity.max(1));
+        (
+            Router {
+                tx,
+                input: input_tx,
+            },
+            Mailbox { notices, input },
+        )
     }
 
-    /// Sends a message to the peer of `region_id`.
+    /// Sends one of the store's own notices to the peer of `region_id`.
     pub fn send(&self, region_id: u64, msg: PeerMsg<S>) -> Result<()> {
         self.tx
             .send(PollerMsg::Peer(region_id, msg))
@@ -45,22 +75,35 @@ impl<S: Send + 'static> Router<S> {
             .map_err(|_| Error::StoreStopped)
     }
 
-    /// Delivers a raft message received from another store.
+    /// Delivers a raft message received from another store; `ServerIsBusy` (the message is
+    /// dropped) when the mailbox is full.
     pub fn send_raft_message(&self, msg: RaftMessage) -> Result<()> {
-        self.send(msg.region_id, PeerMsg::RaftMessage(Box::new(msg)))
+        let region_id = msg.region_id;
+        match self.input.try_send(PollerMsg::Peer(
+            region_id,
+            PeerMsg::RaftMessage(Box::new(msg)),
+        )) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Full(_)) => Err(Error::ServerIsBusy("store mailbox is full".into())),
+            Err(TrySendError::Disconnected(_)) => Err(Error::StoreStopped),
+        }
     }
 
-    /// Submits a command; `callback` is always called, with an error if the store is gone.
+    /// Submits a command; `callback` is always called: with `ServerIsBusy` at once if the
+    /// mailbox is full, `StoreStopped` if the store is gone.
     pub fn send_command(&self, request: RaftCmdRequest, callback: Callback<S>) {
         let region_id = request.header.as_ref().map_or(0, |h| h.region_id);
         let cmd = Box::new(RaftCommand { request, callback });
-        if let Err(e) = self
-            .tx
-            .send(PollerMsg::Peer(region_id, PeerMsg::RaftCommand(cmd)))
+        let (e, msg) = match self
+            .input
+            .try_send(PollerMsg::Peer(region_id, PeerMsg::RaftCommand(cmd)))
         {
-            if let PollerMsg::Peer(_, PeerMsg::RaftCommand(cmd)) = e.0 {
-                (cmd.callback)(CmdResponse::error(Error::StoreStopped));
-            }
+            Ok(()) => return,
+            Err(TrySendError::Full(m)) => (Error::ServerIsBusy("store mailbox is full".into()), m),
+            Err(TrySendError::Disconnected(m)) => (Error::StoreStopped, m),
+        };
+        if let PollerMsg::Peer(_, PeerMsg::RaftCommand(cmd)) = msg {
+            (cmd.callback)(CmdResponse::error(e));
         }
     }
 }

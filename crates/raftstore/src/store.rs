@@ -52,7 +52,7 @@ impl<E: Engine> Store<E> {
         let ident = load_store_ident(&engine)?
             .ok_or_else(|| Error::Other("store is not bootstrapped".into()))?;
         let store_id = ident.store_id;
-        let (router, rx) = Router::new();
+        let (router, mailbox) = Router::new(cfg.max_mailbox_messages);
         let (region_tx, region_rx) = crossbeam_channel::unbounded();
         let (gc_tx, gc_rx) = crossbeam_channel::unbounded();
         let (writer_tx, writer_rx) = crossbeam_channel::unbounded();
@@ -166,7 +166,7 @@ impl<E: Engine> Store<E> {
             need_sync: false,
             callbacks: Vec::new(),
         };
-        let poller = Poller::new(ctx, peers, rx);
+        let poller = Poller::new(ctx, peers, mailbox);
         threads.push(
             std::thread::Builder::new()
                 .name(format!("raft-poller-{store_id}"))

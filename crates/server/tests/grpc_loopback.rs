@@ -145,7 +145,8 @@ fn delivered(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn store_to_store_streams_over_grpc() {
     // A store's mailbox without a poller: what the service delivers stays in it.
-    let (router, rx) = Router::<MemSnapshot>::new();
+    let (router, mailbox) = Router::<MemSnapshot>::new(1024);
+    let rx = mailbox.input;
     let tso = std::sync::Arc::new(common::TestTso::default());
     let deps = common::txn_deps(&tso, engine::MemEngine::new());
     let svc = KvService::new(2, router, StorageConfig::default(), deps);

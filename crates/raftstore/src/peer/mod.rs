@@ -101,6 +101,7 @@ impl<E: Engine> Peer<E> {
             applied,
             max_size_per_msg: cfg.raft_max_size_per_msg,
             max_inflight_msgs: cfg.raft_max_inflight_msgs,
+            max_uncommitted_size: cfg.raft_max_uncommitted_size,
             // Off: with it on, a leader steps down whenever a quorum's responses are lost
             // for one election timeout, and under a lossy network (and while a freshly added
             // or split peer is still being created) regions spent most of their time

@@ -235,6 +235,18 @@ impl<E: Engine> Peer<E> {
                 entry_size: data.len() as u64,
             });
         }
+        if self.is_leader()
+            && (self.raft_group.raft.uncommitted_size() + data.len()) as u64
+                > ctx.cfg.raft_max_uncommitted_size
+        {
+            // raft-rs would drop it too; the client should back off, not look for
+            // another leader.
+            return Err(Error::ServerIsBusy(format!(
+                "region {} has {} bytes of uncommitted writes",
+                self.region_id(),
+                self.raft_group.raft.uncommitted_size()
+            )));
+        }
         let last = self.raft_group.raft.raft_log.last_index();
         self.raft_group
             .propose(vec![], data)

@@ -51,10 +51,16 @@ pub fn deliver<S: Send + 'static>(
             return Ok(false);
         }
     };
-    router
-        .send_raft_message(msg)
-        .map_err(|e| Status::unavailable(format!("store {store_id}: {e}")))?;
-    Ok(true)
+    match router.send_raft_message(msg) {
+        Ok(()) => Ok(true),
+        // An overloaded store drops the message, as a lossy network would; raft sends it
+        // again. The stream stays open for the rest.
+        Err(raftstore::Error::ServerIsBusy(_)) => {
+            tracing::debug!(region_id, "store {store_id} busy: raft message dropped");
+            Ok(false)
+        }
+        Err(e) => Err(Status::unavailable(format!("store {store_id}: {e}"))),
+    }
 }
 
 /// Serves a `Raft` stream: delivers every message until the sender closes it.
@@ -270,7 +276,8 @@ mod tests {
 
     #[tokio::test]
     async fn raft_stream_delivers_good_messages_and_skips_bad_ones() {
-        let (router, rx) = TestRouter::new();
+        let (router, mailbox) = TestRouter::new(1024);
+        let rx = mailbox.input;
         let mut no_payload = wire_msg(2, false);
         no_payload.message = None;
         let stream = tokio_stream::iter(vec![
@@ -387,7 +394,8 @@ mod tests {
 
     #[tokio::test]
     async fn snapshot_stream_delivers_one_message_with_all_data() {
-        let (router, rx) = TestRouter::new();
+        let (router, mailbox) = TestRouter::new(1024);
+        let rx = mailbox.input;
         let stream = tokio_stream::iter(vec![
             Ok(SnapshotChunk {
                 message: Some(wire_msg(2, true)),
