@@ -69,6 +69,20 @@ impl<E: Engine> Peer<E> {
             return MessageCheck::Drop;
         }
         if msg.to_peer.id > self.meta.id {
+            // Our peer was removed and the store re-added with a new id: every peer that knows
+            // the new id has applied both changes, so its configuration is newer than ours.
+            // Anything else is a confused or forged message, and destroying a live replica on
+            // its word could cost the region its quorum.
+            if self.storage().is_initialized()
+                && msg.region_epoch.conf_ver <= epoch(self.region()).conf_ver
+            {
+                tracing::warn!(
+                    "{} dropping message for peer {} of the same configuration",
+                    self.tag,
+                    msg.to_peer.id
+                );
+                return MessageCheck::Drop;
+            }
             tracing::info!(
                 "{} replaced by peer {}: destroying",
                 self.tag,
@@ -102,7 +116,56 @@ impl<E: Engine> Peer<E> {
             }
             return MessageCheck::Drop;
         }
+        if self.storage().is_initialized()
+            && msg.region_epoch.conf_ver <= mine.conf_ver
+            && find_peer_by_id(self.region(), msg.from_peer.id).is_none()
+        {
+            // The sender's configuration is not newer than ours, yet it is not in ours: no
+            // peer of this region sent it.
+            tracing::debug!(
+                "{} dropping {:?} from non-member peer {}",
+                self.tag,
+                msg.message.get_msg_type(),
+                msg.from_peer.id
+            );
+            return MessageCheck::Drop;
+        }
+        if let Some(why) = self.contradicts_state(msg) {
+            tracing::warn!(
+                "{} dropping {:?}: {why}",
+                self.tag,
+                msg.message.get_msg_type()
+            );
+            return MessageCheck::Drop;
+        }
         MessageCheck::Step
+    }
+
+    /// Why `msg` contradicts this peer's state in a way no correct peer's message could, if it
+    /// does. raft-rs trusts these fields and panics on some (a heartbeat committing past the
+    /// end of our log, a leader transfer it has to forward with the sender's term).
+    fn contradicts_state(&self, msg: &RaftMessage) -> Option<String> {
+        let m = &msg.message;
+        let last = self.raft_group.raft.raft_log.last_index();
+        match m.get_msg_type() {
+            // A leader's heartbeat commits at most what it knows we have (`min(matched,
+            // committed)`), and our log never shrinks below what the leader matched.
+            MessageType::MsgHeartbeat if m.commit > last => {
+                Some(format!("commit {} beyond our last index {last}", m.commit))
+            }
+            // A follower acknowledges only entries we sent it in this term, and a leader's log
+            // only grows within its term.
+            MessageType::MsgAppendResponse if !m.reject && m.index > last => Some(format!(
+                "acknowledges index {} beyond our last index {last}",
+                m.index
+            )),
+            // Only leaders start transfers here, and raft-rs handles them locally; a follower
+            // would forward this one with the term still set, which raft-rs refuses by panicking.
+            MessageType::MsgTransferLeader if !self.is_leader() => {
+                Some("leader transfer request to a follower".into())
+            }
+            _ => None,
+        }
     }
 
     /// True once a pending destruction can run (nothing of this peer in flight).
@@ -153,4 +216,114 @@ impl<E: Engine> Peer<E> {
         self.reads.fail_all(|| Error::RegionNotFound(region_id));
         self.pending_destroy = false;
     }
+}
+
+/// Indexes and terms above this are refused: raft-rs adds one to them (a campaign's term, a
+/// probe's next index) and would overflow, and no cluster gets anywhere near (2^62 elections
+/// or entries).
+pub const MAX_RAFT_NUMBER: u64 = 1 << 62;
+
+/// Why the raft payload of a message from another store is malformed, if it is: things no
+/// correct raft peer sends, checked before the message can create a peer or reach raft-rs,
+/// which trusts its input and panics on some of it. Tombstone notices carry no raft payload
+/// and are not checked here.
+pub fn malformed(msg: &RaftMessage) -> Option<String> {
+    let m = &msg.message;
+    let t = m.get_msg_type();
+    match t {
+        // Local messages: raft-rs makes them itself. Proposals and read requests are never
+        // forwarded between stores (only leaders propose and read), so a remote one could
+        // only inject commands.
+        MessageType::MsgHup
+        | MessageType::MsgBeat
+        | MessageType::MsgUnreachable
+        | MessageType::MsgSnapStatus
+        | MessageType::MsgCheckQuorum
+        | MessageType::MsgPropose => return Some("not a message between peers".into()),
+        _ => {}
+    }
+    if m.to != msg.to_peer.id || m.from != msg.from_peer.id {
+        return Some(format!(
+            "raft from/to {}/{} differ from the envelope's {}/{}",
+            m.from, m.to, msg.from_peer.id, msg.to_peer.id
+        ));
+    }
+    if m.from == 0 || m.to == 0 || m.from == m.to {
+        return Some(format!("bad peer ids from {} to {}", m.from, m.to));
+    }
+    // raft-rs reads term 0 as a local message; every message between peers carries a term.
+    if m.term == 0 {
+        return Some("term 0".into());
+    }
+    let numbers = [
+        m.term,
+        m.log_term,
+        m.index,
+        m.commit,
+        m.commit_term,
+        m.reject_hint,
+        m.request_snapshot,
+    ];
+    let entries = m.get_entries().iter().flat_map(|e| [e.term, e.index]);
+    let snap = m.get_snapshot().get_metadata();
+    let snap_numbers = [snap.index, snap.term];
+    if numbers
+        .into_iter()
+        .chain(entries)
+        .chain(snap_numbers)
+        .any(|n| n > MAX_RAFT_NUMBER)
+    {
+        return Some("index or term out of range".into());
+    }
+    match t {
+        MessageType::MsgAppend => {
+            // Entry 0 has term 0 and is never sent; raft-rs would take `log_term` 0 as a match
+            // for any index past our log.
+            if m.log_term == 0 || m.index == 0 {
+                return Some(format!(
+                    "append after index {} term {}",
+                    m.index, m.log_term
+                ));
+            }
+            // The entries follow the index they are appended after, one by one.
+            for (i, e) in m.get_entries().iter().enumerate() {
+                if e.index != m.index + 1 + i as u64 {
+                    return Some(format!(
+                        "entry {i} has index {} after index {}",
+                        e.index, m.index
+                    ));
+                }
+                if e.term == 0 || e.term > m.term {
+                    return Some(format!("entry {} has term {}", e.index, e.term));
+                }
+            }
+        }
+        MessageType::MsgSnapshot => {
+            if snap.index == 0 || snap.term == 0 {
+                return Some("empty snapshot".into());
+            }
+            // Our configurations are simple (one change at a time): raft-rs cannot restore a
+            // joint, empty or repeating one and panics on it.
+            let cs = snap.get_conf_state();
+            if cs.get_voters().is_empty()
+                || !cs.get_voters_outgoing().is_empty()
+                || !cs.get_learners_next().is_empty()
+                || cs.auto_leave
+            {
+                return Some(format!("snapshot of configuration {cs:?}"));
+            }
+            let mut ids: Vec<u64> = cs
+                .get_voters()
+                .iter()
+                .chain(cs.get_learners())
+                .copied()
+                .collect();
+            ids.sort_unstable();
+            if ids.first() == Some(&0) || ids.windows(2).any(|w| w[0] == w[1]) {
+                return Some(format!("snapshot of configuration {cs:?}"));
+            }
+        }
+        _ => {}
+    }
+    None
 }
