@@ -39,7 +39,7 @@ pub async fn request_tls(
         .map_err(|_| format!("connecting to the scheduler at {addr}: timed out"))?
         .map_err(|e| format!("connecting to the scheduler at {addr}: {e}"))?;
     match tls {
-        None => exchange(tcp, addr, method, path, body).await,
+        None => exchange(tcp, addr, false, method, path, body).await,
         Some(tls) => {
             // The certificate must name the host as dialled ("127.0.0.1", "localhost").
             let host = addr
@@ -56,7 +56,7 @@ pub async fn request_tls(
                         security::error_chain(&e)
                     )
                 })?;
-            exchange(stream, addr, method, path, body).await
+            exchange(stream, addr, true, method, path, body).await
         }
     }
 }
@@ -64,6 +64,7 @@ pub async fn request_tls(
 async fn exchange<S>(
     mut s: S,
     addr: &str,
+    tls: bool,
     method: &str,
     path: &str,
     body: &str,
@@ -98,7 +99,15 @@ where
     let status: u16 = text
         .get(9..12)
         .and_then(|s| s.parse().ok())
-        .ok_or_else(|| format!("{addr} did not answer HTTP"))?;
+        .ok_or_else(|| {
+            let hint = if tls {
+                ""
+            } else {
+                " (a scheduler with a [security] table answers only over TLS, to a client \
+                 with a certificate its CA signed: `tessera ctl --config <file>`)"
+            };
+            format!("{addr} did not answer HTTP{hint}")
+        })?;
     let body = text
         .find("\r\n\r\n")
         .map(|i| &text[i + 4..])
