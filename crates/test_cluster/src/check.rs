@@ -209,20 +209,26 @@ pub fn check_structure(cluster: &Cluster) -> Result<(), String> {
     check_no_data_outside_regions(&stores)
 }
 
-/// All three invariants: the structural ones must come to hold within [`SETTLE_TIMEOUT`]
-/// (work in flight, such as a destroy's range deletion, may need a moment), then every
-/// acknowledged write must read back. Panics with the violation otherwise.
-pub fn check_all(cluster: &Cluster, acked: &Acknowledged) {
+/// Waits until [`check_structure`] holds on the running stores; panics with the violation
+/// if it still does not after [`SETTLE_TIMEOUT`].
+pub fn must_settle(cluster: &Cluster) {
     let deadline = Instant::now() + SETTLE_TIMEOUT;
     loop {
         match check_structure(cluster) {
-            Ok(()) => break,
+            Ok(()) => return,
             Err(e) if Instant::now() >= deadline => {
                 panic!("{e} (seed {})", cluster.seed)
             }
             Err(_) => std::thread::sleep(Duration::from_millis(50)),
         }
     }
+}
+
+/// All three invariants: the structural ones must come to hold within [`SETTLE_TIMEOUT`]
+/// (work in flight, such as a destroy's range deletion, may need a moment), then every
+/// acknowledged write must read back. Panics with the violation otherwise.
+pub fn check_all(cluster: &Cluster, acked: &Acknowledged) {
+    must_settle(cluster);
     if let Err(e) = check_acknowledged(cluster, acked) {
         panic!("{e} (seed {})", cluster.seed);
     }

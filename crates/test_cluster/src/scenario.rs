@@ -238,6 +238,8 @@ impl GenericTest {
                 thread::sleep(Duration::from_millis(500));
                 cluster.start_all();
             }
+            // Whatever faults and restarts did: no overlapping regions, no stray data.
+            crate::check::must_settle(&cluster);
             for (c, n) in counts.iter().enumerate() {
                 check_client_range(&cluster, c, *n);
                 for j in 0..*n {

@@ -17,7 +17,8 @@
 //!
 //! The fail point registry is global to the process, so the tests run one at a time
 //! (`fail::FailScenario` holds a process-wide lock and clears every fail point at the end).
-//! Each takes a few seconds.
+//! Each takes a few seconds. Long variant: `TESSERA_CRASH_ROUNDS=N` repeats every test N
+//! times, each on a new cluster.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -102,6 +103,21 @@ impl Drop for Crash {
     }
 }
 
+/// Runs a test's body once, or `TESSERA_CRASH_ROUNDS` times (the long variant: each round
+/// builds a new cluster, so repeating explores other interleavings of the same crash).
+fn rounds(body: impl Fn()) {
+    let n: usize = std::env::var("TESSERA_CRASH_ROUNDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1);
+    for round in 0..n {
+        if n > 1 {
+            eprintln!("crash round {round} of {n}");
+        }
+        body();
+    }
+}
+
 /// Stops `stores` (what is left of them after the crash) and starts them on their data.
 fn restart(cluster: &Cluster, stores: &[u64]) {
     for s in stores {
@@ -160,74 +176,80 @@ fn readd_store_3(cluster: &Cluster, acked: &Acknowledged, new_peer_id: u64) {
 #[test]
 fn crash_after_tombstone_before_data_deleted_restarts_clean() {
     let _s = fail::FailScenario::setup();
-    let (cluster, mut acked) = cluster_with_data(raftstore::Config::for_tests(), 20);
-    cluster.must_get_equal(3, b"k019", b"first");
-    let crash = Crash::arm("peer_destroy_after_tombstone", 1, |t| t == poller_of(3));
-    cluster.must_remove_peer(1, peer(3, 3));
-    crash.wait(1);
-    // The window is real: the tombstone is on disk and the data is still there.
-    assert_eq!(region_state(&cluster, 3, 1), PeerState::Tombstone);
-    assert!(
-        data_keys(&cluster, 3) > 0,
-        "the range was deleted before the crash"
-    );
-    drop(crash);
+    rounds(|| {
+        let (cluster, mut acked) = cluster_with_data(raftstore::Config::for_tests(), 20);
+        cluster.must_get_equal(3, b"k019", b"first");
+        let crash = Crash::arm("peer_destroy_after_tombstone", 1, |t| t == poller_of(3));
+        cluster.must_remove_peer(1, peer(3, 3));
+        crash.wait(1);
+        // The window is real: the tombstone is on disk and the data is still there.
+        assert_eq!(region_state(&cluster, 3, 1), PeerState::Tombstone);
+        assert!(
+            data_keys(&cluster, 3) > 0,
+            "the range was deleted before the crash"
+        );
+        drop(crash);
 
-    restart(&cluster, &[3]);
-    // The restart deleted what no region holds, before any peer ran.
-    assert_eq!(
-        data_keys(&cluster, 3),
-        0,
-        "removed region's data left after restart"
-    );
-    acked.put(&cluster, b"k100", b"after");
-    check_all(&cluster, &acked);
-    readd_store_3(&cluster, &acked, 4);
-    check_all(&cluster, &acked);
+        restart(&cluster, &[3]);
+        // The restart deleted what no region holds, before any peer ran.
+        assert_eq!(
+            data_keys(&cluster, 3),
+            0,
+            "removed region's data left after restart"
+        );
+        acked.put(&cluster, b"k100", b"after");
+        check_all(&cluster, &acked);
+        readd_store_3(&cluster, &acked, 4);
+        check_all(&cluster, &acked);
+    });
 }
 
 #[test]
 fn crash_after_own_removal_before_tombstone_restarts_clean() {
     let _s = fail::FailScenario::setup();
-    let (cluster, mut acked) = cluster_with_data(raftstore::Config::for_tests(), 20);
-    cluster.must_get_equal(3, b"k019", b"first");
-    let crash = Crash::arm("peer_destroy_before_tombstone", 1, |t| t == poller_of(3));
-    cluster.must_remove_peer(1, peer(3, 3));
-    crash.wait(1);
-    assert_eq!(
-        region_state(&cluster, 3, 1),
-        PeerState::Normal,
-        "no tombstone yet in this window"
-    );
-    drop(crash);
+    rounds(|| {
+        let (cluster, mut acked) = cluster_with_data(raftstore::Config::for_tests(), 20);
+        cluster.must_get_equal(3, b"k019", b"first");
+        let crash = Crash::arm("peer_destroy_before_tombstone", 1, |t| t == poller_of(3));
+        cluster.must_remove_peer(1, peer(3, 3));
+        crash.wait(1);
+        assert_eq!(
+            region_state(&cluster, 3, 1),
+            PeerState::Normal,
+            "no tombstone yet in this window"
+        );
+        drop(crash);
 
-    restart(&cluster, &[3]);
-    acked.put(&cluster, b"k100", b"after");
-    check_all(&cluster, &acked);
-    // Whichever way the store learnt of its removal, its copy ends up deleted.
-    cluster.must_get_none(3, b"k000");
-    readd_store_3(&cluster, &acked, 4);
-    check_all(&cluster, &acked);
+        restart(&cluster, &[3]);
+        acked.put(&cluster, b"k100", b"after");
+        check_all(&cluster, &acked);
+        // Whichever way the store learnt of its removal, its copy ends up deleted.
+        cluster.must_get_none(3, b"k000");
+        readd_store_3(&cluster, &acked, 4);
+        check_all(&cluster, &acked);
+    });
 }
 
 #[test]
 fn leader_crash_while_applying_conf_change_restarts_clean() {
     let _s = fail::FailScenario::setup();
-    let (cluster, mut acked) = cluster_with_data(raftstore::Config::for_tests(), 20);
-    let crash = Crash::arm("conf_change_applied", 1, |t| t == poller_of(1));
-    std::thread::scope(|s| {
-        // The leader dies applying the removal; the others finish it.
-        let op = s.spawn(|| cluster.must_remove_peer(1, peer(3, 3)));
-        crash.wait(1);
-        restart(&cluster, &[1]);
-        op.join().expect("the removal completes after the crash");
+    rounds(|| {
+        let (cluster, mut acked) = cluster_with_data(raftstore::Config::for_tests(), 20);
+        let crash = Crash::arm("conf_change_applied", 1, |t| t == poller_of(1));
+        std::thread::scope(|s| {
+            // The leader dies applying the removal; the others finish it.
+            let op = s.spawn(|| cluster.must_remove_peer(1, peer(3, 3)));
+            crash.wait(1);
+            restart(&cluster, &[1]);
+            op.join().expect("the removal completes after the crash");
+        });
+        drop(crash);
+        acked.put(&cluster, b"k100", b"after");
+        check_all(&cluster, &acked);
+        cluster.must_get_none(3, b"k000");
+        readd_store_3(&cluster, &acked, 4);
+        check_all(&cluster, &acked);
     });
-    drop(crash);
-    acked.put(&cluster, b"k100", b"after");
-    check_all(&cluster, &acked);
-    cluster.must_get_none(3, b"k000");
-    readd_store_3(&cluster, &acked, 4);
-    check_all(&cluster, &acked);
 }
 
 fn split_crash(crashed: u64) {
@@ -255,73 +277,81 @@ fn split_crash(crashed: u64) {
 #[test]
 fn follower_crash_after_split_applied_restarts_clean() {
     let _s = fail::FailScenario::setup();
-    split_crash(2);
+    rounds(|| {
+        split_crash(2);
+    });
 }
 
 #[test]
 fn leader_crash_after_split_applied_restarts_clean() {
     let _s = fail::FailScenario::setup();
-    split_crash(1);
+    rounds(|| {
+        split_crash(1);
+    });
 }
 
 #[test]
 fn whole_cluster_crash_after_log_truncation_before_gc_restarts_clean() {
     let _s = fail::FailScenario::setup();
-    let mut cfg = raftstore::Config::for_tests();
-    cfg.raft_log_gc_count_limit = 10;
-    let cluster = Cluster::new(3, cfg);
-    cluster.run();
-    // Every store's gc worker dies after syncing the KV engine and before compacting.
-    let crash = Crash::arm("raft_log_gc_before_compact", 3, |t| t == "raft-gc-worker");
-    let mut acked = Acknowledged::new();
-    let mut i = 0;
-    while crash.hits.lock().unwrap().len() < 3 {
-        acked.put(&cluster, format!("k{i:03}").as_bytes(), b"v");
-        i += 1;
-        assert!(i < 500, "log never truncated on every store");
-    }
-    crash.wait(3);
-    drop(crash);
-    for s in 1..=3 {
-        assert!(
-            cluster.truncated_index(s, 1) > raftstore::util::RAFT_INIT_LOG_INDEX,
-            "store {s}: the truncation is on disk"
-        );
-    }
-    restart(&cluster, &[1, 2, 3]);
-    check_all(&cluster, &acked);
-    // The log keeps being truncated and compacted after the restart.
-    let truncated = cluster.truncated_index(1, 1);
-    for j in 0..30 {
-        acked.put(&cluster, format!("later{j:03}").as_bytes(), b"v");
-    }
-    check_all(&cluster, &acked);
-    let deadline = Instant::now() + HIT_TIMEOUT;
-    while cluster.truncated_index(1, 1) <= truncated {
-        assert!(Instant::now() < deadline, "no truncation after the restart");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    rounds(|| {
+        let mut cfg = raftstore::Config::for_tests();
+        cfg.raft_log_gc_count_limit = 10;
+        let cluster = Cluster::new(3, cfg);
+        cluster.run();
+        // Every store's gc worker dies after syncing the KV engine and before compacting.
+        let crash = Crash::arm("raft_log_gc_before_compact", 3, |t| t == "raft-gc-worker");
+        let mut acked = Acknowledged::new();
+        let mut i = 0;
+        while crash.hits.lock().unwrap().len() < 3 {
+            acked.put(&cluster, format!("k{i:03}").as_bytes(), b"v");
+            i += 1;
+            assert!(i < 500, "log never truncated on every store");
+        }
+        crash.wait(3);
+        drop(crash);
+        for s in 1..=3 {
+            assert!(
+                cluster.truncated_index(s, 1) > raftstore::util::RAFT_INIT_LOG_INDEX,
+                "store {s}: the truncation is on disk"
+            );
+        }
+        restart(&cluster, &[1, 2, 3]);
+        check_all(&cluster, &acked);
+        // The log keeps being truncated and compacted after the restart.
+        let truncated = cluster.truncated_index(1, 1);
+        for j in 0..30 {
+            acked.put(&cluster, format!("later{j:03}").as_bytes(), b"v");
+        }
+        check_all(&cluster, &acked);
+        let deadline = Instant::now() + HIT_TIMEOUT;
+        while cluster.truncated_index(1, 1) <= truncated {
+            assert!(Instant::now() < deadline, "no truncation after the restart");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    });
 }
 
 #[test]
 fn leader_crash_while_applying_log_truncation_restarts_clean() {
     let _s = fail::FailScenario::setup();
-    let mut cfg = raftstore::Config::for_tests();
-    cfg.raft_log_gc_count_limit = 10;
-    let (cluster, mut acked) = cluster_with_data(cfg, 0);
-    let crash = Crash::arm("compact_log_applied", 1, |t| t == poller_of(1));
-    let mut i = 0;
-    while crash.hits.lock().unwrap().is_empty() {
-        // Writes go on while store 1 dies: the client retries on the new leader.
-        acked.put(&cluster, format!("k{i:03}").as_bytes(), b"v");
-        i += 1;
-        assert!(i < 500, "log never truncated on store 1");
-    }
-    drop(crash);
-    restart(&cluster, &[1]);
-    acked.put(&cluster, b"after", b"v");
-    cluster.must_get_equal(1, b"after", b"v");
-    check_all(&cluster, &acked);
+    rounds(|| {
+        let mut cfg = raftstore::Config::for_tests();
+        cfg.raft_log_gc_count_limit = 10;
+        let (cluster, mut acked) = cluster_with_data(cfg, 0);
+        let crash = Crash::arm("compact_log_applied", 1, |t| t == poller_of(1));
+        let mut i = 0;
+        while crash.hits.lock().unwrap().is_empty() {
+            // Writes go on while store 1 dies: the client retries on the new leader.
+            acked.put(&cluster, format!("k{i:03}").as_bytes(), b"v");
+            i += 1;
+            assert!(i < 500, "log never truncated on store 1");
+        }
+        drop(crash);
+        restart(&cluster, &[1]);
+        acked.put(&cluster, b"after", b"v");
+        cluster.must_get_equal(1, b"after", b"v");
+        check_all(&cluster, &acked);
+    });
 }
 
 /// Store 3 misses enough of the log that it needs a snapshot; returns the cluster with
@@ -365,12 +395,16 @@ fn snapshot_crash(point: &'static str, thread: &'static str) {
 #[test]
 fn crash_after_snapshot_data_written_before_log_reset_restarts_clean() {
     let _s = fail::FailScenario::setup();
-    // Only store 3 applies a snapshot here, so the region worker that reaches it is its own.
-    snapshot_crash("region_snapshot_after_kv_write", "region-worker");
+    rounds(|| {
+        // Only store 3 applies a snapshot here, so the region worker that reaches it is its own.
+        snapshot_crash("region_snapshot_after_kv_write", "region-worker");
+    });
 }
 
 #[test]
 fn crash_after_snapshot_applied_before_peer_update_restarts_clean() {
     let _s = fail::FailScenario::setup();
-    snapshot_crash("snapshot_applied_before_peer_update", "raft-poller-3");
+    rounds(|| {
+        snapshot_crash("snapshot_applied_before_peer_update", "raft-poller-3");
+    });
 }
