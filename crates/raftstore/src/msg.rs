@@ -37,6 +37,10 @@ pub struct RaftMessage {
     pub end_key: Vec<u8>,
     /// The raft payload.
     pub message: eraftpb::Message,
+    /// For a `MsgSnapshot`: its data, already checked by whoever received it (the
+    /// snapshot stream's receiver), so the store does not decode it again. `None` until
+    /// then; the poller checks a snapshot that arrives without it.
+    pub snapshot: Option<std::sync::Arc<crate::storage::snapshot::CheckedSnapshot>>,
 }
 
 impl RaftMessage {
@@ -83,6 +87,7 @@ impl RaftMessage {
             start_key: m.start_key,
             end_key: m.end_key,
             message,
+            snapshot: None,
         })
     }
 }

@@ -200,7 +200,7 @@ impl<E: Engine, T: Transport> Poller<E, T> {
         }
     }
 
-    fn on_raft_message(&mut self, msg: RaftMessage) {
+    fn on_raft_message(&mut self, mut msg: RaftMessage) {
         let region_id = msg.region_id;
         if msg.to_peer.store_id != self.ctx.store_id {
             tracing::debug!(
@@ -229,8 +229,23 @@ impl<E: Engine, T: Transport> Poller<E, T> {
         } else if !self.maybe_create_peer(&msg) {
             return;
         }
-        if msg.message.get_msg_type() == MessageType::MsgSnapshot && !self.snapshot_fits(&msg) {
-            return;
+        if msg.message.get_msg_type() == MessageType::MsgSnapshot {
+            if msg.snapshot.is_none() {
+                // Not checked by a transport on the way in: check it here, once.
+                match crate::storage::snapshot::decode(msg.message.get_snapshot().get_data()) {
+                    Ok(c) => msg.snapshot = Some(std::sync::Arc::new(c)),
+                    Err(e) => {
+                        tracing::warn!(
+                            "store {}: snapshot of region {region_id} refused: {e}",
+                            self.ctx.store_id
+                        );
+                        return;
+                    }
+                }
+            }
+            if !self.snapshot_fits(&msg) {
+                return;
+            }
         }
         let peer = self
             .peers
@@ -244,11 +259,10 @@ impl<E: Engine, T: Transport> Poller<E, T> {
 
     /// A snapshot may only be applied if its range overlaps no other region on this store.
     fn snapshot_fits(&self, msg: &RaftMessage) -> bool {
-        let Ok(body) = crate::storage::snapshot::decode(msg.message.get_snapshot().get_data())
-        else {
+        let Some(checked) = &msg.snapshot else {
             return false;
         };
-        let region = body.region.unwrap_or_default();
+        let region = checked.region();
         let overlaps =
             self.ctx
                 .store_meta
@@ -268,6 +282,16 @@ impl<E: Engine, T: Transport> Poller<E, T> {
     /// message may start one (a vote, or a leader's first heartbeat) and nothing forbids it.
     fn maybe_create_peer(&mut self, msg: &RaftMessage) -> bool {
         if msg.is_tombstone {
+            return false;
+        }
+        if msg.region_id == 0
+            || msg.to_peer.id == 0
+            || msg.from_peer.id == 0
+            || msg.from_peer.id == msg.to_peer.id
+            || msg.message.to != msg.to_peer.id
+            || msg.message.from != msg.from_peer.id
+        {
+            // Not from a real peer of a real region: no peer is made for it.
             return false;
         }
         let m = &msg.message;

@@ -183,7 +183,20 @@ async fn store_to_store_streams_over_grpc() {
     assert_eq!(delivered(&rx).len(), 3);
 
     // A 6 MiB snapshot in 1 MiB chunks (each chunk under the default message limit).
-    let data: Vec<u8> = (0..6u32 << 20).map(|i| (i % 253) as u8).collect();
+    let region = metapb::Region {
+        id: 5,
+        peers: vec![metapb::Peer {
+            id: 52,
+            store_id: 2,
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let records = (0..6u8).map(|i| {
+        let value: Vec<u8> = (0..1u32 << 20).map(|j| (j % 253) as u8 ^ i).collect();
+        (engine::CF_DEFAULT, vec![b'z', i], value)
+    });
+    let data = raftstore::storage::snapshot::encode(&region, records);
     let mut chunks: Vec<SnapshotChunk> = data
         .chunks(1 << 20)
         .map(|d| SnapshotChunk {

@@ -34,6 +34,10 @@ pub enum Decision {
 pub trait Filter: Send + Sync {
     /// Decides the fate of `msg` going from store `from` to store `to`.
     fn decide(&self, from: u64, to: u64, msg: &RaftMessage, rng: &mut StdRng) -> Decision;
+
+    /// Changes `msg` on the wire before it is decided on (a faulty link or peer); most
+    /// filters leave it alone.
+    fn rewrite(&self, _from: u64, _to: u64, _msg: &mut RaftMessage) {}
 }
 
 /// Drops each message with probability `rate`.
@@ -307,10 +311,13 @@ impl SimTransport {
 }
 
 impl Transport for SimTransport {
-    fn send(&mut self, msg: RaftMessage) -> Result<(), TransportError> {
+    fn send(&mut self, mut msg: RaftMessage) -> Result<(), TransportError> {
         let to = msg.to_peer.store_id;
         if !self.net.routers.read().contains_key(&to) {
             return Err(TransportError::Unreachable(to));
+        }
+        for f in self.net.filters.read().iter() {
+            f.rewrite(self.store_id, to, &mut msg);
         }
         match self.net.decide(self.store_id, to, &msg) {
             Decision::Drop => Err(TransportError::Dropped),

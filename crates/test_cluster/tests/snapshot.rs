@@ -65,3 +65,95 @@ fn snapshot_unreliable_recover_concurrent_partition() {
     }
     .run();
 }
+
+/// Damages the first snapshots sent to one store: a flipped byte, then a cut-off tail.
+struct CorruptSnapshots {
+    to: u64,
+    damaged: std::sync::atomic::AtomicUsize,
+}
+
+impl test_cluster::Filter for CorruptSnapshots {
+    fn decide(
+        &self,
+        _from: u64,
+        _to: u64,
+        _msg: &raftstore::RaftMessage,
+        _rng: &mut rand::rngs::StdRng,
+    ) -> test_cluster::Decision {
+        test_cluster::Decision::Pass
+    }
+
+    fn rewrite(&self, _from: u64, to: u64, msg: &mut raftstore::RaftMessage) {
+        use std::sync::atomic::Ordering;
+        if to != self.to || msg.message.get_msg_type() != raft::eraftpb::MessageType::MsgSnapshot {
+            return;
+        }
+        let n = self.damaged.load(Ordering::SeqCst);
+        if n >= 2 {
+            return;
+        }
+        let mut data = msg.message.get_snapshot().get_data().to_vec();
+        if n == 0 {
+            let mid = data.len() / 2;
+            data[mid] ^= 0x40;
+        } else {
+            data.truncate(data.len() - 3);
+        }
+        msg.message.mut_snapshot().set_data(data.into());
+        msg.snapshot = None;
+        self.damaged.store(n + 1, Ordering::SeqCst);
+    }
+}
+
+#[test]
+fn corrupt_or_truncated_snapshots_are_refused_and_sent_again() {
+    let _g = scenario_lock();
+    test_cluster::init_logging();
+    let mut cfg = raftstore::Config::for_tests();
+    cfg.raft_log_gc_count_limit = 10;
+    cfg.raft_log_gc_threshold = 5;
+    let c = test_cluster::Cluster::new(3, cfg);
+    c.run();
+    c.must_put(b"k000", b"v");
+    c.must_get_equal(3, b"k000", b"v");
+    c.isolate(3);
+    for i in 1..100u32 {
+        c.must_put(format!("k{i:03}").as_bytes(), b"v");
+    }
+    let region_id = c.region_for_key(b"k000").unwrap().id;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while (1..=2).any(|s| c.truncated_index(s, region_id) < 20) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the log was never compacted"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let applied_before = c
+        .stats(3)
+        .snapshots_applied
+        .load(std::sync::atomic::Ordering::SeqCst);
+    let corrupt = std::sync::Arc::new(CorruptSnapshots {
+        to: 3,
+        damaged: Default::default(),
+    });
+    c.clear_filters();
+    c.net().add_filter(corrupt.clone());
+    // Store 3 can only catch up through a snapshot; the first two it gets are damaged.
+    for i in 0..100u32 {
+        c.must_get_equal(3, format!("k{i:03}").as_bytes(), b"v");
+    }
+    assert_eq!(
+        corrupt.damaged.load(std::sync::atomic::Ordering::SeqCst),
+        2,
+        "both damaged snapshots were sent (and refused)"
+    );
+    assert!(
+        c.stats(3)
+            .snapshots_applied
+            .load(std::sync::atomic::Ordering::SeqCst)
+            > applied_before,
+        "store 3 caught up through a later, intact snapshot"
+    );
+    c.shutdown();
+}

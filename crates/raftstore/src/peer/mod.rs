@@ -10,6 +10,7 @@ pub mod read;
 pub mod ready;
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 
 use engine::Engine;
 use proto::metapb;
@@ -17,6 +18,7 @@ use raft::{RawNode, StateRole};
 
 use crate::config::Config;
 use crate::msg::{Callback, RaftMessage};
+use crate::storage::snapshot::CheckedSnapshot;
 use crate::storage::PeerStorage;
 use crate::Result;
 
@@ -62,6 +64,9 @@ pub struct Peer<E: Engine> {
     pub unpersisted: VecDeque<(u64, u64)>,
     /// A snapshot being applied; the peer takes no new ready meanwhile.
     pub applying_snapshot: Option<ApplyingSnapshot>,
+    /// The checked form of the last snapshot handed to raft (index, term, body), taken
+    /// when raft's Ready asks to apply it.
+    pub received_snapshot: Option<(u64, u64, Arc<CheckedSnapshot>)>,
     /// Base ticks since the last raft-log-gc check.
     pub gc_tick_count: u64,
     /// Approximate bytes in the raft log since the truncated index.
@@ -130,6 +135,7 @@ impl<E: Engine> Peer<E> {
             peer_cache,
             unpersisted: VecDeque::new(),
             applying_snapshot: None,
+            received_snapshot: None,
             gc_tick_count: 0,
             raft_log_size_hint: 0,
             applied_this_round: false,
@@ -213,6 +219,7 @@ impl<E: Engine> Peer<E> {
             start_key,
             end_key,
             message: msg,
+            snapshot: None,
         })
     }
 
@@ -226,7 +233,7 @@ impl<E: Engine> Peer<E> {
             .entry(msg.from_peer.id)
             .or_insert_with(|| msg.from_peer);
         if msg.message.get_msg_type() == raft::eraftpb::MessageType::MsgSnapshot
-            && !self.snapshot_acceptable(&msg)
+            && !self.accept_snapshot(&msg)
         {
             return Ok(());
         }
@@ -234,28 +241,27 @@ impl<E: Engine> Peer<E> {
         Ok(())
     }
 
-    fn snapshot_acceptable(&self, msg: &RaftMessage) -> bool {
-        let snap = msg.message.get_snapshot();
-        match crate::storage::snapshot::decode(snap.get_data()) {
-            Ok(body) => {
-                let region = body.region.unwrap_or_default();
-                if region.id != self.region_id() {
-                    tracing::warn!("{} dropping snapshot of region {}", self.tag, region.id);
-                    return false;
-                }
-                if crate::util::find_peer_by_id(&region, self.meta.id).is_none() {
-                    tracing::warn!(
-                        "{} dropping snapshot that does not contain this peer",
-                        self.tag
-                    );
-                    return false;
-                }
-                true
-            }
-            Err(e) => {
-                tracing::warn!("{} dropping undecodable snapshot: {e}", self.tag);
-                false
-            }
+    /// A snapshot is stepped only if it is of this region and contains this peer; its
+    /// checked body is kept for the Ready that applies it.
+    fn accept_snapshot(&mut self, msg: &RaftMessage) -> bool {
+        let Some(checked) = msg.snapshot.clone() else {
+            tracing::warn!("{} dropping a snapshot nobody checked", self.tag);
+            return false;
+        };
+        let region = checked.region();
+        if region.id != self.region_id() {
+            tracing::warn!("{} dropping snapshot of region {}", self.tag, region.id);
+            return false;
         }
+        if crate::util::find_peer_by_id(region, self.meta.id).is_none() {
+            tracing::warn!(
+                "{} dropping snapshot that does not contain this peer",
+                self.tag
+            );
+            return false;
+        }
+        let meta = msg.message.get_snapshot().get_metadata();
+        self.received_snapshot = Some((meta.index, meta.term, checked));
+        true
     }
 }

@@ -104,7 +104,10 @@ impl<E: Engine> Peer<E> {
                 .append(&entries, rd.hs(), &mut ctx.log_batch)
             {
                 Ok(changed) => changed,
-                Err(e) => panic!("{} staging raft log writes failed: {e}", self.tag),
+                Err(e) => crate::fatal::fatal(format_args!(
+                    "{} staging raft log writes failed: {e}",
+                    self.tag
+                )),
             };
         if changed || !persisted_msgs.is_empty() || !self.unpersisted.is_empty() {
             let messages = self.wrap_messages(persisted_msgs);
@@ -164,13 +167,23 @@ impl<E: Engine> Peer<E> {
     ) {
         let snap = rd.snapshot().clone();
         let (index, term) = (snap.get_metadata().index, snap.get_metadata().term);
-        let region = match crate::storage::snapshot::decode(snap.get_data()) {
-            Ok(body) => body.region.unwrap_or_default(),
-            Err(e) => panic!(
-                "{} snapshot validated on receipt no longer decodes: {e}",
-                self.tag
-            ),
+        let checked = match self.received_snapshot.take() {
+            Some((i, t, c)) if i == index && t == term => c,
+            other => {
+                // raft keeps only the newest snapshot it accepted, and every snapshot it
+                // was given was checked and kept here; an older one may still be kept.
+                self.received_snapshot = other;
+                match crate::storage::snapshot::decode(snap.get_data()) {
+                    Ok(c) => std::sync::Arc::new(c),
+                    Err(e) => crate::fatal::fatal(format_args!(
+                        "{} raft asks to apply snapshot {index}/{term}, which was never \
+                         checked and does not decode: {e}",
+                        self.tag
+                    )),
+                }
+            }
         };
+        let region = checked.region().clone();
         let entries = rd.take_entries();
         let store = self.raft_group.mut_store();
         let old_region = if store.is_initialized() {
@@ -188,7 +201,9 @@ impl<E: Engine> Peer<E> {
         let task = ApplyTask {
             region_id: self.region_id(),
             ready_number: number,
-            snapshot: snap,
+            snapshot: checked,
+            index,
+            term,
             old_region,
             raft_state,
             entries,
@@ -198,7 +213,7 @@ impl<E: Engine> Peer<E> {
             .send(RegionTask::Apply(Box::new(task)))
             .is_err()
         {
-            panic!("{} region worker is gone", self.tag);
+            crate::fatal::fatal(format_args!("{} region worker is gone", self.tag));
         }
         self.applying_snapshot = Some(ApplyingSnapshot {
             ready_number: number,
@@ -226,7 +241,7 @@ impl<E: Engine> Peer<E> {
         }
         if let Err(e) = result {
             // The data may be half replaced; serving from it would be wrong.
-            panic!("{} could not apply snapshot: {e}", self.tag);
+            crate::fatal::fatal(format_args!("{} could not apply snapshot: {e}", self.tag));
         }
         // Crash window: the snapshot is on disk (data and log), the peer's memory is not updated.
         fail::fail_point!("snapshot_applied_before_peer_update");

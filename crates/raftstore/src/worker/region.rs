@@ -10,7 +10,7 @@ use std::sync::Arc;
 use engine::{Engine, DATA_CFS};
 use proto::metapb;
 use proto::raft_serverpb::{PeerState, RaftApplyState, RaftLocalState, RaftTruncatedState};
-use raft::eraftpb::{Entry, Snapshot};
+use raft::eraftpb::Entry;
 
 use crate::msg::PeerMsg;
 use crate::router::Router;
@@ -46,8 +46,12 @@ pub struct ApplyTask {
     pub region_id: u64,
     /// Ready number to report as persisted.
     pub ready_number: u64,
-    /// The snapshot.
-    pub snapshot: Snapshot,
+    /// The snapshot's checked body.
+    pub snapshot: std::sync::Arc<snapshot::CheckedSnapshot>,
+    /// Log index the snapshot ends at.
+    pub index: u64,
+    /// Term of that index.
+    pub term: u64,
     /// The region's previous range if it was initialized (its data is cleared too).
     pub old_region: Option<metapb::Region>,
     /// Raft state to write once the data is in.
@@ -127,19 +131,22 @@ impl<E: Engine> RegionRunner<E> {
     }
 
     fn apply(&self, task: ApplyTask) -> Result<()> {
-        let body = snapshot::decode(task.snapshot.get_data())?;
-        let region = body.region.clone().expect("validated by decode");
-        let meta = task.snapshot.get_metadata();
+        let region = task.snapshot.region().clone();
         let mut wb = self.engine.write_batch();
-        snapshot::stage_apply(&self.engine, &mut wb, task.old_region.as_ref(), &body)?;
+        snapshot::stage_apply(
+            &self.engine,
+            &mut wb,
+            task.old_region.as_ref(),
+            &task.snapshot,
+        )?;
         write_region_state(&mut wb, &region, PeerState::Normal);
         let apply_state = RaftApplyState {
-            applied_index: meta.index,
-            commit_index: meta.index,
-            commit_term: meta.term,
+            applied_index: task.index,
+            commit_index: task.index,
+            commit_term: task.term,
             truncated_state: Some(RaftTruncatedState {
-                index: meta.index,
-                term: meta.term,
+                index: task.index,
+                term: task.term,
             }),
             ..Default::default()
         };

@@ -35,6 +35,16 @@ pub fn deliver<S: Send + 'static>(
     store_id: u64,
     msg: raft_serverpb::RaftMessage,
 ) -> Result<bool, Status> {
+    deliver_with(router, store_id, msg, None)
+}
+
+/// [`deliver`], with the checked body of the message's snapshot attached.
+fn deliver_with<S: Send + 'static>(
+    router: &Router<S>,
+    store_id: u64,
+    msg: raft_serverpb::RaftMessage,
+    snapshot: Option<std::sync::Arc<raftstore::storage::snapshot::CheckedSnapshot>>,
+) -> Result<bool, Status> {
     let to_store = msg.to_peer.as_ref().map_or(0, |p| p.store_id);
     if to_store != store_id {
         warn!(
@@ -45,7 +55,10 @@ pub fn deliver<S: Send + 'static>(
     }
     let region_id = msg.region_id;
     let msg = match RaftMessage::from_proto(msg) {
-        Ok(m) => m,
+        Ok(mut m) => {
+            m.snapshot = snapshot;
+            m
+        }
         Err(e) => {
             warn!(region_id, error = %e, "malformed raft message skipped");
             return Ok(false);
@@ -204,7 +217,17 @@ where
         asm.push(chunk?)?;
     }
     let msg = asm.finish()?;
-    if !deliver(router, store_id, msg)? {
+    // Checked here, once, before it is acknowledged: a corrupt or truncated snapshot fails
+    // the stream, the sender reports the failure to raft, and the leader sends another.
+    let data = msg
+        .message
+        .as_ref()
+        .and_then(|m| m.snapshot.as_ref())
+        .map(|s| s.data.as_slice())
+        .unwrap_or_default();
+    let checked = raftstore::storage::snapshot::decode(data)
+        .map_err(|e| Status::invalid_argument(format!("snapshot refused: {e}")))?;
+    if !deliver_with(router, store_id, msg, Some(std::sync::Arc::new(checked)))? {
         return Err(Status::invalid_argument(
             "snapshot message could not be delivered (see the receiver's log)",
         ));
@@ -396,21 +419,56 @@ mod tests {
     async fn snapshot_stream_delivers_one_message_with_all_data() {
         let (router, mailbox) = TestRouter::new(1024);
         let rx = mailbox.input;
+        let region = metapb::Region {
+            id: 9,
+            peers: vec![metapb::Peer {
+                id: 22,
+                store_id: 2,
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let data = raftstore::storage::snapshot::encode(
+            &region,
+            vec![(engine::CF_DEFAULT, b"za".to_vec(), b"1".to_vec())],
+        );
+        let (first, rest) = data.split_at(3);
         let stream = tokio_stream::iter(vec![
             Ok(SnapshotChunk {
                 message: Some(wire_msg(2, true)),
-                data: b"abc".to_vec(),
+                data: first.to_vec(),
             }),
             Ok(SnapshotChunk {
                 message: None,
-                data: b"defg".to_vec(),
+                data: rest.to_vec(),
             }),
         ]);
         receive_snapshot(&router, 2, 1 << 20, stream).await.unwrap();
         let got = received(&rx);
         assert_eq!(got.len(), 1);
-        assert_eq!(got[0].message.get_snapshot().get_data(), b"abcdefg");
+        assert_eq!(got[0].message.get_snapshot().get_data(), &data[..]);
         assert_eq!(got[0].message.get_snapshot().get_metadata().get_index(), 42);
+        let checked = got[0].snapshot.as_ref().expect("checked on receipt");
+        assert_eq!(checked.region().id, 9);
+
+        // A truncated or corrupted snapshot is refused before it is acknowledged.
+        for bad in [data[..data.len() - 1].to_vec(), {
+            let mut d = data.clone();
+            let last = d.len() - 1;
+            d[last] ^= 1;
+            d
+        }] {
+            let stream = tokio_stream::iter(vec![Ok(SnapshotChunk {
+                message: Some(wire_msg(2, true)),
+                data: bad,
+            })]);
+            let err = receive_snapshot(&router, 2, 1 << 20, stream)
+                .await
+                .unwrap_err();
+            assert_eq!(err.code(), tonic::Code::InvalidArgument);
+            assert!(err.message().contains("snapshot refused"), "{err}");
+        }
+        assert!(received(&rx).is_empty());
 
         // A snapshot for another store is an error, not a silent success.
         let stream = tokio_stream::iter(vec![Ok(SnapshotChunk {
