@@ -119,6 +119,9 @@ fn read(field: &str, path: &Path) -> Result<Vec<u8>, String> {
     std::fs::read(path).map_err(|e| format!("security.{field} {}: {e}", path.display()))
 }
 
+/// How long a server waits for a client to finish the TLS handshake.
+pub const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Loaded TLS material, cheap to clone. Its `Debug` shows no key.
 #[derive(Clone)]
 pub struct Tls {
@@ -186,11 +189,13 @@ impl Tls {
     }
 
     /// The server side: our certificate, and a client certificate signed by the CA is
-    /// required on every connection.
+    /// required on every connection. A handshake not finished within
+    /// [`HANDSHAKE_TIMEOUT`] is dropped, so connections that never speak do not pile up.
     pub fn server_config(&self) -> ServerTlsConfig {
         ServerTlsConfig::new()
             .identity(self.identity())
             .client_ca_root(Certificate::from_pem(&self.inner.ca))
+            .timeout(HANDSHAKE_TIMEOUT)
     }
 
     /// The client side: trusts only the CA, presents our certificate. The server's name is
