@@ -256,6 +256,11 @@ impl RegionTree {
     /// Ids of the regions overlapping `[start, end)` (empty `end` = unbounded), in key order.
     fn overlapping_ids(&self, start: &[u8], end: &[u8]) -> Vec<u64> {
         let mut out = Vec::new();
+        if !end.is_empty() && end <= start {
+            // An empty or inverted range overlaps nothing (and `BTreeMap::range` panics on
+            // an inverted one).
+            return out;
+        }
         // The region starting before `start` may reach into the range.
         if let Some((_, id)) = self
             .by_start
