@@ -66,6 +66,24 @@ async fn tls_cluster_serves_tikv_client_and_refuses_strangers() {
         raw.get(b"tls/raw".to_vec()).await.unwrap(),
         Some(b"secret".to_vec())
     );
+    // Store to store: the other replicas were created empty and filled by a snapshot and
+    // raft messages over TLS. Move the leadership to one of them and read through it.
+    let regions = cluster.regions().await;
+    let region = &regions["regions"][0];
+    let leader = region["leader"]["store_id"].as_u64().unwrap();
+    let target = region["peers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p["store_id"].as_u64())
+        .find(|s| *s != leader)
+        .unwrap();
+    let region_id = region["id"].as_u64().unwrap();
+    cluster.wait_for_leader(region_id, target).await;
+    assert_eq!(
+        raw.get(b"tls/raw".to_vec()).await.unwrap(),
+        Some(b"secret".to_vec())
+    );
     let txn_client = TransactionClient::new_with_config(
         vec![pd.clone()],
         tikv_config(&files, &files.ca(), CLIENT),

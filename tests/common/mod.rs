@@ -213,6 +213,30 @@ impl TestCluster {
         let _ = self.http("POST", "/pd/api/v1/operators", &body).await;
     }
 
+    /// Asks the scheduler to move `region_id`'s leadership to `store_id` until the
+    /// scheduler reports that store leading it.
+    pub async fn wait_for_leader(&self, region_id: u64, store_id: u64) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let v = self.regions().await;
+            let led = v["regions"].as_array().is_some_and(|rs| {
+                rs.iter().any(|r| {
+                    r["id"].as_u64() == Some(region_id)
+                        && r["leader"]["store_id"].as_u64() == Some(store_id)
+                })
+            });
+            if led {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "store {store_id} does not lead region {region_id} after 60 s: {v}"
+            );
+            self.transfer_leader(region_id, store_id).await;
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    }
+
     pub async fn stop(self) {
         for n in self.nodes.into_iter().flatten() {
             n.shutdown().await;
