@@ -18,6 +18,7 @@ use crate::worker::raftlog_gc::GcTask;
 use crate::worker::region::RegionTask;
 
 /// A peer that a split applied this round brings into existence on this store.
+#[derive(Debug)]
 pub struct NewSplitPeer {
     /// The new region.
     pub region: proto::metapb::Region,

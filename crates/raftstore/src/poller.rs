@@ -513,6 +513,11 @@ impl<E: Engine, T: Transport> Poller<E, T> {
         for (cb, resp) in self.ctx.callbacks.drain(..) {
             cb(resp);
         }
+        for id in &touched {
+            if let Some(peer) = self.peers.get_mut(id) {
+                peer.on_apply_results(&mut self.ctx);
+            }
+        }
         self.create_split_peers();
         for id in &touched {
             if let Some(peer) = self.peers.get_mut(id) {

@@ -23,6 +23,19 @@ use crate::util::{check_key_in_region, err_resp};
 use crate::{Error, Result};
 use codec::keys;
 
+/// What an admin command changed beyond the KV batch, handled once that batch is written
+/// by the handler beside the operation (`on_*_applied` in [`crate::operation`]): the
+/// store's region map, peers to start or destroy, messages to the scheduler and to removed
+/// peers. Apply itself only stages writes and updates the peer's own view of its region,
+/// which the next entries are checked against.
+#[derive(Debug)]
+pub enum ApplyResult {
+    /// A BatchSplit ([`crate::operation::split`]).
+    Split(crate::operation::split::SplitApplied),
+    /// A ChangePeer ([`crate::operation::conf_change`]).
+    ChangePeer(crate::operation::conf_change::ChangePeerApplied),
+}
+
 /// Maps a request's CF name to an engine CF; the empty name means `default`.
 pub fn cf_name(cf: &str) -> Result<CfName> {
     match cf {
@@ -256,6 +269,17 @@ impl<E: Engine> Peer<E> {
                     snapshot: None,
                 },
             ));
+        }
+    }
+
+    /// Runs the handlers of the admin commands applied this round, after the round's KV
+    /// batch is written.
+    pub fn on_apply_results<T: Transport>(&mut self, ctx: &mut PollContext<E, T>) {
+        for r in std::mem::take(&mut self.apply_results) {
+            match r {
+                ApplyResult::Split(s) => self.on_split_applied(ctx, s),
+                ApplyResult::ChangePeer(c) => self.on_change_peer_applied(ctx, c),
+            }
         }
     }
 

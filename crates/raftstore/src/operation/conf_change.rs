@@ -19,6 +19,7 @@ use proto::raft_serverpb::PeerState;
 use protobuf::Message as _;
 use raft::eraftpb::{ConfChange, ConfChangeType, ConfChangeV2, Entry};
 
+use crate::apply::ApplyResult;
 use crate::context::PollContext;
 use crate::peer::Peer;
 use crate::storage::peer_storage::write_region_state;
@@ -197,29 +198,20 @@ impl<E: Engine> Peer<E> {
         region.region_epoch = Some(epoch);
         write_region_state(&mut ctx.kv_wb, &region, PeerState::Normal);
         self.raft_group.apply_conf_change(cc)?;
-        self.set_region(ctx, region.clone());
+        // The entries after this one must be checked against the new configuration, and
+        // raft's next messages may go to an added peer.
+        self.raft_group.mut_store().set_region(region.clone());
+        for p in &region.peers {
+            self.peer_cache.insert(p.id, *p);
+        }
         // Crash window: the change is applied in memory, not yet written with the batch.
         fail::fail_point!("conf_change_applied");
-        match change {
-            ConfChangeType::RemoveNode if peer.id == self.meta.id => {
-                self.pending_destroy = true;
-            }
-            ConfChangeType::RemoveNode => {
-                if self.is_leader() {
-                    self.send_tombstone(ctx, peer);
-                }
-                self.peer_cache.remove(&peer.id);
-            }
-            _ => {
-                self.peer_cache.insert(peer.id, peer);
-            }
-        }
-        tracing::info!(
-            "{} applied {change:?} of peer {}: {:?}",
-            self.tag,
-            peer.id,
-            region.peers
-        );
+        self.apply_results
+            .push(ApplyResult::ChangePeer(ChangePeerApplied {
+                region: region.clone(),
+                change,
+                peer,
+            }));
         Ok(RaftCmdResponse {
             header: Some(Default::default()),
             admin_response: Some(AdminResponse {
@@ -232,4 +224,49 @@ impl<E: Engine> Peer<E> {
             ..Default::default()
         })
     }
+
+    /// After the round's KV batch holding a conf change is written: the store's region
+    /// map and peer cache follow it, a removed peer is told (by the leader) or destroys
+    /// itself.
+    pub fn on_change_peer_applied<T: Transport>(
+        &mut self,
+        ctx: &mut PollContext<E, T>,
+        applied: ChangePeerApplied,
+    ) {
+        let ChangePeerApplied {
+            region,
+            change,
+            peer,
+        } = applied;
+        ctx.store_meta.set_region(&region);
+        match change {
+            ConfChangeType::RemoveNode if peer.id == self.meta.id => {
+                self.pending_destroy = true;
+            }
+            ConfChangeType::RemoveNode => {
+                if self.is_leader() {
+                    self.send_tombstone(ctx, peer);
+                }
+                self.peer_cache.remove(&peer.id);
+            }
+            _ => {}
+        }
+        tracing::info!(
+            "{} applied {change:?} of peer {}: {:?}",
+            self.tag,
+            peer.id,
+            region.peers
+        );
+    }
+}
+
+/// What applying a ChangePeer changed, for [`Peer::on_change_peer_applied`].
+#[derive(Debug)]
+pub struct ChangePeerApplied {
+    /// The region with its new peers and conf_ver.
+    pub region: metapb::Region,
+    /// Added (voter or learner) or removed.
+    pub change: ConfChangeType,
+    /// The peer it concerns.
+    pub peer: metapb::Peer,
 }

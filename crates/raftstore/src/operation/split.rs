@@ -23,6 +23,7 @@ use proto::raft_cmdpb::{
 };
 use proto::raft_serverpb::PeerState;
 
+use crate::apply::ApplyResult;
 use crate::context::{NewSplitPeer, PollContext};
 use crate::peer::Peer;
 use crate::scheduler_client::RegionHeartbeat;
@@ -34,6 +35,19 @@ use crate::util::epoch;
 use crate::worker::scheduler::SchedulerTask;
 use crate::worker::split_check::SplitCheckTask;
 use crate::{Error, Result};
+
+/// What applying a split changed, for [`Peer::on_split_applied`] once it is written.
+#[derive(Debug)]
+pub struct SplitApplied {
+    /// The parent's new (left) range first, then the new regions in key order.
+    pub regions: Vec<metapb::Region>,
+    /// New regions with a peer on this store that the split created here.
+    pub to_start: Vec<NewSplitPeer>,
+    /// Whether this peer led the parent when it applied the split.
+    pub was_leader: bool,
+    /// Each region's share of the parent's approximate (size, keys).
+    pub estimate: Option<(u64, u64)>,
+}
 
 /// Checks split keys against `region`: non-empty, ascending, strictly inside.
 fn check_split_keys(region: &metapb::Region, keys: &[&[u8]]) -> Result<()> {
@@ -234,6 +248,7 @@ impl<E: Engine> Peer<E> {
             let keys = self.approximate_keys.unwrap_or(0);
             ((size + self.size_diff_hint) / parts, keys / parts)
         });
+        let mut to_start = Vec::new();
         for r in &new_regions {
             // A region this store already knows (created by a snapshot, or removed since)
             // keeps its own state.
@@ -244,13 +259,12 @@ impl<E: Engine> Peer<E> {
                         self.tag,
                         r.id
                     );
-                    continue;
                 }
                 None => {
                     write_region_state(&mut ctx.kv_wb, r, PeerState::Normal);
                     write_apply_state(&mut ctx.kv_wb, r.id, &initial_apply_state());
                     if let Some(meta) = crate::util::find_peer(r, ctx.store_id) {
-                        ctx.new_split_peers.push(NewSplitPeer {
+                        to_start.push(NewSplitPeer {
                             region: r.clone(),
                             peer: *meta,
                             campaign: was_leader,
@@ -259,26 +273,60 @@ impl<E: Engine> Peer<E> {
                     }
                 }
             }
-            ctx.store_meta.set_region(r);
         }
-        self.set_region(ctx, derived.clone());
+        // The entries after this one must be checked against the new range and epoch.
+        self.raft_group.mut_store().set_region(derived.clone());
         if let Some((size, keys)) = estimate {
             self.approximate_size = Some(size);
             self.approximate_keys = Some(keys);
             self.size_is_estimate = true;
             self.size_diff_hint = 0;
         }
+        let mut all = vec![derived];
+        all.extend(new_regions);
+        self.apply_results.push(ApplyResult::Split(SplitApplied {
+            regions: all.clone(),
+            to_start,
+            was_leader,
+            estimate,
+        }));
+        Ok(AdminResponse {
+            cmd_type: AdminCmdType::BatchSplit as i32,
+            splits: Some(BatchSplitResponse { regions: all }),
+            ..Default::default()
+        })
+    }
+
+    /// After the round's KV batch holding a split is written: the store learns the new
+    /// ranges, the new peers are queued for the poller to start, and a leader reports
+    /// every resulting region to the scheduler at once (the seed's last step).
+    pub fn on_split_applied<T: Transport>(
+        &mut self,
+        ctx: &mut PollContext<E, T>,
+        split: SplitApplied,
+    ) {
+        let SplitApplied {
+            regions,
+            to_start,
+            was_leader,
+            estimate,
+        } = split;
+        for p in &regions[0].peers {
+            self.peer_cache.insert(p.id, *p);
+        }
+        for r in &regions {
+            ctx.store_meta.set_region(r);
+        }
+        ctx.new_split_peers.extend(to_start);
         tracing::info!(
             "{} split into {} regions: left ends at {:?}",
             self.tag,
-            new_regions.len() + 1,
-            derived.end_key
+            regions.len(),
+            regions[0].end_key
         );
-        let mut all = vec![derived];
-        all.extend(new_regions);
         if was_leader {
             self.heartbeat_scheduler(ctx);
-            for r in &all[1..] {
+            for r in &regions[1..] {
                 if let Some(p) = crate::util::find_peer(r, ctx.store_id) {
                     let _ =
                         ctx.scheduler_task
@@ -293,13 +341,8 @@ impl<E: Engine> Peer<E> {
             }
             let _ = ctx
                 .scheduler_task
-                .send(SchedulerTask::ReportBatchSplit(all.clone()));
+                .send(SchedulerTask::ReportBatchSplit(regions));
         }
-        Ok(AdminResponse {
-            cmd_type: AdminCmdType::BatchSplit as i32,
-            splits: Some(BatchSplitResponse { regions: all }),
-            ..Default::default()
-        })
     }
 
     /// Reports this region to the scheduler (leader only).

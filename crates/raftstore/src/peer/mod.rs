@@ -67,6 +67,9 @@ pub struct Peer<E: Engine> {
     /// The checked form of the last snapshot handed to raft (index, term, body), taken
     /// when raft's Ready asks to apply it.
     pub received_snapshot: Option<(u64, u64, Arc<CheckedSnapshot>)>,
+    /// Admin commands applied this round whose effects outside the KV batch wait for it to
+    /// be written (see [`crate::apply::ApplyResult`]).
+    pub apply_results: Vec<crate::apply::ApplyResult>,
     /// Base ticks since the last raft-log-gc check.
     pub gc_tick_count: u64,
     /// Approximate bytes in the raft log since the truncated index.
@@ -136,6 +139,7 @@ impl<E: Engine> Peer<E> {
             unpersisted: VecDeque::new(),
             applying_snapshot: None,
             received_snapshot: None,
+            apply_results: Vec::new(),
             gc_tick_count: 0,
             raft_log_size_hint: 0,
             applied_this_round: false,
