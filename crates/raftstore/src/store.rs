@@ -59,6 +59,8 @@ impl<E: Engine> Store<E> {
         let (split_tx, split_rx) = crossbeam_channel::unbounded();
         let (sched_tx, sched_rx) = crossbeam_channel::unbounded();
 
+        // Before any peer is loaded: tombstones and log cleanups a crash interrupted.
+        crate::storage::cleanup::finish_interrupted_destroys(&engine, &raft_engine, store_id)?;
         let mut peers = HashMap::new();
         let mut store_meta = crate::store_meta::StoreMeta::default();
         for state in load_region_states(&engine)? {

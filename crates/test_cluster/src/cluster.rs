@@ -31,6 +31,7 @@ pub const CLUSTER_ID: u64 = 1;
 struct RunningStore {
     store: Store<FjallEngine>,
     engine: FjallEngine,
+    raft_engine: RaftLogEngine,
 }
 
 /// N in-process stores connected by a [`SimNet`].
@@ -210,13 +211,20 @@ impl Cluster {
         let store = Store::start(
             self.cfg.clone(),
             kv.clone(),
-            raft,
+            raft.clone(),
             transport,
             (self.clients)(id),
         )
         .expect("start store");
         self.net.register(id, store.router());
-        stores.insert(id, RunningStore { store, engine: kv });
+        stores.insert(
+            id,
+            RunningStore {
+                store,
+                engine: kv,
+                raft_engine: raft,
+            },
+        );
     }
 
     /// Stops store `id`, closing its engines; its data stays on disk.
@@ -262,6 +270,15 @@ impl Cluster {
             .lock()
             .get(&id)
             .map(|r| r.engine.clone())
+            .unwrap_or_else(|| panic!("store {id} is not running (seed {})", self.seed))
+    }
+
+    /// The raft log engine of a running store.
+    pub fn raft_engine(&self, id: u64) -> RaftLogEngine {
+        self.stores
+            .lock()
+            .get(&id)
+            .map(|r| r.raft_engine.clone())
             .unwrap_or_else(|| panic!("store {id} is not running (seed {})", self.seed))
     }
 

@@ -162,6 +162,13 @@ fn region_state(cluster: &Cluster, store: u64, region: u64) -> PeerState {
     PeerState::try_from(st.state).expect("known peer state")
 }
 
+/// True if store `store`'s raft engine holds nothing of region `region` (no state, no entry).
+fn no_raft_log(cluster: &Cluster, store: u64, region: u64) -> bool {
+    let raft = cluster.raft_engine(store);
+    raft.raft_state(region).expect("read raft state").is_none()
+        && raft.first_index(region).is_none()
+}
+
 /// Adds a new peer of region 1 on store 3 and checks it receives every acknowledged write.
 fn readd_store_3(cluster: &Cluster, acked: &Acknowledged, new_peer_id: u64) {
     cluster.must_add_peer(1, peer(new_peer_id, 3));
@@ -191,11 +198,16 @@ fn crash_after_tombstone_before_data_deleted_restarts_clean() {
         drop(crash);
 
         restart(&cluster, &[3]);
-        // The restart deleted what no region holds, before any peer ran.
+        // The restart deleted what no region holds, before any peer ran, and the log the
+        // crash left behind.
         assert_eq!(
             data_keys(&cluster, 3),
             0,
             "removed region's data left after restart"
+        );
+        assert!(
+            no_raft_log(&cluster, 3, 1),
+            "removed region's raft log left"
         );
         acked.put(&cluster, b"k100", b"after");
         check_all(&cluster, &acked);
@@ -213,18 +225,39 @@ fn crash_after_own_removal_before_tombstone_restarts_clean() {
         let crash = Crash::arm("peer_destroy_before_tombstone", 1, |t| t == poller_of(3));
         cluster.must_remove_peer(1, peer(3, 3));
         crash.wait(1);
+        let on_disk = cluster.region_state(3, 1).expect("region state");
         assert_eq!(
-            region_state(&cluster, 3, 1),
-            PeerState::Normal,
+            on_disk.state,
+            PeerState::Normal as i32,
             "no tombstone yet in this window"
         );
+        // Usually the store applied its own removal (and wrote it) before destroying the
+        // peer; it may also have been told by a tombstone message before applying it.
+        let removal_written = raftstore::util::find_peer(&on_disk.region.unwrap(), 3).is_none();
         drop(crash);
 
         restart(&cluster, &[3]);
+        if removal_written {
+            // The restart finishes the destroy: tombstone, no log, no data.
+            assert_eq!(region_state(&cluster, 3, 1), PeerState::Tombstone);
+            assert!(
+                no_raft_log(&cluster, 3, 1),
+                "removed region's raft log left"
+            );
+            assert_eq!(data_keys(&cluster, 3), 0, "removed region's data left");
+        }
         acked.put(&cluster, b"k100", b"after");
         check_all(&cluster, &acked);
-        // Whichever way the store learnt of its removal, its copy ends up deleted.
+        // Either way the store ends with a tombstone and no copy of the data.
         cluster.must_get_none(3, b"k000");
+        let deadline = Instant::now() + HIT_TIMEOUT;
+        while region_state(&cluster, 3, 1) != PeerState::Tombstone {
+            assert!(
+                Instant::now() < deadline,
+                "store 3 never tombstoned region 1"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
         readd_store_3(&cluster, &acked, 4);
         check_all(&cluster, &acked);
     });

@@ -11,10 +11,64 @@
 //! the tombstones, is what keeps it safe: a range that a live region covers again is never
 //! touched, whatever happened to the regions that held it before.
 
-use engine::{Engine, DATA_CFS};
+use engine::{Engine, WriteBatch as _, CF_RAFT, DATA_CFS};
 use proto::metapb;
+use proto::raft_serverpb::PeerState;
 
+use super::bootstrap::load_region_states;
+use super::peer_storage::write_region_state;
+use super::{LogWriteBatch, RaftLogEngine};
 use crate::Result;
+
+/// Finishes, at startup, the destroys a crash interrupted, before any peer runs:
+/// - a region whose state is `Normal` but no longer names this store is one whose removal
+///   this store applied (and wrote) without reaching the tombstone: the tombstone is
+///   written now, so stale messages of the old configuration cannot recreate the peer;
+/// - a tombstoned region whose raft log is still in raft-engine (the crash came after the
+///   tombstone, before the log was cleaned) has its log removed; nothing reads it again,
+///   and left alone it would stay for good.
+///
+/// Returns how many regions needed either. (Their data is deleted by
+/// [`clear_data_outside_regions`], as for every range no live region holds.)
+pub fn finish_interrupted_destroys<E: Engine>(
+    engine: &E,
+    raft_engine: &RaftLogEngine,
+    store_id: u64,
+) -> Result<usize> {
+    let mut wb = engine.write_batch();
+    let mut lb = LogWriteBatch::default();
+    let mut finished = 0;
+    for state in load_region_states(engine)? {
+        let region = state.region.unwrap_or_default();
+        let normal = state.state == PeerState::Normal as i32;
+        let removed_here = normal && crate::util::find_peer(&region, store_id).is_none();
+        let tombstone = state.state == PeerState::Tombstone as i32;
+        let log_left = (tombstone || removed_here)
+            && (raft_engine.raft_state(region.id)?.is_some()
+                || raft_engine.first_index(region.id).is_some());
+        if removed_here {
+            write_region_state(&mut wb, &region, PeerState::Tombstone);
+            wb.delete(CF_RAFT, &codec::keys::apply_state_key(region.id));
+        }
+        if log_left {
+            lb.clean(region.id);
+        }
+        if removed_here || log_left {
+            tracing::info!(
+                "store {store_id}: finishing the destroy of region {} a crash interrupted",
+                region.id
+            );
+            finished += 1;
+        }
+    }
+    if !wb.is_empty() {
+        engine.write(wb, true)?;
+    }
+    if !lb.is_empty() {
+        raft_engine.write(&mut lb, true)?;
+    }
+    Ok(finished)
+}
 
 /// Deletes, in every data column family, the keys outside all of `live` (the initialized
 /// regions this store holds). Returns how many keys were deleted.
