@@ -441,3 +441,30 @@ fn crash_after_snapshot_applied_before_peer_update_restarts_clean() {
         snapshot_crash("snapshot_applied_before_peer_update", "raft-poller-3");
     });
 }
+
+#[test]
+fn crash_while_a_new_peer_applies_its_first_snapshot_restarts_clean() {
+    let _s = fail::FailScenario::setup();
+    rounds(|| {
+        // A peer created from a message (no range, no log yet) gets its data only through
+        // a snapshot; the store dies between the snapshot's data and its log.
+        let (cluster, mut acked) = cluster_with_data(raftstore::Config::for_tests(), 20);
+        cluster.must_remove_peer(1, peer(3, 3));
+        cluster.must_get_none(3, b"k000");
+        let crash = Crash::arm("region_snapshot_after_kv_write", 1, |t| {
+            t == "region-worker"
+        });
+        cluster.must_add_peer(1, peer(4, 3));
+        crash.wait(1);
+        drop(crash);
+        restart(&cluster, &[3]);
+        acked.put(&cluster, b"after", b"v");
+        for (k, v) in acked.iter() {
+            match v {
+                Some(v) => cluster.must_get_equal(3, k, v),
+                None => cluster.must_get_none(3, k),
+            }
+        }
+        check_all(&cluster, &acked);
+    });
+}
