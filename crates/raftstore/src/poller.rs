@@ -403,7 +403,7 @@ impl<E: Engine, T: Transport> Poller<E, T> {
         let _ = self
             .ctx
             .scheduler_task
-            .send(crate::worker::scheduler::SchedulerTask::StoreHeartbeat(hb));
+            .try_send(crate::worker::scheduler::SchedulerTask::StoreHeartbeat(hb));
     }
 
     /// Starts the peers that splits applied this round created.

@@ -31,6 +31,10 @@ use crate::worker::split_check::{SplitCheckRunner, SplitThresholds};
 use crate::worker::{self, raftlog_gc};
 use crate::{Error, Result};
 
+/// Capacity of the split-check and scheduler workers' queues: one split check and a few
+/// heartbeats per region of a store with tens of thousands of regions.
+const WORKER_QUEUE: usize = 64 * 1024;
+
 /// A running store.
 pub struct Store<E: Engine> {
     store_id: u64,
@@ -56,8 +60,13 @@ impl<E: Engine> Store<E> {
         let (region_tx, region_rx) = crossbeam_channel::unbounded();
         let (gc_tx, gc_rx) = crossbeam_channel::unbounded();
         let (writer_tx, writer_rx) = crossbeam_channel::unbounded();
-        let (split_tx, split_rx) = crossbeam_channel::unbounded();
-        let (sched_tx, sched_rx) = crossbeam_channel::unbounded();
+        // Bounded, and sent to with try_send: a split check or a heartbeat that does not
+        // fit is simply made again at its next tick (see `WORKER_QUEUE`). The region
+        // worker, the log GC worker and the log writer hold at most one task per peer or
+        // per round in flight, bounded by raft's own flow control, and none of their tasks
+        // may be dropped.
+        let (split_tx, split_rx) = crossbeam_channel::bounded(WORKER_QUEUE);
+        let (sched_tx, sched_rx) = crossbeam_channel::bounded(WORKER_QUEUE);
 
         // Before any peer is loaded: tombstones and log cleanups a crash interrupted.
         crate::storage::cleanup::finish_interrupted_destroys(&engine, &raft_engine, store_id)?;

@@ -82,7 +82,7 @@ impl<E: Engine> Peer<E> {
         let task = SplitCheckTask {
             region: self.region().clone(),
         };
-        if ctx.split_check_scheduler.send(task).is_ok() {
+        if ctx.split_check_scheduler.try_send(task).is_ok() {
             self.split_check_pending = true;
             self.size_diff_hint = 0;
         }
@@ -124,7 +124,7 @@ impl<E: Engine> Peer<E> {
             tracing::info!("{} not splitting: {e}", self.tag);
             return;
         }
-        let _ = ctx.scheduler_task.send(SchedulerTask::AskBatchSplit {
+        let _ = ctx.scheduler_task.try_send(SchedulerTask::AskBatchSplit {
             region: self.region().clone(),
             split_keys,
             peer: self.meta,
@@ -328,20 +328,20 @@ impl<E: Engine> Peer<E> {
             self.heartbeat_scheduler(ctx);
             for r in &regions[1..] {
                 if let Some(p) = crate::util::find_peer(r, ctx.store_id) {
-                    let _ =
-                        ctx.scheduler_task
-                            .send(SchedulerTask::RegionHeartbeat(RegionHeartbeat {
-                                region: r.clone(),
-                                leader: *p,
-                                approximate_size: estimate.map_or(0, |e| e.0),
-                                approximate_keys: estimate.map_or(0, |e| e.1),
-                                ..Default::default()
-                            }));
+                    let _ = ctx.scheduler_task.try_send(SchedulerTask::RegionHeartbeat(
+                        RegionHeartbeat {
+                            region: r.clone(),
+                            leader: *p,
+                            approximate_size: estimate.map_or(0, |e| e.0),
+                            approximate_keys: estimate.map_or(0, |e| e.1),
+                            ..Default::default()
+                        },
+                    ));
                 }
             }
             let _ = ctx
                 .scheduler_task
-                .send(SchedulerTask::ReportBatchSplit(regions));
+                .try_send(SchedulerTask::ReportBatchSplit(regions));
         }
     }
 
@@ -369,7 +369,9 @@ impl<E: Engine> Peer<E> {
             approximate_size: self.approximate_size.unwrap_or(0) + self.size_diff_hint,
             approximate_keys: self.approximate_keys.unwrap_or(0),
         };
-        let _ = ctx.scheduler_task.send(SchedulerTask::RegionHeartbeat(hb));
+        let _ = ctx
+            .scheduler_task
+            .try_send(SchedulerTask::RegionHeartbeat(hb));
     }
 }
 
