@@ -308,6 +308,43 @@ fn split_crash(crashed: u64) {
 }
 
 #[test]
+fn every_replica_crashes_after_split_applied_and_restarts_clean() {
+    let _s = fail::FailScenario::setup();
+    rounds(|| {
+        let (cluster, mut acked) = cluster_with_data(raftstore::Config::for_tests(), 20);
+        cluster.must_get_equal(2, b"k019", b"first");
+        cluster.must_get_equal(3, b"k019", b"first");
+        // Each store dies as it applies the split; restarted at once, it comes back with
+        // the split from disk and the others go on to apply it (and die) in turn.
+        let crash = Crash::arm("split_before_new_peers", 3, |t| {
+            t.starts_with("raft-poller-")
+        });
+        std::thread::scope(|s| {
+            let op = s.spawn(|| cluster.must_split(1, b"k010"));
+            for k in 1..=3 {
+                let hits = crash.wait(k);
+                let store: u64 = hits[k - 1]
+                    .trim_start_matches("raft-poller-")
+                    .parse()
+                    .expect("store id in the poller's name");
+                restart(&cluster, &[store]);
+            }
+            op.join().expect("the split is seen");
+        });
+        drop(crash);
+        acked.put(&cluster, b"k005", b"after");
+        acked.put(&cluster, b"k015", b"after");
+        for s in 1..=3 {
+            cluster.must_get_equal(s, b"k005", b"after");
+            cluster.must_get_equal(s, b"k015", b"after");
+        }
+        check_all(&cluster, &acked);
+        cluster.refresh_regions();
+        assert_eq!(cluster.cached_regions().len(), 2);
+    });
+}
+
+#[test]
 fn follower_crash_after_split_applied_restarts_clean() {
     let _s = fail::FailScenario::setup();
     rounds(|| {
