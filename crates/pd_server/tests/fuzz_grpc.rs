@@ -285,7 +285,6 @@ async fn call(
                 .store_heartbeat(pdpb::StoreHeartbeatRequest {
                     header,
                     stats: Some(stats(f)),
-                    ..Default::default()
                 })
                 .await;
             "StoreHeartbeat"

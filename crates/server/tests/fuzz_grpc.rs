@@ -689,7 +689,7 @@ fn fuzz(api: ApiVersion, splits: &[&[u8]], probe_keys: &[&[u8]]) {
     let mut seed = [0u8; 32];
     seed[..8].copy_from_slice(&env.cluster.seed.to_le_bytes());
     let mut runner =
-        TestRunner::new_with_rng(config(150), TestRng::from_seed(RngAlgorithm::ChaCha, &seed));
+        TestRunner::new_with_rng(config(400), TestRng::from_seed(RngAlgorithm::ChaCha, &seed));
     let outcomes = std::sync::Mutex::new(std::collections::BTreeMap::new());
     let result = runner.run(&fields(), |f| {
         let svc = env.svc(f.ctx.store);

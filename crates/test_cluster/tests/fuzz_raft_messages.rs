@@ -231,17 +231,20 @@ fn snapshot() -> impl Strategy<Value = Snapshot> {
     )
         .prop_map(
             |(data, index, term, voters, learners, outgoing, auto_leave)| {
-                let mut s = Snapshot::default();
-                s.data = data.into();
+                let mut s = Snapshot {
+                    data: data.into(),
+                    ..Default::default()
+                };
                 let meta = s.mut_metadata();
                 meta.index = index;
                 meta.term = term;
-                let mut cs = ConfState::default();
-                cs.voters = voters;
-                cs.learners = learners;
-                cs.voters_outgoing = outgoing;
-                cs.auto_leave = auto_leave;
-                meta.set_conf_state(cs);
+                meta.set_conf_state(ConfState {
+                    voters,
+                    learners,
+                    voters_outgoing: outgoing,
+                    auto_leave,
+                    ..Default::default()
+                });
                 s
             },
         )

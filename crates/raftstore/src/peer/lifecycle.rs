@@ -159,8 +159,9 @@ impl<E: Engine> Peer<E> {
                 "acknowledges index {} beyond our last index {last}",
                 m.index
             )),
-            // Only leaders start transfers here, and raft-rs handles them locally; a follower
-            // would forward this one with the term still set, which raft-rs refuses by panicking.
+            // Only leaders start transfers here, and raft-rs handles them locally, so none is
+            // ever forwarded between stores. A follower would forward this one to its leader
+            // with the term still set, which raft-rs refuses by panicking.
             MessageType::MsgTransferLeader if !self.is_leader() => {
                 Some("leader transfer request to a follower".into())
             }
@@ -231,15 +232,18 @@ pub fn malformed(msg: &RaftMessage) -> Option<String> {
     let m = &msg.message;
     let t = m.get_msg_type();
     match t {
-        // Local messages: raft-rs makes them itself. Proposals and read requests are never
-        // forwarded between stores (only leaders propose and read), so a remote one could
-        // only inject commands.
+        // Local messages: raft-rs makes them itself. Proposals and read index requests (and
+        // so their answers) never travel between stores: only leaders propose and read, and
+        // raft-rs serves those locally. A remote one could only inject commands or reads, and
+        // raft-rs panics on some (a read index request without its context entry).
         MessageType::MsgHup
         | MessageType::MsgBeat
         | MessageType::MsgUnreachable
         | MessageType::MsgSnapStatus
         | MessageType::MsgCheckQuorum
-        | MessageType::MsgPropose => return Some("not a message between peers".into()),
+        | MessageType::MsgPropose
+        | MessageType::MsgReadIndex
+        | MessageType::MsgReadIndexResp => return Some("not a message between stores".into()),
         _ => {}
     }
     if m.to != msg.to_peer.id || m.from != msg.from_peer.id {
@@ -296,6 +300,17 @@ pub fn malformed(msg: &RaftMessage) -> Option<String> {
                 if e.term == 0 || e.term > m.term {
                     return Some(format!("entry {} has term {}", e.index, e.term));
                 }
+            }
+        }
+        MessageType::MsgRequestVote | MessageType::MsgRequestPreVote => {
+            // Every region's log starts at a non-empty initial entry (`RAFT_INIT_LOG_INDEX`),
+            // so a candidate's last index and term are never 0. raft-rs panics when a peer
+            // that has no term yet (just created by this very message) rejects a vote.
+            if m.index == 0 || m.log_term == 0 {
+                return Some(format!(
+                    "candidate's log ends at index {} term {}",
+                    m.index, m.log_term
+                ));
             }
         }
         MessageType::MsgSnapshot => {
