@@ -95,6 +95,16 @@ pub struct Args {
     /// Print the final result as one JSON line on stdout (progress then goes to stderr).
     #[arg(long)]
     pub json: bool,
+    /// A TLS cluster's CA certificate (PEM); with --cert-path and --key-path, the client
+    /// connects with mutual TLS. tikv target only.
+    #[arg(long)]
+    pub ca_path: Option<std::path::PathBuf>,
+    /// The client certificate (PEM) presented to a TLS cluster.
+    #[arg(long)]
+    pub cert_path: Option<std::path::PathBuf>,
+    /// The private key (PEM) of --cert-path.
+    #[arg(long)]
+    pub key_path: Option<std::path::PathBuf>,
 }
 
 /// A validated configuration.
@@ -113,6 +123,8 @@ pub struct Config {
     /// The tikv target's transaction mode for txn-transfer; `None` for every other run.
     pub txn_mode: Option<TxnMode>,
     pub json: bool,
+    /// The tikv target's TLS files; `None`: plaintext.
+    pub tls: Option<crate::bank::TlsPaths>,
 }
 
 /// A command line that parses but makes no sense.
@@ -130,8 +142,14 @@ pub enum ArgError {
     Keys(u64),
     #[error("--endpoints contains an empty or blank address: {0:?}")]
     EmptyEndpoint(String),
-    #[error("--endpoints: {0:?} uses TLS, which this tool does not support; use http://")]
+    #[error(
+        "--endpoints: {0:?}: give host:port; for a TLS cluster add --ca-path, --cert-path and --key-path"
+    )]
     TlsEndpoint(String),
+    #[error("--ca-path, --cert-path and --key-path go together (all three or none)")]
+    TlsPathsIncomplete,
+    #[error("--ca-path, --cert-path and --key-path apply only to --target tikv")]
+    TlsForEtcd,
     #[error("--api-version applies only to --target tikv")]
     ApiVersionForEtcd,
     #[error("--txn-mode applies only to --target tikv with --workload txn-transfer")]
@@ -186,6 +204,14 @@ impl Args {
             (_, _, Some(_)) => return Err(ArgError::TxnModeMisplaced),
             _ => None,
         };
+        let tls = match (self.ca_path, self.cert_path, self.key_path) {
+            (None, None, None) => None,
+            (Some(ca), Some(cert), Some(key)) if self.target == Target::Tikv => {
+                Some(crate::bank::TlsPaths { ca, cert, key })
+            }
+            (Some(_), Some(_), Some(_)) => return Err(ArgError::TlsForEtcd),
+            _ => return Err(ArgError::TlsPathsIncomplete),
+        };
         Ok(Config {
             target: self.target,
             endpoints,
@@ -198,6 +224,7 @@ impl Args {
             api_version,
             txn_mode,
             json: self.json,
+            tls,
         })
     }
 }
@@ -359,6 +386,36 @@ mod tests {
         assert!(matches!(
             parse_from(argv),
             Err(CliError::Invalid(ArgError::TlsEndpoint(_)))
+        ));
+    }
+
+    #[test]
+    fn tls_files_go_together_and_only_to_tikv() {
+        let tikv = |extra: &[&'static str]| {
+            let mut argv = base();
+            argv[2] = "tikv";
+            argv.extend_from_slice(extra);
+            parse_from(argv)
+        };
+        assert_eq!(tikv(&[]).unwrap().tls, None);
+        let all = [
+            "--ca-path",
+            "ca.pem",
+            "--cert-path",
+            "c.pem",
+            "--key-path",
+            "k.pem",
+        ];
+        let tls = tikv(&all).unwrap().tls.unwrap();
+        assert_eq!(tls.ca, std::path::PathBuf::from("ca.pem"));
+        assert_eq!(tls.key, std::path::PathBuf::from("k.pem"));
+        assert!(matches!(
+            tikv(&all[..4]),
+            Err(CliError::Invalid(ArgError::TlsPathsIncomplete))
+        ));
+        assert!(matches!(
+            parse_from(with(&all)),
+            Err(CliError::Invalid(ArgError::TlsForEtcd))
         ));
     }
 

@@ -31,7 +31,7 @@ pub const MODES: [TxnMode; 4] = [
 
 /// The PEM files a TLS client presents: the cluster's CA, its certificate and key
 /// (`tikv_client::Config::with_security`).
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TlsPaths {
     pub ca: std::path::PathBuf,
     pub cert: std::path::PathBuf,

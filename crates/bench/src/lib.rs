@@ -59,9 +59,13 @@ pub async fn run(config: &Config) -> Result<Report, BenchError> {
     let style = Some(runner::progress_style(config));
     match config.target {
         Target::Tikv => {
-            let backend =
-                tikv::TikvBackend::connect(&config.endpoints, config.api_version, config.txn_mode)
-                    .await?;
+            let backend = tikv::TikvBackend::connect(
+                &config.endpoints,
+                config.api_version,
+                config.txn_mode,
+                config.tls.as_ref(),
+            )
+            .await?;
             runner::run_with(backend, config, style).await
         }
         Target::Etcd => {

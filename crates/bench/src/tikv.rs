@@ -215,9 +215,13 @@ impl TikvBackend {
         pd_endpoints: &[String],
         api_version: u8,
         txn_mode: Option<TxnMode>,
+        tls: Option<&crate::bank::TlsPaths>,
     ) -> Result<Self, BenchError> {
         let endpoints = pd_endpoints.to_vec();
-        let config = client_config(api_version);
+        let mut config = client_config(api_version);
+        if let Some(t) = tls {
+            config = config.with_security(&t.ca, &t.cert, &t.key);
+        }
         let timeout = || {
             connect_error(
                 pd_endpoints,
@@ -392,7 +396,7 @@ mod tests {
             .port();
         for mode in [None, Some(TxnMode::Optimistic)] {
             let started = std::time::Instant::now();
-            let err = TikvBackend::connect(&[format!("127.0.0.1:{port}")], 1, mode)
+            let err = TikvBackend::connect(&[format!("127.0.0.1:{port}")], 1, mode, None)
                 .await
                 .err()
                 .expect("nothing listens there");
