@@ -7,7 +7,8 @@
 //! [`keyspace`]), translates
 //! types and errors ([`convert`]), and adds a read-only HTTP API on the same port
 //! ([`http`]) with a small client for it ([`http_client`]). [`config`] reads the process's
-//! settings and starts it on a data directory.
+//! settings and starts it on a data directory. With TLS ([`serve_with_scheduling_tls`]) the
+//! gRPC services and the HTTP API share the port's mutual TLS and the allowed-CN check.
 //!
 //! # How data moves through it
 //! ```text
