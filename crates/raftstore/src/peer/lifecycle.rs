@@ -302,16 +302,16 @@ pub fn malformed(msg: &RaftMessage) -> Option<String> {
                 }
             }
         }
-        MessageType::MsgRequestVote | MessageType::MsgRequestPreVote => {
-            // Every region's log starts at a non-empty initial entry (`RAFT_INIT_LOG_INDEX`),
-            // so a candidate's last index and term are never 0. raft-rs panics when a peer
-            // that has no term yet (just created by this very message) rejects a vote.
-            if m.index == 0 || m.log_term == 0 {
-                return Some(format!(
-                    "candidate's log ends at index {} term {}",
-                    m.index, m.log_term
-                ));
-            }
+        // Every region's log starts at a non-empty initial entry (`RAFT_INIT_LOG_INDEX`), so a
+        // candidate's last index and term are never 0. raft-rs panics when a peer that has no
+        // term yet (just created by this very message) rejects a vote.
+        MessageType::MsgRequestVote | MessageType::MsgRequestPreVote
+            if m.index == 0 || m.log_term == 0 =>
+        {
+            return Some(format!(
+                "candidate's log ends at index {} term {}",
+                m.index, m.log_term
+            ));
         }
         MessageType::MsgSnapshot => {
             if snap.index == 0 || snap.term == 0 {
