@@ -41,7 +41,7 @@ fn key_bytes(max: usize) -> impl Strategy<Value = Vec<u8>> {
 }
 
 proptest! {
-    #![proptest_config(config(512))]
+    #![proptest_config(config(2048))]
 
     #[test]
     fn memcomparable_round_trips_with_any_suffix(key in key_bytes(64), suffix in key_bytes(20)) {

@@ -114,7 +114,7 @@ fn mutate(mut data: Vec<u8>, edits: &[(usize, u8)], cut: usize, tail: &[u8]) -> 
 }
 
 proptest! {
-    #![proptest_config(config(512))]
+    #![proptest_config(config(2048))]
 
     #[test]
     fn lock_round_trips(l in lock()) {
