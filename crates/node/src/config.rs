@@ -221,7 +221,10 @@ mod tests {
             ..Default::default()
         };
         let err = bad.validate().unwrap_err();
-        assert!(err.contains("server.max_key_size") && err.contains("58239"), "{err}");
+        assert!(
+            err.contains("server.max_key_size") && err.contains("58239"),
+            "{err}"
+        );
         let err = toml::from_str::<ServerConfig>("pd_endpoint = []").unwrap_err();
         assert!(err.to_string().contains("pd_endpoint"));
     }

@@ -186,7 +186,7 @@ impl<E: Engine> Peer<E> {
         write_region_state(&mut wb, &region, PeerState::Tombstone);
         wb.delete(CF_RAFT, &codec::keys::apply_state_key(region_id));
         if let Err(e) = ctx.engine.write(wb, true) {
-            panic!("{} writing tombstone failed: {e}", self.tag);
+            crate::fatal::fatal(format_args!("{} writing tombstone failed: {e}", self.tag));
         }
         // Crash window: tombstone durable, raft log and data range still there (the next
         // start must clear the data, see storage/cleanup.rs).
@@ -194,7 +194,7 @@ impl<E: Engine> Peer<E> {
         let mut lb = LogWriteBatch::default();
         lb.clean(region_id);
         if let Err(e) = ctx.raft_engine.write(&mut lb, false) {
-            panic!("{} cleaning raft log failed: {e}", self.tag);
+            crate::fatal::fatal(format_args!("{} cleaning raft log failed: {e}", self.tag));
         }
         if self.storage().is_initialized() {
             let _ = ctx.region_scheduler.send(RegionTask::Destroy {
