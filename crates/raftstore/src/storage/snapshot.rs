@@ -4,7 +4,8 @@
 //! Format (inside `eraftpb::Snapshot.data`): a `raft_serverpb::RaftSnapshotData` whose
 //! `data` holds one `KeyValue` per record, the key prefixed by one byte naming the CF
 //! (its position in `engine::DATA_CFS`); `file_size` is the sum of record sizes and
-//! `meta.cf_files` holds, per data CF, the size and a CRC-32C of its records.
+//! `meta.cf_files` holds, per data CF, the size and a CRC-32C of its records (the first
+//! CF's also covers the encoded region).
 //!
 //! A snapshot comes from another store, so it is checked once, where it enters
 //! ([`decode`]: format version, region, every record's CF and range, sizes, checksums), and
@@ -36,9 +37,13 @@ struct CfDigests {
 }
 
 impl CfDigests {
-    fn new() -> Self {
+    /// The region (range, epoch, peers) goes into the first CF's checksum, so a damaged
+    /// region is caught like a damaged record.
+    fn new(region: &metapb::Region) -> Self {
+        let mut digests: Vec<_> = DATA_CFS.iter().map(|_| CRC32C.digest()).collect();
+        digests[0].update(&prost::Message::encode_to_vec(region));
         CfDigests {
-            digests: DATA_CFS.iter().map(|_| CRC32C.digest()).collect(),
+            digests,
             sizes: vec![0; DATA_CFS.len()],
         }
     }
@@ -168,7 +173,7 @@ pub fn encode(
 ) -> Vec<u8> {
     let mut data = Vec::new();
     let mut size = 0u64;
-    let mut digests = CfDigests::new();
+    let mut digests = CfDigests::new(region);
     for (cf, k, v) in records {
         let cf_idx = DATA_CFS.iter().position(|c| *c == cf).unwrap_or_else(|| {
             panic!("{cf:?} is not a data CF: CF names are compile-time constants")
@@ -221,7 +226,7 @@ pub fn decode(data: &[u8]) -> Result<CheckedSnapshot> {
     let start = keys::data_key(&region.start_key);
     let end = keys::data_end_key(&region.end_key);
     let mut size = 0u64;
-    let mut digests = CfDigests::new();
+    let mut digests = CfDigests::new(&region);
     for kv in &body.data {
         let (cf, key) = kv
             .key
@@ -346,6 +351,13 @@ mod tests {
         // A record moved to another CF.
         let mut b = body(&encoded());
         b.data[1].key[0] = 0;
+        assert!(err(b).to_string().contains("checksums"));
+        // The region is covered too.
+        let mut b = body(&encoded());
+        b.region.as_mut().unwrap().peers[0].store_id = 2;
+        assert!(err(b).to_string().contains("checksums"));
+        let mut b = body(&encoded());
+        b.region.as_mut().unwrap().end_key = b"n".to_vec();
         assert!(err(b).to_string().contains("checksums"));
         let mut b = body(&encoded());
         b.meta = None;
