@@ -28,7 +28,7 @@
 //! routers. The transactional storage asks the scheduler's TSO for a fresh timestamp when
 //! a region's new leader takes its first async-commit or 1PC prewrite, and destroys
 //! ranges (UnsafeDestroyRange) in the KV engine directly.
-//! Region and store heartbeats go to the scheduler on the store's scheduler worker; the
+//! Region and store heartbeats go to the scheduler on the store's pd worker; the
 //! operators it answers with come back through the client's operator sink.
 
 pub mod config;

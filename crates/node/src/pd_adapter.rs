@@ -1,4 +1,4 @@
-//! [`PdClient`] as raftstore's [`SchedulerClient`]: what a store's scheduler worker calls.
+//! [`PdClient`] as raftstore's [`SchedulerClient`]: what a store's pd worker calls.
 //!
 //! The adapter lives here, where the store is put together, so that neither side depends
 //! on the other: `pd_client` speaks `pdpb` and its own operator types, raftstore speaks
@@ -18,7 +18,7 @@ use raftstore::scheduler_client::{
     StoreHeartbeat,
 };
 
-/// A PD client serving one store's scheduler worker.
+/// A PD client serving one store's pd worker.
 #[derive(Clone)]
 pub struct PdAdapter {
     pd: PdClient,

@@ -4,7 +4,7 @@
 //! when awaited from another runtime: tonic binds a connection's I/O to the runtime that
 //! dialed it, so dialing and re-dialing must always happen in the same place, and a
 //! connection must not die with a caller's short-lived runtime. Blocking callers (the
-//! store's scheduler worker, through [`PdClient::block_on`]) wait on a plain channel for
+//! store's pd worker, through [`PdClient::block_on`]) wait on a plain channel for
 //! the task's result, which works from any thread that is not one of the client runtime's
 //! own workers.
 
@@ -173,7 +173,7 @@ impl PdClient {
 
     /// Runs `fut` (typically a call on a clone of this client) on the client runtime and
     /// blocks the calling thread until it finishes: for callers that are plain threads,
-    /// such as the store's scheduler worker. Must not be called from the client runtime's
+    /// such as the store's pd worker. Must not be called from the client runtime's
     /// own worker threads, which would wait on themselves.
     pub fn block_on<T: Send + 'static>(
         &self,

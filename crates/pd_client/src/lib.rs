@@ -14,7 +14,7 @@
 //!   (module `heartbeat`), checked and turned into [`operator`]s ([`convert`]) for the
 //!   operator sink the store installed;
 //! - a blocking entry point ([`PdClient::block_on`]) for callers on plain threads, such
-//!   as the store's scheduler worker.
+//!   as the store's pd worker.
 //!
 //! # How data moves through it
 //! ```text

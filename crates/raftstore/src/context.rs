@@ -55,8 +55,8 @@ pub struct PollContext<E: Engine, T: Transport> {
     pub writer: Sender<WriteMsg>,
     /// Queue of the split-check worker.
     pub split_check_scheduler: Sender<crate::worker::split_check::SplitCheckTask>,
-    /// Queue of the scheduler worker.
-    pub scheduler_task: Sender<crate::worker::scheduler::SchedulerTask>,
+    /// Queue of the pd worker.
+    pub pd_task: Sender<crate::worker::pd::PdTask>,
     /// Peers created by splits applied this round, to start after the KV batch is written.
     pub new_split_peers: Vec<NewSplitPeer>,
     /// Regions hosted by this store and their ranges.

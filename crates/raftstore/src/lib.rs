@@ -26,7 +26,7 @@
 //! Work that would block the poller goes to a worker thread and comes back as a message:
 //! snapshot generation and application ([`worker::region`]), log deletion
 //! ([`worker::raftlog_gc`]), region scans for split keys ([`worker::split_check`]) and
-//! every call to the scheduler ([`worker::scheduler`], through [`scheduler_client`]). The
+//! every call to the scheduler ([`worker::pd`], through [`scheduler_client`]). The
 //! split flow end to end is described in [`operation::split`].
 //!
 //! # Durability

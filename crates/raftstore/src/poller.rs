@@ -402,8 +402,8 @@ impl<E: Engine, T: Transport> Poller<E, T> {
         };
         let _ = self
             .ctx
-            .scheduler_task
-            .try_send(crate::worker::scheduler::SchedulerTask::StoreHeartbeat(hb));
+            .pd_task
+            .try_send(crate::worker::pd::PdTask::StoreHeartbeat(hb));
     }
 
     /// Starts the peers that splits applied this round created.
@@ -485,7 +485,7 @@ impl<E: Engine, T: Transport> Poller<E, T> {
             peer.heartbeat_tick_count += 1;
             if peer.heartbeat_tick_count >= self.heartbeat_ticks {
                 peer.heartbeat_tick_count = 0;
-                peer.heartbeat_scheduler(&mut self.ctx);
+                peer.heartbeat_pd(&mut self.ctx);
             }
             self.touched.insert(*id);
         }

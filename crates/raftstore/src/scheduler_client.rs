@@ -1,6 +1,6 @@
 //! The narrow interface a store needs from the scheduler (placement driver).
 //!
-//! The store's scheduler worker is the only caller. The in-process cluster harness provides
+//! The store's pd worker is the only caller. The in-process cluster harness provides
 //! a mock; the networked client (gRPC to the scheduler service) implements the same trait.
 //!
 //! Operators reach a store in one of two ways: as the return value of
@@ -8,7 +8,7 @@
 //! later, pushed by the client through the [`OperatorSink`] the store installs with
 //! [`SchedulerClient::set_operator_sink`] (a networked client reads them off its heartbeat
 //! response stream). Both end up in the same place: an admin command for the region's
-//! leader ([`crate::worker::scheduler::execute_operator`]).
+//! leader ([`crate::worker::pd::execute_operator`]).
 
 use std::sync::Arc;
 

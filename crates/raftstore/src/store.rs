@@ -25,13 +25,13 @@ use crate::storage::bootstrap::{load_region_states, load_store_ident};
 use crate::storage::write;
 use crate::storage::{LogWriteBatch, PeerStorage, RaftLogEngine};
 use crate::transport::Transport;
+use crate::worker::pd::PdRunner;
 use crate::worker::region::RegionRunner;
-use crate::worker::scheduler::SchedulerRunner;
 use crate::worker::split_check::{SplitCheckRunner, SplitThresholds};
 use crate::worker::{self, raftlog_gc};
 use crate::{Error, Result};
 
-/// Capacity of the split-check and scheduler workers' queues: one split check and a few
+/// Capacity of the split-check and pd workers' queues: one split check and a few
 /// heartbeats per region of a store with tens of thousands of regions.
 const WORKER_QUEUE: usize = 64 * 1024;
 
@@ -66,7 +66,7 @@ impl<E: Engine> Store<E> {
         // per round in flight, bounded by raft's own flow control, and none of their tasks
         // may be dropped.
         let (split_tx, split_rx) = crossbeam_channel::bounded(WORKER_QUEUE);
-        let (sched_tx, sched_rx) = crossbeam_channel::bounded(WORKER_QUEUE);
+        let (pd_tx, pd_rx) = crossbeam_channel::bounded(WORKER_QUEUE);
 
         // Before any peer is loaded: tombstones and log cleanups a crash interrupted.
         crate::storage::cleanup::finish_interrupted_destroys(&engine, &raft_engine, store_id)?;
@@ -150,11 +150,11 @@ impl<E: Engine> Store<E> {
         // value) take the same path as returned ones: an admin command through the router.
         let sink_router = router.clone();
         scheduler.set_operator_sink(Arc::new(move |op: PushedOperator| {
-            crate::worker::scheduler::execute_operator(&sink_router, op)
+            crate::worker::pd::execute_operator(&sink_router, op)
         }));
-        let mut sched_runner = SchedulerRunner::new(scheduler, router.clone());
-        threads.push(worker::spawn("scheduler-worker", sched_rx, move |t| {
-            sched_runner.handle(t)
+        let mut pd_runner = PdRunner::new(scheduler, router.clone());
+        threads.push(worker::spawn("pd-worker", pd_rx, move |t| {
+            pd_runner.handle(t)
         }));
 
         let ctx = PollContext {
@@ -170,7 +170,7 @@ impl<E: Engine> Store<E> {
             writer: writer_tx,
             store_meta,
             split_check_scheduler: split_tx,
-            scheduler_task: sched_tx,
+            pd_task: pd_tx,
             new_split_peers: Vec::new(),
             log_batch: LogWriteBatch::default(),
             write_tasks: Vec::new(),

@@ -4,9 +4,9 @@
 //!    since the last check; otherwise the region goes to the split-check worker.
 //! 2. The worker scans the region and reports split keys (and the measured size).
 //! 3. Prepare split: the peer checks it still leads, that the epoch it scanned is current and
-//!    the keys lie strictly inside the region, then asks the scheduler worker (AskBatchSplit:
+//!    the keys lie strictly inside the region, then asks the pd worker (AskBatchSplit:
 //!    a new region id and one new peer id per existing peer for each key).
-//! 4. The scheduler worker proposes the BatchSplit admin command to the leader.
+//! 4. The pd worker proposes the BatchSplit admin command to the leader.
 //! 5. Every replica applies it: epoch and key checks; the original region keeps the left
 //!    part (its end key becomes the first split key); all resulting regions get
 //!    `version + n` (n = new regions; + 1 for a single split); the region states of all of
@@ -32,7 +32,7 @@ use crate::storage::peer_storage::{
 };
 use crate::transport::Transport;
 use crate::util::epoch;
-use crate::worker::scheduler::SchedulerTask;
+use crate::worker::pd::PdTask;
 use crate::worker::split_check::SplitCheckTask;
 use crate::{Error, Result};
 
@@ -110,7 +110,7 @@ impl<E: Engine> Peer<E> {
 
     /// Split keys chosen for this region (by the split check, or asked for from outside):
     /// if this peer leads and the region is unchanged since they were chosen, ask the
-    /// scheduler for ids (the scheduler worker then proposes the BatchSplit).
+    /// scheduler for ids (the pd worker then proposes the BatchSplit).
     pub fn on_ask_split<T: Transport>(
         &mut self,
         ctx: &mut PollContext<E, T>,
@@ -124,7 +124,7 @@ impl<E: Engine> Peer<E> {
             tracing::info!("{} not splitting: {e}", self.tag);
             return;
         }
-        let _ = ctx.scheduler_task.try_send(SchedulerTask::AskBatchSplit {
+        let _ = ctx.pd_task.try_send(PdTask::AskBatchSplit {
             region: self.region().clone(),
             split_keys,
             peer: self.meta,
@@ -325,28 +325,26 @@ impl<E: Engine> Peer<E> {
             regions[0].end_key
         );
         if was_leader {
-            self.heartbeat_scheduler(ctx);
+            self.heartbeat_pd(ctx);
             for r in &regions[1..] {
                 if let Some(p) = crate::util::find_peer(r, ctx.store_id) {
-                    let _ = ctx.scheduler_task.try_send(SchedulerTask::RegionHeartbeat(
-                        RegionHeartbeat {
+                    let _ = ctx
+                        .pd_task
+                        .try_send(PdTask::RegionHeartbeat(RegionHeartbeat {
                             region: r.clone(),
                             leader: *p,
                             approximate_size: estimate.map_or(0, |e| e.0),
                             approximate_keys: estimate.map_or(0, |e| e.1),
                             ..Default::default()
-                        },
-                    ));
+                        }));
                 }
             }
-            let _ = ctx
-                .scheduler_task
-                .try_send(SchedulerTask::ReportBatchSplit(regions));
+            let _ = ctx.pd_task.try_send(PdTask::ReportBatchSplit(regions));
         }
     }
 
     /// Reports this region to the scheduler (leader only).
-    pub fn heartbeat_scheduler<T: Transport>(&self, ctx: &mut PollContext<E, T>) {
+    pub fn heartbeat_pd<T: Transport>(&self, ctx: &mut PollContext<E, T>) {
         if !self.is_leader() {
             return;
         }
@@ -369,9 +367,7 @@ impl<E: Engine> Peer<E> {
             approximate_size: self.approximate_size.unwrap_or(0) + self.size_diff_hint,
             approximate_keys: self.approximate_keys.unwrap_or(0),
         };
-        let _ = ctx
-            .scheduler_task
-            .try_send(SchedulerTask::RegionHeartbeat(hb));
+        let _ = ctx.pd_task.try_send(PdTask::RegionHeartbeat(hb));
     }
 }
 

@@ -1,13 +1,13 @@
 //! The store's background workers, each one thread fed by a channel (the seed's
-//! `split-check`, `snapshot-worker`/region, `raft-gc-worker` and `scheduler-worker`).
+//! `split-check`, `snapshot-worker`/region, `raft-gc-worker` and `pd-worker`).
 //!
 //! Workers take work that would stall the poller: scanning a region, building or applying a
 //! snapshot, deleting log files. A worker's thread ends when every sender of its channel is
 //! dropped, which happens when the store shuts down.
 
+pub mod pd;
 pub mod raftlog_gc;
 pub mod region;
-pub mod scheduler;
 pub mod split_check;
 
 use std::thread::JoinHandle;

@@ -1,4 +1,5 @@
-//! The scheduler worker: all of a store's conversations with the scheduler.
+//! The pd worker: all of a store's conversations with PD, the scheduler service (on the
+//! store side it is called pd; "scheduler" is the scheduling crate).
 //!
 //! - region heartbeats from leaders (region, leader, pending peers, approximate size and
 //!   keys); an operator in the answer (add/remove peer, transfer leader) becomes an admin
@@ -27,8 +28,8 @@ use crate::scheduler_client::{
     Operator, PushedOperator, RegionHeartbeat, SchedulerClient, StoreHeartbeat,
 };
 
-/// Work for the scheduler worker.
-pub enum SchedulerTask {
+/// Work for the pd worker.
+pub enum PdTask {
     /// Ask for ids and propose a split of `region` at `split_keys`.
     AskBatchSplit {
         /// The region as the leader knows it.
@@ -46,8 +47,8 @@ pub enum SchedulerTask {
     ReportBatchSplit(Vec<metapb::Region>),
 }
 
-/// Handles [`SchedulerTask`]s.
-pub struct SchedulerRunner<S> {
+/// Handles [`PdTask`]s.
+pub struct PdRunner<S> {
     client: Arc<dyn SchedulerClient>,
     router: Router<S>,
 }
@@ -61,10 +62,10 @@ fn header(region: &metapb::Region, peer: metapb::Peer) -> RaftRequestHeader {
     }
 }
 
-impl<S: Send + 'static> SchedulerRunner<S> {
+impl<S: Send + 'static> PdRunner<S> {
     /// Creates the runner.
     pub fn new(client: Arc<dyn SchedulerClient>, router: Router<S>) -> Self {
-        SchedulerRunner { client, router }
+        PdRunner { client, router }
     }
 
     fn send_admin(&self, region: &metapb::Region, peer: metapb::Peer, admin: AdminRequest) {
@@ -77,9 +78,9 @@ impl<S: Send + 'static> SchedulerRunner<S> {
     }
 
     /// Executes one task.
-    pub fn handle(&mut self, task: SchedulerTask) {
+    pub fn handle(&mut self, task: PdTask) {
         match task {
-            SchedulerTask::AskBatchSplit {
+            PdTask::AskBatchSplit {
                 region,
                 split_keys,
                 peer,
@@ -113,7 +114,7 @@ impl<S: Send + 'static> SchedulerRunner<S> {
                 ),
                 Err(e) => tracing::warn!("[region {}] ask split failed: {e}", region.id),
             },
-            SchedulerTask::RegionHeartbeat(hb) => match self.client.region_heartbeat(&hb) {
+            PdTask::RegionHeartbeat(hb) => match self.client.region_heartbeat(&hb) {
                 Ok(Some(op)) => execute_operator(
                     &self.router,
                     PushedOperator {
@@ -126,12 +127,12 @@ impl<S: Send + 'static> SchedulerRunner<S> {
                 Ok(None) => {}
                 Err(e) => tracing::debug!("[region {}] heartbeat failed: {e}", hb.region.id),
             },
-            SchedulerTask::StoreHeartbeat(hb) => {
+            PdTask::StoreHeartbeat(hb) => {
                 if let Err(e) = self.client.store_heartbeat(&hb) {
                     tracing::debug!("store {} heartbeat failed: {e}", hb.store_id);
                 }
             }
-            SchedulerTask::ReportBatchSplit(regions) => {
+            PdTask::ReportBatchSplit(regions) => {
                 if let Err(e) = self.client.report_batch_split(&regions) {
                     tracing::debug!("report split failed: {e}");
                 }
