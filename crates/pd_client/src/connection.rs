@@ -83,7 +83,7 @@ pub(crate) struct Shared {
 }
 
 /// Turns "host:port" into "http://host:port"; rejects what tonic cannot dial. `https://`
-/// is accepted: the scheme is finally chosen by the client's TLS setting (see [`endpoint`]).
+/// is accepted: the scheme is finally chosen by the client's TLS setting (see `endpoint`).
 pub fn normalize_endpoint(endpoint: &str) -> Result<String> {
     let e = endpoint.trim();
     let invalid = |reason: &str| Error::InvalidEndpoint {
