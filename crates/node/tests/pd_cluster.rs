@@ -5,6 +5,8 @@
 //! RegionHeartbeat stream). Splits show up in PD, and a store lost for good has its
 //! replicas rebuilt elsewhere without losing an acknowledged write.
 
+// The loopback PD server pd_client's own tests use: one copy for both crates.
+#[path = "../../pd_client/tests/common/mod.rs"]
 mod common;
 
 use std::sync::atomic::{AtomicBool, Ordering};
