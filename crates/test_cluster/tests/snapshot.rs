@@ -148,12 +148,20 @@ fn corrupt_or_truncated_snapshots_are_refused_and_sent_again() {
         2,
         "both damaged snapshots were sent (and refused)"
     );
-    assert!(
-        c.stats(3)
-            .snapshots_applied
-            .load(std::sync::atomic::Ordering::SeqCst)
-            > applied_before,
-        "store 3 caught up through a later, intact snapshot"
-    );
+    // The region worker counts a snapshot once its KV batch is written, so the
+    // keys can be readable a moment before the count moves.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while c
+        .stats(3)
+        .snapshots_applied
+        .load(std::sync::atomic::Ordering::SeqCst)
+        <= applied_before
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "store 3 caught up through a later, intact snapshot"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
     c.shutdown();
 }
