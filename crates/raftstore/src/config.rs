@@ -58,6 +58,9 @@ pub struct Config {
     pub raft_max_uncommitted_size: u64,
     /// A snapshot generation that has not finished after this long is started again.
     pub snap_gen_timeout: Duration,
+    /// Idle regions stop ticking until a message or command wakes them
+    /// (`peer::hibernate`). Off in [`Config::for_tests`]; the tests that want it say so.
+    pub hibernate_regions: bool,
 }
 
 impl Default for Config {
@@ -85,6 +88,7 @@ impl Default for Config {
             max_mailbox_messages: 32 * 1024,
             raft_max_uncommitted_size: 64 * 1024 * 1024,
             snap_gen_timeout: Duration::from_secs(60),
+            hibernate_regions: true,
         }
     }
 }
@@ -99,6 +103,7 @@ impl Config {
             region_heartbeat_tick_interval: Duration::from_millis(100),
             store_heartbeat_tick_interval: Duration::from_millis(500),
             snap_gen_timeout: Duration::from_secs(5),
+            hibernate_regions: false,
             ..Config::default()
         }
     }

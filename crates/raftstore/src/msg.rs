@@ -41,6 +41,10 @@ pub struct RaftMessage {
     /// snapshot stream's receiver), so the store does not decode it again. `None` until
     /// then; the poller checks a snapshot that arrives without it.
     pub snapshot: Option<std::sync::Arc<crate::storage::snapshot::CheckedSnapshot>>,
+    /// Set on a message raftstore exchanges beside raft's own (hibernation, store probes,
+    /// see [`crate::peer::hibernate`]): it is never stepped into raft, and `message`
+    /// carries only the sender's term, last index and commit.
+    pub extra: Option<raft_serverpb::ExtraMessageType>,
 }
 
 impl RaftMessage {
@@ -62,6 +66,10 @@ impl RaftMessage {
             is_tombstone: self.is_tombstone,
             start_key: self.start_key.clone(),
             end_key: self.end_key.clone(),
+            extra_msg: self.extra.map(|t| raft_serverpb::ExtraMessage {
+                r#type: t as i32,
+                index: self.message.index,
+            }),
         }
     }
 
@@ -71,6 +79,15 @@ impl RaftMessage {
         let payload = m
             .message
             .ok_or_else(|| Error::InvalidRequest("raft message without payload".into()))?;
+        let extra = match &m.extra_msg {
+            None => None,
+            // An extra message of a kind this store does not know must not reach raft.
+            Some(e) => Some(
+                raft_serverpb::ExtraMessageType::try_from(e.r#type).map_err(|_| {
+                    Error::InvalidRequest(format!("unknown extra message type {}", e.r#type))
+                })?,
+            ),
+        };
         let bytes = prost::Message::encode_to_vec(&payload);
         let message =
             eraftpb::Message::parse_from_bytes(&bytes).map_err(|e| Error::Decode(e.to_string()))?;
@@ -88,6 +105,7 @@ impl RaftMessage {
             end_key: m.end_key,
             message,
             snapshot: None,
+            extra,
         })
     }
 }

@@ -25,7 +25,9 @@ use crate::storage::peer_storage::load_region_state;
 use crate::storage::PeerStorage;
 use crate::transport::Transport;
 use crate::Error;
-use proto::raft_serverpb::PeerState;
+use crate::peer::hibernate::{LeaderStoreWatch, StoreVerdict, IDLE_HEARTBEAT_FACTOR};
+use crate::stats::StoreStats;
+use proto::raft_serverpb::{ExtraMessageType, PeerState};
 use raft::eraftpb::MessageType;
 
 /// Owns the peers of a store and runs rounds until told to stop.
@@ -42,6 +44,21 @@ pub struct Poller<E: Engine, T: Transport> {
     /// Votes for regions a split has not created here yet (see [`Poller::maybe_create_peer`]),
     /// replayed when the split creates them. Bounded: oldest dropped first.
     early_split_votes: VecDeque<RaftMessage>,
+    /// When each other store was last heard from, for sleeping followers' leaders
+    /// ([`crate::peer::hibernate`]).
+    leader_watch: LeaderStoreWatch,
+    /// Where the hibernated-peer gauge goes.
+    stats: Option<std::sync::Arc<StoreStats>>,
+}
+
+/// Counts a sleeping peer that woke (`was` asleep, `now` not) in the store's stats.
+fn count_wakeup(stats: &Option<std::sync::Arc<StoreStats>>, was: bool, now: bool) {
+    if was && !now {
+        if let Some(s) = stats {
+            s.hibernate_wakeups
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
 }
 
 /// Most early split votes kept; a vote not replayed in time only costs an election timeout.
@@ -58,6 +75,7 @@ impl<E: Engine, T: Transport> Poller<E, T> {
         let split_ticks = ctx.cfg.ticks(ctx.cfg.split_region_check_tick_interval);
         let heartbeat_ticks = ctx.cfg.ticks(ctx.cfg.region_heartbeat_tick_interval);
         let store_heartbeat_ticks = ctx.cfg.ticks(ctx.cfg.store_heartbeat_tick_interval);
+        let leader_watch = LeaderStoreWatch::new(LeaderStoreWatch::interval_for(&ctx.cfg));
         Poller {
             ctx,
             peers,
@@ -69,7 +87,15 @@ impl<E: Engine, T: Transport> Poller<E, T> {
             store_heartbeat_ticks,
             store_tick_count: 0,
             early_split_votes: VecDeque::new(),
+            leader_watch,
+            stats: None,
         }
+    }
+
+    /// Publishes the poller's gauges (hibernated peers) into `stats`.
+    pub fn with_stats(mut self, stats: std::sync::Arc<StoreStats>) -> Self {
+        self.stats = Some(stats);
+        self
     }
 
     /// Runs until a `Stop` message arrives or every sender is gone.
@@ -157,6 +183,13 @@ impl<E: Engine, T: Transport> Poller<E, T> {
             return;
         };
         self.touched.insert(region_id);
+        if peer.hibernation.asleep {
+            // Anything for a sleeping peer wakes it; a command at a follower wakes the
+            // leader as well.
+            let command = matches!(msg, PeerMsg::RaftCommand(_));
+            peer.wake(&mut self.ctx, command);
+            count_wakeup(&self.stats, true, false);
+        }
         match msg {
             PeerMsg::RaftMessage(_) => unreachable!("handled by on_raft_message"),
             PeerMsg::RaftCommand(cmd) => peer.on_command(&mut self.ctx, cmd),
@@ -210,6 +243,11 @@ impl<E: Engine, T: Transport> Poller<E, T> {
             );
             return;
         }
+        self.leader_watch.heard_from(msg.from_peer.store_id);
+        if let Some(kind) = msg.extra {
+            self.on_extra_message(msg, kind);
+            return;
+        }
         if !msg.is_tombstone {
             if let Some(why) = crate::peer::lifecycle::malformed(&msg) {
                 tracing::warn!("store {}: dropping raft message: {why}", self.ctx.store_id);
@@ -252,9 +290,99 @@ impl<E: Engine, T: Transport> Poller<E, T> {
             .get_mut(&region_id)
             .expect("exists or just created");
         self.touched.insert(region_id);
+        let asleep = peer.hibernation.asleep;
+        let may_stay = asleep && peer.leader_may_sleep_through(&msg);
+        if asleep && !may_stay && !peer.sleeps_through(&msg) {
+            peer.wake(&mut self.ctx, false);
+        }
         if let Err(e) = peer.step(msg) {
             tracing::debug!("{} step failed: {e}", peer.tag);
         }
+        if may_stay && peer.raft_group.has_ready() {
+            peer.wake(&mut self.ctx, false);
+        }
+        count_wakeup(&self.stats, asleep, peer.hibernation.asleep);
+    }
+
+    /// A hibernation message or store probe: never stepped into raft.
+    fn on_extra_message(&mut self, msg: RaftMessage, kind: ExtraMessageType) {
+        match kind {
+            ExtraMessageType::MsgStoreProbe => {
+                let reply = RaftMessage {
+                    region_id: msg.region_id,
+                    from_peer: msg.to_peer,
+                    to_peer: msg.from_peer,
+                    region_epoch: msg.region_epoch,
+                    extra: Some(ExtraMessageType::MsgStoreProbeResponse),
+                    ..Default::default()
+                };
+                let _ = self.ctx.send(reply);
+                // A touched region makes the round flush the transport.
+                self.touched.insert(msg.region_id);
+            }
+            // Hearing from the store was the point.
+            ExtraMessageType::MsgStoreProbeResponse => {}
+            _ => {
+                if let Some(peer) = self.peers.get_mut(&msg.region_id) {
+                    if peer.meta.id == msg.to_peer.id {
+                        let was = peer.hibernation.asleep;
+                        peer.on_extra_message(&mut self.ctx, &msg, kind);
+                        count_wakeup(&self.stats, was, peer.hibernation.asleep);
+                        self.touched.insert(msg.region_id);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Once per probe interval: the stores that lead sleeping followers here are probed
+    /// when silent, and their followers woken when a probe cannot be sent or the silence
+    /// lasts (the leader's store is most likely down: they elect a new leader).
+    fn check_leader_stores(&mut self, by_store: HashMap<u64, Vec<u64>>) {
+        for (store, regions) in by_store {
+            let wake = match self.leader_watch.verdict(store) {
+                StoreVerdict::Alive => false,
+                StoreVerdict::Probe => !self.send_store_probe(regions[0]),
+                StoreVerdict::Silent => true,
+            };
+            if !wake {
+                continue;
+            }
+            tracing::info!(
+                "store {}: store {store} is silent or unreachable; waking {} sleeping \
+                 followers it leads",
+                self.ctx.store_id,
+                regions.len()
+            );
+            for id in regions {
+                if let Some(peer) = self.peers.get_mut(&id) {
+                    count_wakeup(&self.stats, peer.hibernation.asleep, false);
+                    peer.wake(&mut self.ctx, true);
+                    self.touched.insert(id);
+                }
+            }
+        }
+    }
+
+    /// Sends a store probe through the sleeping follower of `region_id` to its leader's
+    /// store; false if the transport refused it.
+    fn send_store_probe(&mut self, region_id: u64) -> bool {
+        let Some(peer) = self.peers.get(&region_id) else {
+            return true;
+        };
+        let Some(leader) = peer.leader() else {
+            return false;
+        };
+        let probe = RaftMessage {
+            region_id,
+            from_peer: peer.meta,
+            to_peer: leader,
+            region_epoch: crate::util::epoch(peer.region()),
+            extra: Some(ExtraMessageType::MsgStoreProbe),
+            ..Default::default()
+        };
+        self.touched.insert(region_id);
+        self.ctx.send(probe).is_ok()
     }
 
     /// A snapshot may only be applied if its range overlaps no other region on this store.
@@ -470,7 +598,29 @@ impl<E: Engine, T: Transport> Poller<E, T> {
             self.store_tick_count = 0;
             self.store_heartbeat();
         }
+        let hibernate = self.ctx.cfg.hibernate_regions;
+        let look = self.leader_watch.on_tick();
+        let mut asleep = 0u64;
+        let mut sleeping_followers: HashMap<u64, Vec<u64>> = HashMap::new();
         for (id, peer) in self.peers.iter_mut() {
+            if peer.hibernation.asleep {
+                // No raft tick, log GC or split check: nothing changes in a sleeping
+                // region. Its leader still reports it to the scheduler, less often.
+                asleep += 1;
+                if peer.is_leader() {
+                    peer.heartbeat_tick_count += 1;
+                    if peer.heartbeat_tick_count >= self.heartbeat_ticks * IDLE_HEARTBEAT_FACTOR
+                    {
+                        peer.heartbeat_tick_count = 0;
+                        peer.heartbeat_pd(&mut self.ctx);
+                    }
+                } else if look {
+                    if let Some(l) = peer.leader() {
+                        sleeping_followers.entry(l.store_id).or_default().push(*id);
+                    }
+                }
+                continue;
+            }
             peer.raft_group.tick();
             peer.gc_tick_count += 1;
             if peer.gc_tick_count >= self.gc_ticks {
@@ -483,11 +633,27 @@ impl<E: Engine, T: Transport> Poller<E, T> {
                 peer.on_split_check_tick(&mut self.ctx);
             }
             peer.heartbeat_tick_count += 1;
-            if peer.heartbeat_tick_count >= self.heartbeat_ticks {
+            // Due, or early when the scheduler must learn something at once: a new
+            // leader (term), a new epoch, pending peers.
+            if peer.heartbeat_tick_count >= self.heartbeat_ticks
+                || (peer.is_leader() && peer.pd_report_changed())
+            {
                 peer.heartbeat_tick_count = 0;
                 peer.heartbeat_pd(&mut self.ctx);
+                peer.pd_reported();
+            }
+            if hibernate {
+                peer.hibernate_tick(&mut self.ctx);
             }
             self.touched.insert(*id);
+        }
+        if let Some(stats) = &self.stats {
+            stats
+                .hibernated_peers
+                .store(asleep, std::sync::atomic::Ordering::Relaxed);
+        }
+        if look && !sleeping_followers.is_empty() {
+            self.check_leader_stores(sleeping_followers);
         }
     }
 

@@ -19,4 +19,9 @@ pub struct StoreStats {
     pub snapshots_applied: AtomicU64,
     /// Region scans run by the split-check worker.
     pub split_checks: AtomicU64,
+    /// Peers of this store that hibernate right now (not ticking; see
+    /// [`crate::peer::hibernate`]). A gauge, not a counter: the poller sets it every tick.
+    pub hibernated_peers: AtomicU64,
+    /// Times a hibernated peer of this store woke up (a counter).
+    pub hibernate_wakeups: AtomicU64,
 }

@@ -177,7 +177,7 @@ impl<E: Engine> Store<E> {
             need_sync: false,
             callbacks: Vec::new(),
         };
-        let poller = Poller::new(ctx, peers, mailbox);
+        let poller = Poller::new(ctx, peers, mailbox).with_stats(stats.clone());
         threads.push(
             std::thread::Builder::new()
                 .name(format!("raft-poller-{store_id}"))

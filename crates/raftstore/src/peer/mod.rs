@@ -4,6 +4,7 @@
 //! messages and commands ([`propose`]), the Ready of raft-rs ([`ready`]), applying committed
 //! entries (`crate::apply`) and serving reads once they are safe ([`read`]).
 
+pub mod hibernate;
 pub mod lifecycle;
 pub mod propose;
 pub mod read;
@@ -95,6 +96,8 @@ pub struct Peer<E: Engine> {
     pub split_tick_count: u64,
     /// Base ticks since the last region heartbeat.
     pub heartbeat_tick_count: u64,
+    /// Whether the peer sleeps, and a sleeping leader's bookkeeping ([`hibernate`]).
+    pub hibernation: hibernate::Hibernation,
 }
 
 impl<E: Engine> Peer<E> {
@@ -152,6 +155,7 @@ impl<E: Engine> Peer<E> {
             split_check_pending: false,
             split_tick_count: 0,
             heartbeat_tick_count: 0,
+            hibernation: hibernate::Hibernation::default(),
         })
     }
 
@@ -224,6 +228,7 @@ impl<E: Engine> Peer<E> {
             end_key,
             message: msg,
             snapshot: None,
+            extra: None,
         })
     }
 
