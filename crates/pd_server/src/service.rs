@@ -3,7 +3,7 @@
 //! Every unary RPC follows one path ([`PdService::run`]): check the header's cluster id,
 //! run the scheduler call on the blocking pool, and wrap the result or the error in a
 //! response whose header carries our cluster id. Scheduler calls go to the blocking pool
-//! because they take locks that are held across synced disk writes (a region heartbeat
+//! because they take locks that are held across disk writes (a region heartbeat
 //! persisting its new metadata), which must not stall the async workers.
 
 use std::pin::Pin;

@@ -97,7 +97,7 @@ async fn handle_heartbeat(
     let info = convert::region_info_from_heartbeat(req)?;
     let cluster = svc.cluster.clone();
     let coordinator = svc.coordinator.clone();
-    // Blocking pool: a metadata change is persisted (synced) under the region lock.
+    // Blocking pool: a metadata change is written to the engine under the region lock.
     let step = tokio::task::spawn_blocking(move || match coordinator {
         Some(c) => c.region_heartbeat_with_operator(info),
         None => cluster.region_heartbeat(info).map(|_| None),

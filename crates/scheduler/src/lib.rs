@@ -36,7 +36,7 @@
 //!  region heartbeat ──► RegionTree::check ──stale──► Error::StaleRegion
 //!                             │ Unchanged ──► done
 //!                             │ StatsUpdated ───────────────────────┐
-//!                             │ MetaUpdated ──► MetaStore (synced) ─┴─► RegionTree::put
+//!                             │ MetaUpdated ──► MetaStore (no sync) ┴─► RegionTree::put
 //!
 //!  alloc_id / ask_batch_split ──► IdAllocator ──(new window)──► MetaStore (synced)
 //!  tso ──► Tso ──(physical time beyond the saved limit)──► MetaStore (synced)
