@@ -18,6 +18,7 @@
 pub mod args;
 pub mod backend;
 pub mod bank;
+pub mod cluster_metrics;
 pub mod etcd;
 pub mod progress;
 pub mod runner;
@@ -66,7 +67,20 @@ pub async fn run(config: &Config) -> Result<Report, BenchError> {
                 config.tls.as_ref(),
             )
             .await?;
-            runner::run_with(backend, config, style).await
+            // The stores' stage histograms, scraped around the measured window (not over
+            // TLS: the status ports then need a client certificate this tool does not send).
+            let scraper = if config.tls.is_none() {
+                match cluster_metrics::StageScraper::connect(&config.endpoints).await {
+                    Ok(s) => Some(s),
+                    Err(e) => {
+                        eprintln!("note: no per-stage breakdown from the cluster: {e}");
+                        None
+                    }
+                }
+            } else {
+                None
+            };
+            runner::run_with_stages(backend, config, style, scraper).await
         }
         Target::Etcd => {
             let backend = etcd::EtcdBackend::connect(&config.endpoints).await?;

@@ -333,6 +333,17 @@ pub async fn run_with<B: Backend>(
     config: &Config,
     style: Option<Style>,
 ) -> Result<Report, BenchError> {
+    run_with_stages(backend, config, style, None).await
+}
+
+/// [`run_with`], and with a `scraper` the stores' stage histograms taken when the measured
+/// window opens and after it closes, reported as [`Report::stages`].
+pub async fn run_with_stages<B: Backend>(
+    backend: B,
+    config: &Config,
+    style: Option<Style>,
+    scraper: Option<crate::cluster_metrics::StageScraper>,
+) -> Result<Report, BenchError> {
     let transactional = config.workload.is_transactional();
     if transactional {
         let concurrency = config.clients.max(PRELOAD_MIN_CONCURRENCY);
@@ -391,6 +402,12 @@ pub async fn run_with<B: Backend>(
     let measure_from = start + config.warmup;
     let end = measure_from + config.duration;
 
+    let before_window = scraper.clone().map(|s| {
+        tokio::spawn(async move {
+            tokio::time::sleep_until(measure_from.into()).await;
+            s.scrape().await
+        })
+    });
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let progress_task = style.map(|style| {
         tokio::spawn(progress::report(
@@ -463,6 +480,14 @@ pub async fn run_with<B: Backend>(
     // The window is [measure_from, end]; every client stopped by `end`.
     let elapsed = end.saturating_duration_since(measure_from);
     let mut report = Report::new(config, &latencies, errors, first_error, elapsed);
+    if let (Some(s), Some(before)) = (&scraper, before_window) {
+        let after = s.scrape().await;
+        if let Ok(before) = before.await {
+            let b =
+                crate::cluster_metrics::StageBreakdown::between(&before, &after, s.stores().len());
+            report.stages = (!b.is_empty()).then_some(b);
+        }
+    }
     report.conflicts = conflicts;
     report.first_conflict = first_conflict;
     if report.ops == 0 && report.errors > 0 {

@@ -113,6 +113,10 @@ pub struct Report {
     /// txn-transfer: the balance check at the end of the run.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub invariant: Option<Invariant>,
+    /// tikv: the stores' per-stage latencies over the measured window (from their
+    /// `/metrics`), when their status ports could be scraped.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stages: Option<crate::cluster_metrics::StageBreakdown>,
 }
 
 /// The bank's invariant after a txn-transfer run: every account is there and the balances
@@ -201,6 +205,7 @@ impl Report {
             txn_mode: config.txn_mode,
             latency: latencies.summary(),
             invariant: None,
+            stages: None,
         }
     }
 
@@ -281,6 +286,9 @@ impl fmt::Display for Report {
         }
         if let Some(i) = &self.invariant {
             write!(f, "\n  balances {i}")?;
+        }
+        if let Some(s) = &self.stages {
+            write!(f, "\n{s}")?;
         }
         Ok(())
     }

@@ -125,6 +125,7 @@ fn stores_json(stores: &[StoreInfo]) -> Value {
                 "store": {
                     "id": s.meta.id,
                     "address": s.meta.address,
+                    "status_address": s.meta.status_address,
                     "version": s.meta.version,
                     "state_name": format!("{:?}", s.state),
                 },

@@ -42,6 +42,7 @@ pub mod convert;
 pub mod http;
 pub mod http_client;
 pub mod keyspace;
+pub mod metrics;
 pub mod service;
 mod stream;
 
@@ -178,6 +179,7 @@ async fn serve_inner(
     let keyspace = KeyspaceService::new(cluster.cluster_id());
     let grpc = Routes::new(PdServer::new(pd)).add_service(KeyspaceServer::new(keyspace));
     let router = http::routes(grpc.into_axum_router(), cluster.clone());
+    let router = metrics::routes(router, cluster.clone(), coordinator_for_http.clone());
     let mut router = admin_http::routes(router, cluster, coordinator_for_http);
     let mut builder = tonic::transport::Server::builder();
     if let Some(tls) = &tls {

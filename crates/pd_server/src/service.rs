@@ -288,7 +288,11 @@ impl Pd for PdService {
                 .stats
                 .as_ref()
                 .ok_or_else(|| ApiError::invalid("store heartbeat without stats"))?;
-            c.store_heartbeat(&convert::store_stats_from_pb(stats))?;
+            let r = c.store_heartbeat(&convert::store_stats_from_pb(stats));
+            crate::metrics::STORE_HEARTBEATS
+                .with_label_values(&[if r.is_ok() { "ok" } else { "err" }])
+                .inc();
+            r?;
             Ok(pdpb::StoreHeartbeatResponse::default())
         })
         .await

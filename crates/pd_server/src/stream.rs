@@ -32,6 +32,15 @@ pub(crate) fn tso(
         let req = req?;
         let result = check_cluster(cluster_id, req.header.as_ref())
             .and_then(|()| svc.cluster.tso(req.count).map_err(ApiError::from));
+        match &result {
+            Ok(_) => {
+                crate::metrics::TSO.with_label_values(&["request"]).inc();
+                crate::metrics::TSO
+                    .with_label_values(&["timestamp"])
+                    .inc_by(u64::from(req.count));
+            }
+            Err(_) => crate::metrics::TSO.with_label_values(&["error"]).inc(),
+        }
         Ok(match result {
             Ok(ts) => TsoResponse {
                 header: Some(response_header(cluster_id, None)),
@@ -64,7 +73,16 @@ pub(crate) fn region_heartbeat(
                 }
             };
             let region_id = req.region.as_ref().map_or(0, |r| r.id);
-            let reply = match handle_heartbeat(&svc, &req).await {
+            let handled = handle_heartbeat(&svc, &req).await;
+            let store = req.leader.as_ref().map_or(0, |p| p.store_id);
+            crate::metrics::REGION_HEARTBEATS
+                .with_label_values(&[
+                    &store.to_string(),
+                    "report",
+                    if handled.is_ok() { "ok" } else { "err" },
+                ])
+                .inc();
+            let reply = match handled {
                 Ok(Some(mut op)) => {
                     op.header = Some(response_header(cluster_id, None));
                     op.region_id = region_id;

@@ -206,6 +206,11 @@ impl Coordinator {
     pub fn counters(&self) -> OperatorCounters {
         self.ops.lock().counters()
     }
+
+    /// Operators so far by (kind, event), see [`crate::operator::OperatorController::events`].
+    pub fn operator_events(&self) -> Vec<(String, &'static str, u64)> {
+        self.ops.lock().events()
+    }
 }
 
 /// Counts the not-yet-visible effect of `op` into the store snapshots, as if it had

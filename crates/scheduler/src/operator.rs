@@ -260,6 +260,9 @@ pub struct OperatorCounters {
 pub struct OperatorController {
     ops: HashMap<u64, Operator>,
     counters: OperatorCounters,
+    /// Operators by kind (`desc`, the scheduler that made them: a handful of names) and
+    /// event (create, finish, cancel, timeout), for the scheduler's metrics.
+    events: std::collections::BTreeMap<(String, &'static str), u64>,
     /// Stores that stopped reporting: never chosen as the leader a step hands over to.
     unusable_stores: std::collections::HashSet<u64>,
 }
@@ -277,6 +280,7 @@ impl OperatorController {
         }
         tracing::debug!(region = op.region_id, desc = %op.desc, steps = ?op.steps, "operator added");
         self.counters.added += 1;
+        count_event(&mut self.events, &op.desc, "create");
         self.ops.insert(op.region_id, op);
         Ok(())
     }
@@ -316,24 +320,35 @@ impl OperatorController {
         self.counters
     }
 
+    /// Operators so far by (kind, event): `create`, `finish`, `cancel`, `timeout`.
+    pub fn events(&self) -> Vec<(String, &'static str, u64)> {
+        self.events
+            .iter()
+            .map(|((k, e), n)| (k.clone(), *e, *n))
+            .collect()
+    }
+
     /// Checks the operator of `region` (as its leader just reported it) and returns the
     /// step to send back, if any. Finished, obsolete and timed-out operators are removed.
     pub fn on_heartbeat(&mut self, region: &RegionInfo, now_ms: u64) -> Option<OpStep> {
         let op = self.ops.get_mut(&region.id())?;
         if op.advance(region) {
             tracing::debug!(region = region.id(), desc = %op.desc, "operator finished");
+            count_event(&mut self.events, &op.desc, "finish");
             self.ops.remove(&region.id());
             self.counters.finished += 1;
             return None;
         }
         if let Some(reason) = op.obsolete_reason(region) {
             tracing::info!(region = region.id(), desc = %op.desc, %reason, "operator cancelled");
+            count_event(&mut self.events, &op.desc, "cancel");
             self.ops.remove(&region.id());
             self.counters.cancelled += 1;
             return None;
         }
         if now_ms.saturating_sub(op.created_at_ms) >= op.timeout_ms {
             tracing::info!(region = region.id(), desc = %op.desc, "operator timed out");
+            count_event(&mut self.events, &op.desc, "timeout");
             self.ops.remove(&region.id());
             self.counters.timed_out += 1;
             return None;
@@ -354,12 +369,15 @@ impl OperatorController {
     pub fn sweep(&mut self, now_ms: u64, exists: impl Fn(u64) -> bool) {
         let mut timed_out = 0;
         let mut gone = 0;
+        let events = &mut self.events;
         self.ops.retain(|id, op| {
             if !exists(*id) {
                 gone += 1;
+                count_event(events, &op.desc, "cancel");
                 false
             } else if now_ms.saturating_sub(op.created_at_ms) >= op.timeout_ms {
                 timed_out += 1;
+                count_event(events, &op.desc, "timeout");
                 false
             } else {
                 true
@@ -375,6 +393,7 @@ impl OperatorController {
     /// the replica checker that should be repairing it.
     pub fn cancel_unreachable_targets(&mut self, usable: impl Fn(u64) -> bool) {
         let mut cancelled = 0;
+        let events = &mut self.events;
         self.ops.retain(|_, op| {
             let blocked = op.remaining_steps().iter().any(|s| match s {
                 OpStep::AddPeer(p) | OpStep::TransferLeader(p) => !usable(p.store_id),
@@ -383,10 +402,29 @@ impl OperatorController {
             if blocked {
                 tracing::debug!(region = op.region_id, desc = %op.desc, "operator cancelled: target store unusable");
                 cancelled += 1;
+                count_event(events, &op.desc, "cancel");
             }
             !blocked
         });
         self.counters.cancelled += cancelled;
+    }
+}
+
+/// Counts one `event` of an operator of kind `desc` (the key is allocated only the first
+/// time a kind meets an event).
+fn count_event(
+    events: &mut std::collections::BTreeMap<(String, &'static str), u64>,
+    desc: &str,
+    event: &'static str,
+) {
+    match events
+        .iter_mut()
+        .find(|((k, e), _)| k == desc && *e == event)
+    {
+        Some((_, n)) => *n += 1,
+        None => {
+            events.insert((desc.to_string(), event), 1);
+        }
     }
 }
 

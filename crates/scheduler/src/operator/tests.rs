@@ -58,6 +58,14 @@ fn add_peer_is_sent_until_observed_then_finishes() {
     assert!(!c.has(7));
     assert_eq!(c.counters().finished, 1);
     assert_eq!(c.counters().cancelled, 0);
+    // By kind and event, for the scheduler's metrics.
+    assert_eq!(
+        c.events(),
+        vec![
+            ("t".to_string(), "create", 1),
+            ("t".to_string(), "finish", 1)
+        ]
+    );
 }
 
 #[test]
