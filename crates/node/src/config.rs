@@ -129,6 +129,8 @@ pub struct RaftstoreConfig {
     pub raft_base_tick_ms: u64,
     /// Largest raft entry (bytes); larger writes are refused with RaftEntryTooLarge.
     pub raft_entry_max_size: u64,
+    /// Idle regions stop ticking until traffic wakes them (`raftstore::peer::hibernate`).
+    pub hibernate_regions: bool,
 }
 
 impl Default for RaftstoreConfig {
@@ -142,6 +144,7 @@ impl Default for RaftstoreConfig {
             store_heartbeat_interval_ms: d.store_heartbeat_tick_interval.as_millis() as u64,
             raft_base_tick_ms: d.raft_base_tick_interval.as_millis() as u64,
             raft_entry_max_size: d.raft_entry_max_size,
+            hibernate_regions: d.hibernate_regions,
         }
     }
 }
@@ -178,6 +181,7 @@ impl RaftstoreConfig {
         c.raft_base_tick_interval =
             Duration::from_millis(positive("raft_base_tick_ms", self.raft_base_tick_ms)?);
         c.raft_entry_max_size = positive("raft_entry_max_size", self.raft_entry_max_size)?;
+        c.hibernate_regions = self.hibernate_regions;
         c.validate().map_err(|e| format!("raftstore: {e}"))?;
         Ok(c)
     }

@@ -62,9 +62,11 @@ fn idle_region_hibernates_and_wakes_for_a_write_and_a_read() {
         cluster.seed
     );
     // Idle again, it sleeps again.
-    wait_until(&cluster, "the region hibernating again after the write", || {
-        hibernated(&cluster, &all) == 3
-    });
+    wait_until(
+        &cluster,
+        "the region hibernating again after the write",
+        || hibernated(&cluster, &all) == 3,
+    );
 
     // Past any lease the leader held when it fell asleep (leases are shorter than an
     // election timeout, 500 ms here), a read must go through the region and wake it.
@@ -77,9 +79,11 @@ fn idle_region_hibernates_and_wakes_for_a_write_and_a_read() {
         "the read woke no peer (seed {})",
         cluster.seed
     );
-    wait_until(&cluster, "the region hibernating again after the read", || {
-        hibernated(&cluster, &all) == 3
-    });
+    wait_until(
+        &cluster,
+        "the region hibernating again after the read",
+        || hibernated(&cluster, &all) == 3,
+    );
     cluster.shutdown();
 }
 

@@ -120,7 +120,7 @@ impl<E: Engine> Peer<E> {
         let wait = ctx.cfg.raft_election_timeout_ticks.max(1);
         let every = ctx.cfg.raft_heartbeat_ticks.max(1);
         let idle = self.hibernation.idle_ticks;
-        if idle < wait || (idle - wait) % every != 0 {
+        if idle < wait || !(idle - wait).is_multiple_of(every) {
             return;
         }
         let round = (self.term(), self.raft_group.raft.raft_log.last_index());
@@ -366,7 +366,7 @@ impl LeaderStoreWatch {
     /// Advances the clock; true once per probe interval, when the poller should look.
     pub fn on_tick(&mut self) -> bool {
         self.tick += 1;
-        self.tick % self.interval == 0
+        self.tick.is_multiple_of(self.interval)
     }
 
     /// How long `store` has been silent, as a decision. A store never heard from starts
@@ -388,6 +388,37 @@ impl LeaderStoreWatch {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hibernation_messages_cross_the_wire_and_unknown_kinds_are_refused() {
+        let mut m = RaftMessage {
+            region_id: 7,
+            extra: Some(ExtraMessageType::MsgHibernateRequest),
+            ..Default::default()
+        };
+        m.from_peer.id = 71;
+        m.from_peer.store_id = 1;
+        m.to_peer.id = 72;
+        m.to_peer.store_id = 2;
+        m.message.term = 6;
+        m.message.index = 40;
+        let wire = m.to_proto();
+        assert_eq!(
+            wire.extra_msg.as_ref().map(|e| e.r#type),
+            Some(ExtraMessageType::MsgHibernateRequest as i32)
+        );
+        let back = RaftMessage::from_proto(wire.clone()).unwrap();
+        assert_eq!(back.extra, Some(ExtraMessageType::MsgHibernateRequest));
+        assert_eq!((back.message.term, back.message.index), (6, 40));
+
+        // A plain raft message carries none.
+        let plain = RaftMessage::from_proto(RaftMessage::default().to_proto()).unwrap();
+        assert_eq!(plain.extra, None);
+
+        let mut unknown = wire;
+        unknown.extra_msg.as_mut().unwrap().r#type = 9999;
+        assert!(RaftMessage::from_proto(unknown).is_err());
+    }
 
     #[test]
     fn a_store_is_probed_then_declared_silent() {
