@@ -48,6 +48,22 @@ fn err(e: impl std::fmt::Display) -> Error {
 impl FjallEngine {
     /// Opens (creating if needed) the engine in `path`.
     pub fn open(path: &Path, cfg: &FjallConfig) -> Result<FjallEngine> {
+        Self::open_inner(path, cfg, None)
+    }
+
+    /// Like [`FjallEngine::open`], with each column family's memtable flushed at
+    /// `max_memtable_size` bytes instead of fjall's 64 MiB (applies to column families
+    /// this call creates). For a small metadata store with many small overwrites (the
+    /// scheduler), where a full memtable would hold more memory than all live data.
+    pub fn open_with_memtable_limit(
+        path: &Path,
+        cfg: &FjallConfig,
+        max_memtable_size: u64,
+    ) -> Result<FjallEngine> {
+        Self::open_inner(path, cfg, Some(max_memtable_size))
+    }
+
+    fn open_inner(path: &Path, cfg: &FjallConfig, memtable: Option<u64>) -> Result<FjallEngine> {
         std::fs::create_dir_all(path)?;
         let db = Database::builder(path)
             .cache_size(cfg.cache_size)
@@ -55,10 +71,11 @@ impl FjallEngine {
             .map_err(err)?;
         let mut cfs = Vec::with_capacity(ALL_CFS.len());
         for cf in ALL_CFS {
-            cfs.push(
-                db.keyspace(cf, KeyspaceCreateOptions::default)
-                    .map_err(err)?,
-            );
+            let opts = || match memtable {
+                Some(bytes) => KeyspaceCreateOptions::default().max_memtable_size(bytes),
+                None => KeyspaceCreateOptions::default(),
+            };
+            cfs.push(db.keyspace(cf, opts).map_err(err)?);
         }
         Ok(FjallEngine {
             db,

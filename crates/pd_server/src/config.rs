@@ -78,6 +78,14 @@ impl PdConfig {
     }
 }
 
+/// Block cache of the metadata store. Its data is read once, at start (every region and
+/// store is then kept in memory), so a cache larger than that data only holds memory.
+const META_CACHE_BYTES: u64 = 8 << 20;
+/// Memtable size of the metadata store. Each changed region rewrites ~100 bytes; with
+/// fjall's 64 MiB a memtable would reach ~150 MiB of process memory (a node per
+/// overwrite) before its first flush, more than 100,000 regions take in the index.
+const META_MEMTABLE_BYTES: u64 = 4 << 20;
+
 /// Why the scheduler process could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -107,8 +115,14 @@ pub async fn start(cfg: &PdConfig) -> Result<RunningServer, StartError> {
         message,
     };
     std::fs::create_dir_all(&cfg.data_dir).map_err(|e| meta_err(e.to_string()))?;
-    let engine = engine::FjallEngine::open(&cfg.data_dir, &engine::FjallConfig::default())
-        .map_err(|e| meta_err(e.to_string()))?;
+    let engine = engine::FjallEngine::open_with_memtable_limit(
+        &cfg.data_dir,
+        &engine::FjallConfig {
+            cache_size: META_CACHE_BYTES,
+        },
+        META_MEMTABLE_BYTES,
+    )
+    .map_err(|e| meta_err(e.to_string()))?;
     let cluster_cfg = ClusterConfig {
         store: scheduler::StoreConfig {
             disconnect_after_ms: cfg.store_disconnect_secs * 1000,
