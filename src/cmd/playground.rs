@@ -314,9 +314,11 @@ async fn run_cluster(
         dir.join("pd.log").display()
     );
 
+    let scheme = if tls.is_some() { "https" } else { "http" };
     for i in 1..=flags.stores {
         let port = flags.store_port as u64 + i - 1;
         let addr = format!("127.0.0.1:{port}");
+        let status = free_port_addr()?;
         let log = dir.join(format!("store{i}.log"));
         let args = vec![
             "server".into(),
@@ -324,6 +326,8 @@ async fn run_cluster(
             cfg.clone(),
             "--addr".into(),
             addr.clone(),
+            "--status-addr".into(),
+            status.clone(),
             "--data-dir".into(),
             dir.join(format!("store{i}")).display().to_string(),
         ];
@@ -334,8 +338,12 @@ async fn run_cluster(
         })
         .await
         .map_err(|e| format!("{e} (see {})", log.display()))?;
-        println!("store {i:<4} {addr:<21} pid {pid:<7} log {}", log.display());
+        println!(
+            "store {i:<4} {addr:<21} pid {pid:<7} log {}  metrics {scheme}://{status}/metrics",
+            log.display()
+        );
     }
+    println!("scheduler metrics {scheme}://{pd}/metrics");
     let replicas = flags.stores.min(3) as usize;
     wait_until(
         "replicas of the first region",
@@ -395,6 +403,17 @@ async fn run_cluster(
     }
     println!("stopping");
     Ok(())
+}
+
+/// A loopback address with a port free right now, for a store's status server (TiKV's fixed
+/// 20180 would collide between the playground's stores).
+fn free_port_addr() -> Result<String, String> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0")
+        .map_err(|e| format!("finding a free port for a status server: {e}"))?;
+    let addr = l
+        .local_addr()
+        .map_err(|e| format!("finding a free port for a status server: {e}"))?;
+    Ok(addr.to_string())
 }
 
 async fn region_count(pd: &str, tls: Option<&security::Tls>) -> u64 {

@@ -13,6 +13,9 @@ pub struct ServerFlags {
     /// Address others use to reach this store (default: the listening address).
     #[arg(long)]
     pub advertise_addr: Option<String>,
+    /// Status server address (`GET /metrics`), `ip:port`; empty for none.
+    #[arg(long)]
+    pub status_addr: Option<String>,
     /// Scheduler addresses, comma-separated.
     #[arg(long, value_delimiter = ',')]
     pub pd: Option<Vec<String>>,
@@ -34,6 +37,9 @@ pub fn run(config: Option<&Path>, flags: ServerFlags) -> Result<(), String> {
     }
     if let Some(a) = flags.advertise_addr {
         server.advertise_addr = a;
+    }
+    if let Some(a) = flags.status_addr {
+        server.status_addr = a;
     }
     if let Some(p) = flags.pd {
         server.pd_endpoints = p;
@@ -57,10 +63,13 @@ pub fn run(config: Option<&Path>, flags: ServerFlags) -> Result<(), String> {
             .await
             .map_err(|e| e.to_string())?;
         println!(
-            "tessera server: store {} listening on {}, data in {}",
+            "tessera server: store {} listening on {}, data in {}{}",
             node.store_id(),
             node.addr(),
-            server.data_dir.display()
+            server.data_dir.display(),
+            node.status_addr().map_or(String::new(), |a| format!(
+                ", metrics at http://{a}/metrics"
+            ))
         );
         crate::cmd::shutdown_signal().await;
         println!("stopping store {}", node.store_id());

@@ -54,6 +54,8 @@ impl TestCluster {
         for i in 1..=3 {
             let mut server = node::ServerConfig {
                 addr: "127.0.0.1:0".into(),
+                // A free port each: three stores share this process.
+                status_addr: "127.0.0.1:0".into(),
                 pd_endpoints: vec![pd_addr.clone()],
                 data_dir: dir.join(format!("store{i}")),
                 api_version,

@@ -15,6 +15,11 @@ pub struct ServerConfig {
     pub addr: String,
     /// Address other stores and clients use to reach this one (default: `addr`).
     pub advertise_addr: String,
+    /// Address of the status HTTP server (`GET /metrics`), registered with the scheduler
+    /// as the store's status address; empty: none. `status-addr` is accepted too (TiKV's
+    /// spelling).
+    #[serde(alias = "status-addr")]
+    pub status_addr: String,
     /// The scheduler's addresses.
     pub pd_endpoints: Vec<String>,
     /// Directory of this store's engines (created if missing).
@@ -41,6 +46,7 @@ impl Default for ServerConfig {
         ServerConfig {
             addr: "127.0.0.1:20160".into(),
             advertise_addr: String::new(),
+            status_addr: "127.0.0.1:20180".into(),
             pd_endpoints: vec!["127.0.0.1:2379".into()],
             data_dir: PathBuf::from("tessera-data/store"),
             api_version: 1,
@@ -60,6 +66,14 @@ impl ServerConfig {
             return Err(format!(
                 "server.addr {:?} is not an IP address with a port (e.g. 127.0.0.1:20160)",
                 self.addr
+            ));
+        }
+        if !self.status_addr.is_empty() && self.status_addr.parse::<std::net::SocketAddr>().is_err()
+        {
+            return Err(format!(
+                "server.status_addr {:?} is not an IP address with a port (e.g. \
+                 127.0.0.1:20180), or empty for none",
+                self.status_addr
             ));
         }
         if !self.advertise_addr.is_empty() && !self.advertise_addr.contains(':') {
@@ -229,6 +243,16 @@ mod tests {
             err.contains("server.max_key_size") && err.contains("58239"),
             "{err}"
         );
+        // TiKV's kebab-case spelling of the status address works like ours.
+        let c: ServerConfig = toml::from_str("status-addr = \"127.0.0.1:0\"").unwrap();
+        assert_eq!(c.status_addr, "127.0.0.1:0");
+        let c: ServerConfig = toml::from_str("status_addr = \"\"").unwrap();
+        c.validate().unwrap();
+        let bad = ServerConfig {
+            status_addr: "localhost".into(),
+            ..Default::default()
+        };
+        assert!(bad.validate().unwrap_err().contains("server.status_addr"));
         let err = toml::from_str::<ServerConfig>("pd_endpoint = []").unwrap_err();
         assert!(err.to_string().contains("pd_endpoint"));
     }

@@ -13,6 +13,8 @@
 //!   └► connect to the scheduler (learns the cluster id)
 //!        └► store identity: read it, or allocate a store id and write it
 //!             └► bind the gRPC port (its real address is what the scheduler hears)
+//!                and the status port ([`status`]: `/metrics`; registered as the store's
+//!                status address)
 //!                  └► first store of a new cluster? prepare the first region, Bootstrap;
 //!                     lost the race? clear the prepared region
 //!                       └► PutStore(address) ─► Store::start(transport, scheduler client)
@@ -35,6 +37,7 @@ pub mod config;
 pub mod exit_record;
 pub mod pd_adapter;
 mod resolver;
+pub mod status;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
@@ -96,6 +99,7 @@ pub struct Node {
     server: Option<JoinHandle<Result<(), tonic::transport::Error>>>,
     pd: PdClient,
     gc: Option<server::gc_worker::GcWorker<engine::FjallSnapshot>>,
+    status: Option<status::StatusServer>,
 }
 
 impl Node {
@@ -166,6 +170,19 @@ impl Node {
         let addr = incoming
             .local_addr()
             .map_err(|e| Error::Serve(e.to_string()))?;
+        // The status port is bound now so the scheduler learns it with the store.
+        let status_incoming = if server.status_addr.is_empty() {
+            None
+        } else {
+            let listen: SocketAddr = server.status_addr.parse().map_err(|_| {
+                Error::Config(format!("server.status_addr {:?}", server.status_addr))
+            })?;
+            Some(status::StatusServer::bind(listen).map_err(Error::Serve)?)
+        };
+        let status_address = status_incoming
+            .as_ref()
+            .and_then(|i| i.local_addr().ok())
+            .map_or(String::new(), |a| a.to_string());
         let advertise = if server.advertise_addr.is_empty() {
             addr.to_string()
         } else {
@@ -174,6 +191,7 @@ impl Node {
         let meta = metapb::Store {
             id: store_id,
             address: advertise.clone(),
+            status_address: status_address.clone(),
             version: env!("CARGO_PKG_VERSION").to_string(),
             ..Default::default()
         };
@@ -216,6 +234,7 @@ impl Node {
         let destroyer = Arc::new(server::storage::txn::EngineRangeDestroyer::new(
             engine.clone(),
         ));
+        let status_transport = transport.clone();
         let store = Store::start(store_cfg.clone(), engine, raft_engine, transport, scheduler)
             .map_err(|e| storage_err(format!("starting the store: {e}")))?;
         let router = store.router();
@@ -241,6 +260,23 @@ impl Node {
             .into_server()
             .max_decoding_message_size(server.grpc_max_message_bytes)
             .max_encoding_message_size(server.grpc_max_message_bytes);
+        // Per-RPC counts and latencies, and the start of each request's stage timings.
+        let service = server::metrics::Metered::new(service);
+        let status = match status_incoming {
+            Some(incoming) => Some(
+                status::StatusServer::start(
+                    incoming,
+                    tls.as_ref(),
+                    Arc::new(status::StoreSources {
+                        stats: store.stats(),
+                        transport: status_transport,
+                        data_dir: server.data_dir.clone(),
+                    }),
+                )
+                .map_err(Error::Serve)?,
+            ),
+            None => None,
+        };
         let (stop, stopped) = oneshot::channel::<()>();
         let mut builder = tonic::transport::Server::builder();
         if let Some(tls) = &tls {
@@ -261,7 +297,7 @@ impl Node {
                     let _ = stopped.await;
                 }),
         );
-        tracing::info!(store_id, %addr, advertise, tls = tls.is_some(), "store serving");
+        tracing::info!(store_id, %addr, advertise, status_address, tls = tls.is_some(), "store serving");
         // MVCC GC: follows the scheduler's safe point, on the regions this store leads.
         let gc = server::gc_worker::GcWorker::start(
             store_id,
@@ -280,6 +316,7 @@ impl Node {
             server: Some(task),
             pd,
             gc: Some(gc),
+            status,
         })
     }
 
@@ -291,6 +328,11 @@ impl Node {
     /// The address the gRPC server is bound to.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The bound address of the status server (`/metrics`), if it has one.
+    pub fn status_addr(&self) -> Option<SocketAddr> {
+        self.status.as_ref().map(|s| s.addr())
     }
 
     /// The scheduler client this store uses.
@@ -309,6 +351,9 @@ impl Node {
         }
         if let Some(s) = self.stop.take() {
             let _ = s.send(());
+        }
+        if let Some(mut status) = self.status.take() {
+            status.stop().await;
         }
         if let Some(mut t) = self.server.take() {
             // Graceful shutdown waits for every connection to close, and other stores

@@ -30,8 +30,9 @@ pub struct NewSplitPeer {
     pub estimate: Option<(u64, u64)>,
 }
 
-/// A callback and the response it gets once the round's KV batch is written.
-pub type PendingCallback<S> = (Callback<S>, CmdResponse<S>);
+/// A callback and the response it gets once the round's KV batch is written, with the
+/// time a client write was committed (its apply stage ends when the callback fires).
+pub type PendingCallback<S> = (Callback<S>, CmdResponse<S>, Option<std::time::Instant>);
 
 /// Everything a peer needs from its store while handling messages and readies.
 pub struct PollContext<E: Engine, T: Transport> {

@@ -40,6 +40,7 @@ pub mod config;
 pub mod context;
 pub mod error;
 pub mod fatal;
+pub mod metrics;
 pub mod msg;
 pub mod operation;
 pub mod peer;

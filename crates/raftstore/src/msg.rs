@@ -137,6 +137,8 @@ pub struct RaftCommand<S> {
     pub request: RaftCmdRequest,
     /// Receives the result.
     pub callback: Callback<S>,
+    /// When the request arrived (the start of its stage timings, see [`crate::metrics`]).
+    pub received: std::time::Instant,
 }
 
 /// A message for one peer.

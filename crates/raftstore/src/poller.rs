@@ -105,6 +105,8 @@ impl<E: Engine, T: Transport> Poller<E, T> {
         let mut next_tick = Instant::now() + tick;
         let mut batch = Vec::with_capacity(max_batch);
         let mut stopping = false;
+        // Region gauges are set every tenth tick (see `update_region_gauges`).
+        let mut gauge_ticks = 0u64;
         while !stopping {
             let timeout = if self.touched.is_empty() {
                 next_tick.saturating_duration_since(Instant::now())
@@ -122,6 +124,7 @@ impl<E: Engine, T: Transport> Poller<E, T> {
                 // Every router is gone.
                 break;
             }
+            let round_start = Instant::now();
             batch.extend(self.mailbox.notices.try_iter());
             batch.extend(
                 self.mailbox
@@ -136,6 +139,10 @@ impl<E: Engine, T: Transport> Poller<E, T> {
             }
             if Instant::now() >= next_tick {
                 self.tick_all();
+                gauge_ticks += 1;
+                if gauge_ticks % 10 == 0 {
+                    self.update_region_gauges();
+                }
                 next_tick += tick;
                 if next_tick < Instant::now() {
                     // We fell behind (a long round); don't fire a burst of catch-up ticks.
@@ -143,6 +150,7 @@ impl<E: Engine, T: Transport> Poller<E, T> {
                 }
             }
             self.process_touched();
+            crate::metrics::POLLER_ROUND.observe(crate::metrics::secs(round_start, Instant::now()));
         }
         self.shutdown();
     }
@@ -521,6 +529,15 @@ impl<E: Engine, T: Transport> Poller<E, T> {
         }
     }
 
+    /// Sets `tikv_raftstore_region_count` (counting leaders walks every peer, which is
+    /// cheap at one call every ten ticks even for 10,000 regions).
+    fn update_region_gauges(&self) {
+        let leaders = self.peers.values().filter(|p| p.is_leader()).count();
+        let g = &crate::metrics::REGION_COUNT;
+        g.with_label_values(&["region"]).set(self.peers.len() as i64);
+        g.with_label_values(&["leader"]).set(leaders as i64);
+    }
+
     fn store_heartbeat(&mut self) {
         let hb = crate::scheduler_client::StoreHeartbeat {
             store_id: self.ctx.store_id,
@@ -668,7 +685,11 @@ impl<E: Engine, T: Transport> Poller<E, T> {
                 peer.handle_ready(&mut self.ctx);
             }
         }
-        if let Err(e) = self.ctx.flush_kv() {
+        let kv_start = Instant::now();
+        let flushed = self.ctx.flush_kv();
+        let kv_done = Instant::now();
+        crate::metrics::KV_WRITE.observe(crate::metrics::secs(kv_start, kv_done));
+        if let Err(e) = flushed {
             // Acknowledging writes that are not in the engine would lose them. Apply checked
             // every key against the engine's limits, so this is the disk, not a command.
             crate::fatal::fatal(format_args!(
@@ -676,7 +697,10 @@ impl<E: Engine, T: Transport> Poller<E, T> {
                 self.ctx.store_id
             ));
         }
-        for (cb, resp) in self.ctx.callbacks.drain(..) {
+        for (cb, resp, committed) in self.ctx.callbacks.drain(..) {
+            if let Some(c) = committed {
+                crate::metrics::observe_applied(c, kv_done);
+            }
             cb(resp);
         }
         for id in &touched {
@@ -712,7 +736,7 @@ impl<E: Engine, T: Transport> Poller<E, T> {
             peer.reads.fail_all(|| Error::StoreStopped);
         }
         let _ = self.ctx.flush_kv();
-        for (cb, resp) in self.ctx.callbacks.drain(..) {
+        for (cb, resp, _) in self.ctx.callbacks.drain(..) {
             cb(resp);
         }
     }

@@ -92,8 +92,23 @@ impl<S: Send + 'static> Router<S> {
     /// Submits a command; `callback` is always called: with `ServerIsBusy` at once if the
     /// mailbox is full, `StoreStopped` if the store is gone.
     pub fn send_command(&self, request: RaftCmdRequest, callback: Callback<S>) {
+        self.send_command_since(request, callback, std::time::Instant::now())
+    }
+
+    /// [`Router::send_command`] for a request that arrived at `received` (its stage
+    /// timings start there, see [`crate::metrics`]).
+    pub fn send_command_since(
+        &self,
+        request: RaftCmdRequest,
+        callback: Callback<S>,
+        received: std::time::Instant,
+    ) {
         let region_id = request.header.as_ref().map_or(0, |h| h.region_id);
-        let cmd = Box::new(RaftCommand { request, callback });
+        let cmd = Box::new(RaftCommand {
+            request,
+            callback,
+            received,
+        });
         let (e, msg) = match self
             .input
             .try_send(PollerMsg::Peer(region_id, PeerMsg::RaftCommand(cmd)))

@@ -24,6 +24,9 @@
 //!   no read at or above the safe point can see ([`txn::gc`]), rate-limited, and deletes
 //!   them through Raft so every replica stays identical.
 //!
+//! - [`metrics`]: per-RPC counts and latencies ([`metrics::Metered`] wraps the service) and
+//!   the start and end of each request's stage timings.
+//!
 //! The process assembly (listening socket, scheduler client, the sending side of the
 //! store-to-store transport) is the `node` crate, which serves this crate's service.
 //!
@@ -54,6 +57,7 @@
 //! ```
 
 pub mod gc_worker;
+pub mod metrics;
 pub mod service;
 pub mod storage;
 

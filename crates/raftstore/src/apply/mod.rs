@@ -262,12 +262,18 @@ impl<E: Engine> Peer<E> {
                 // Another leader's entry took this index: the proposal was lost.
                 err_resp(Error::StaleCommand, term)
             };
+            let committed = p.trace.map(|mut t| {
+                let now = std::time::Instant::now();
+                t.on_committed(now);
+                now
+            });
             ctx.callbacks.push((
                 p.callback,
                 CmdResponse {
                     response,
                     snapshot: None,
                 },
+                committed,
             ));
         }
     }

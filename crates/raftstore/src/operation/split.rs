@@ -284,6 +284,7 @@ impl<E: Engine> Peer<E> {
         }
         let mut all = vec![derived];
         all.extend(new_regions);
+        crate::metrics::SPLITS.inc();
         self.apply_results.push(ApplyResult::Split(SplitApplied {
             regions: all.clone(),
             to_start,

@@ -31,6 +31,8 @@ pub struct Proposal<S> {
     pub term: u64,
     /// Receives the result.
     pub callback: Callback<S>,
+    /// Stage timings of a client write (none for admin commands).
+    pub trace: Option<crate::metrics::WriteTrace>,
 }
 
 /// A received snapshot being applied by the region worker.

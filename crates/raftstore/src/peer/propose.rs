@@ -177,7 +177,11 @@ impl<E: Engine> Peer<E> {
         ctx: &mut PollContext<E, T>,
         cmd: Box<RaftCommand<E::Snapshot>>,
     ) {
-        let RaftCommand { request, callback } = *cmd;
+        let RaftCommand {
+            request,
+            callback,
+            received,
+        } = *cmd;
         let kind = match classify(&request).and_then(|k| {
             self.pre_propose_check(ctx, &request)?;
             Ok(k)
@@ -192,9 +196,14 @@ impl<E: Engine> Peer<E> {
                 return;
             }
         };
+        let is_write = matches!(kind, CmdKind::Write);
         let res = match kind {
             CmdKind::Read => {
-                self.reads.push(ReadCmd { request, callback });
+                self.reads.push(ReadCmd {
+                    request,
+                    callback,
+                    received,
+                });
                 return;
             }
             CmdKind::Write => self
@@ -207,6 +216,7 @@ impl<E: Engine> Peer<E> {
                 index,
                 term: self.term(),
                 callback,
+                trace: is_write.then(|| crate::metrics::WriteTrace::proposed(received)),
             }),
             Ok(None) => callback(CmdResponse {
                 response: crate::apply::ok_admin_response(&request, self.term()),

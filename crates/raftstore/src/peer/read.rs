@@ -22,6 +22,8 @@ pub struct ReadCmd<S> {
     pub request: RaftCmdRequest,
     /// Receives the result.
     pub callback: Callback<S>,
+    /// When the request arrived (see [`crate::metrics`]).
+    pub received: std::time::Instant,
 }
 
 struct ReadBatch<S> {
@@ -137,10 +139,13 @@ impl<E: Engine> Peer<E> {
         if ready.is_empty() {
             return;
         }
+        // Safe to read from here on: the read index is confirmed and applied.
+        let confirmed = std::time::Instant::now();
         let snap = self.storage().engine().snapshot();
         let term = self.term();
         for cmd in ready {
             let resp = self.exec_read(&cmd.request, &snap, term);
+            crate::metrics::observe_read(cmd.received, confirmed);
             (cmd.callback)(resp);
         }
     }

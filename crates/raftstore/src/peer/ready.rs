@@ -157,6 +157,20 @@ impl<E: Engine> Peer<E> {
         };
         self.raft_group.on_persist_ready(number);
         self.raft_group.mut_store().on_persisted(last_index);
+        // The proposals now durable in the leader's log end their persist stage. Those not
+        // yet persisted are the newest, at the back: stop at the first one already marked.
+        let mut now = None;
+        for p in self.proposals.iter_mut().rev() {
+            let Some(trace) = p.trace.as_mut() else {
+                continue;
+            };
+            if trace.persisted.is_some() {
+                break;
+            }
+            if p.index <= last_index {
+                trace.on_persisted(*now.get_or_insert_with(std::time::Instant::now));
+            }
+        }
         let _ = ctx;
     }
 

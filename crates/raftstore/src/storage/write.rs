@@ -51,6 +51,8 @@ pub fn spawn<S: Send + 'static, T: Transport>(
     std::thread::Builder::new()
         .name("raft-log-writer".into())
         .spawn(move || {
+            let fsync_total = crate::metrics::FSYNC_TOTAL.with_label_values(&["raft"]);
+            let fsync_duration = crate::metrics::FSYNC_DURATION.with_label_values(&["raft"]);
             while let Ok(first) = rx.recv() {
                 let mut msgs = vec![first];
                 msgs.extend(rx.try_iter());
@@ -64,10 +66,16 @@ pub fn spawn<S: Send + 'static, T: Transport>(
                 }
                 stats.rounds.fetch_add(1, Ordering::Relaxed);
                 if !batch.is_empty() {
-                    match raft_engine.write(&mut batch, sync) {
+                    let start = std::time::Instant::now();
+                    let written = raft_engine.write(&mut batch, sync);
+                    let took = start.elapsed().as_secs_f64();
+                    crate::metrics::APPEND_LOG.observe(took);
+                    match written {
                         Ok(bytes) => {
                             if sync {
                                 stats.fsyncs.fetch_add(1, Ordering::Relaxed);
+                                fsync_total.inc();
+                                fsync_duration.observe(took);
                             }
                             stats.bytes.fetch_add(bytes as u64, Ordering::Relaxed);
                         }

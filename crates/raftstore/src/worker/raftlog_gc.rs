@@ -38,7 +38,13 @@ impl<E: Engine> GcRunner<E> {
         if tasks.is_empty() {
             return;
         }
-        if let Err(e) = self.engine.sync() {
+        let sync_start = std::time::Instant::now();
+        let synced = self.engine.sync();
+        crate::metrics::FSYNC_TOTAL.with_label_values(&["kv"]).inc();
+        crate::metrics::FSYNC_DURATION
+            .with_label_values(&["kv"])
+            .observe(sync_start.elapsed().as_secs_f64());
+        if let Err(e) = synced {
             tracing::error!("raft log gc: syncing the KV engine failed, keeping logs: {e}");
             return;
         }

@@ -64,8 +64,15 @@ fn deliver_with<S: Send + 'static>(
             return Ok(false);
         }
     };
+    let has_snapshot = msg.snapshot.is_some();
     match router.send_raft_message(msg) {
-        Ok(()) => Ok(true),
+        Ok(()) => {
+            crate::metrics::RAFT_MESSAGES.inc();
+            if has_snapshot {
+                crate::metrics::SNAPSHOTS_RECEIVED.inc();
+            }
+            Ok(true)
+        }
         // An overloaded store drops the message, as a lossy network would; raft sends it
         // again. The stream stays open for the rest.
         Err(raftstore::Error::ServerIsBusy(_)) => {

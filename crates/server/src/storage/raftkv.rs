@@ -14,7 +14,10 @@ use proto::raft_cmdpb::{
     Request, SnapRequest,
 };
 use raftstore::{CmdResponse, RegionSnapshot, Router};
+use std::time::Instant;
 use tokio::sync::oneshot;
+
+use crate::metrics;
 
 use super::{Error, Result};
 
@@ -160,28 +163,44 @@ impl<S: engine::Snapshot> RaftKv<S> {
         requests: Vec<Request>,
         keep: K,
     ) -> Result<CmdResponse<S>> {
+        let is_read = requests.iter().any(|r| r.cmd_type == CmdType::Snap as i32);
         let cmd = RaftCmdRequest {
             header: Some(header(ctx)),
             requests,
             ..Default::default()
         };
+        let kind = if is_read {
+            metrics::Kind::Read
+        } else {
+            metrics::Kind::Write
+        };
         let (tx, rx) = oneshot::channel();
-        self.router.send_command(
+        let sent = Instant::now();
+        let start = metrics::command_start();
+        self.router.send_command_since(
             cmd,
             Box::new(move |resp: CmdResponse<S>| {
+                // When raftstore answered: the answer stage starts here.
+                let answered = Instant::now();
                 // Released before the answer is handed over: whoever acts on the answer
                 // (the client's next request) finds the latches free and the memory locks
                 // of an applied transactional write gone.
                 drop(keep);
                 // The receiver may be gone (the client hung up); the result is then moot.
-                let _ = tx.send(resp);
+                let _ = tx.send((resp, answered));
             }),
+            start,
         );
-        let resp = rx
+        let (resp, answered) = rx
             .await
             // raftstore promises to call every callback; a dropped one means the poller
             // went away with the command, which is the store stopping.
             .map_err(|_| Error::from(raftstore::Error::StoreStopped))?;
+        metrics::note_answered(kind, answered);
+        let label = if is_read { "snapshot" } else { "write" };
+        metrics::ENGINE_REQUEST
+            .with_label_values(&[label])
+            .observe(raftstore::metrics::secs(sent, answered));
         if let Some(err) = resp.response.header.as_ref().and_then(|h| h.error.clone()) {
             return Err(Error::from(err));
         }
