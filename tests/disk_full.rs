@@ -96,7 +96,7 @@ async fn a_full_disk_ends_the_store_process_and_a_restart_keeps_every_acknowledg
         &config,
         format!(
             "[pd]\naddr = \"{pd_addr}\"\ndata_dir = {:?}\n\n\
-             [server]\npd_endpoints = [\"{pd_addr}\"]\n",
+             [server]\npd_endpoints = [\"{pd_addr}\"]\nstatus_addr = \"\"\n",
             dir.path().join("pd")
         ),
     )

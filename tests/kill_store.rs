@@ -100,7 +100,7 @@ impl Cluster {
             &config,
             format!(
                 "[pd]\naddr = \"{pd_addr}\"\ndata_dir = {:?}\nstore_disconnect_secs = 5\nstore_down_secs = 600\n\n\
-                 [server]\npd_endpoints = [\"{pd_addr}\"]\n\n\
+                 [server]\npd_endpoints = [\"{pd_addr}\"]\nstatus_addr = \"\"\n\n\
                  [raftstore]\nregion_split_size_mb = 1\nregion_max_size_mb = 2\nsplit_check_interval_ms = 500\n\
                  region_heartbeat_interval_ms = 1000\nstore_heartbeat_interval_ms = 1000\n",
                 dir.join("pd")

@@ -47,6 +47,8 @@ impl TestCluster {
             region_heartbeat_interval_ms: 200,
             store_heartbeat_interval_ms: 200,
             raft_base_tick_ms: 50,
+            raft_heartbeat_ticks: 2,
+            raft_election_timeout_ticks: 10,
             ..Default::default()
         };
         let mut nodes = Vec::new();

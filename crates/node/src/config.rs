@@ -139,8 +139,14 @@ pub struct RaftstoreConfig {
     pub region_heartbeat_interval_ms: u64,
     /// How often the store reports itself to the scheduler (ms).
     pub store_heartbeat_interval_ms: u64,
-    /// Raft's tick (ms): heartbeats every 2 ticks, elections after 10 to 20.
+    /// Raft's tick (ms).
     pub raft_base_tick_ms: u64,
+    /// Ticks between a leader's heartbeats.
+    pub raft_heartbeat_ticks: u64,
+    /// Ticks without hearing from a leader before a follower campaigns (raft randomises it
+    /// up to twice this). A dead leader is replaced after this long; the leader lease (90% of
+    /// one tick less) is derived from it.
+    pub raft_election_timeout_ticks: u64,
     /// Largest raft entry (bytes); larger writes are refused with RaftEntryTooLarge.
     pub raft_entry_max_size: u64,
     /// Idle regions stop ticking until traffic wakes them (`raftstore::peer::hibernate`).
@@ -157,6 +163,8 @@ impl Default for RaftstoreConfig {
             region_heartbeat_interval_ms: d.region_heartbeat_tick_interval.as_millis() as u64,
             store_heartbeat_interval_ms: d.store_heartbeat_tick_interval.as_millis() as u64,
             raft_base_tick_ms: d.raft_base_tick_interval.as_millis() as u64,
+            raft_heartbeat_ticks: d.raft_heartbeat_ticks as u64,
+            raft_election_timeout_ticks: d.raft_election_timeout_ticks as u64,
             raft_entry_max_size: d.raft_entry_max_size,
             hibernate_regions: d.hibernate_regions,
         }
@@ -194,6 +202,17 @@ impl RaftstoreConfig {
         )?);
         c.raft_base_tick_interval =
             Duration::from_millis(positive("raft_base_tick_ms", self.raft_base_tick_ms)?);
+        c.raft_heartbeat_ticks =
+            positive("raft_heartbeat_ticks", self.raft_heartbeat_ticks)?.min(1 << 20) as usize;
+        c.raft_election_timeout_ticks = positive(
+            "raft_election_timeout_ticks",
+            self.raft_election_timeout_ticks,
+        )?
+        .min(1 << 20) as usize;
+        // Keep the default's spread of the randomised timeout (16 / 10).
+        c.raft_max_election_timeout_ticks =
+            (c.raft_election_timeout_ticks * 8 / 5).max(c.raft_election_timeout_ticks + 2);
+        c.max_leader_lease = c.default_leader_lease();
         c.raft_entry_max_size = positive("raft_entry_max_size", self.raft_entry_max_size)?;
         c.hibernate_regions = self.hibernate_regions;
         c.validate().map_err(|e| format!("raftstore: {e}"))?;

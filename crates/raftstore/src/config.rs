@@ -12,8 +12,12 @@ pub struct Config {
     pub raft_base_tick_interval: Duration,
     /// Ticks between leader heartbeats.
     pub raft_heartbeat_ticks: usize,
-    /// Ticks without a leader before a follower campaigns (randomised up to 2x by raft-rs).
+    /// Ticks without a leader before a follower campaigns (the least of raft's randomised
+    /// timeout; also how long a follower refuses votes after hearing from its leader).
     pub raft_election_timeout_ticks: usize,
+    /// Upper end (exclusive) of raft's randomised election timeout, in ticks; 0 = twice
+    /// `raft_election_timeout_ticks` (raft-rs's default).
+    pub raft_max_election_timeout_ticks: usize,
     /// Largest total size of entries in one append message.
     pub raft_max_size_per_msg: u64,
     /// Most in-flight append messages per follower.
@@ -58,6 +62,10 @@ pub struct Config {
     pub raft_max_uncommitted_size: u64,
     /// A snapshot generation that has not finished after this long is started again.
     pub snap_gen_timeout: Duration,
+    /// How long after a quorum acknowledged it a leader may serve reads without asking its
+    /// followers again (see `peer::lease`). Must stay below `(raft_election_timeout_ticks
+    /// - 1) * raft_base_tick_interval`: no follower votes for another leader before then.
+    pub max_leader_lease: Duration,
     /// Idle regions stop ticking until a message or command wakes them
     /// (`peer::hibernate`). Off in [`Config::for_tests`]; the tests that want it say so.
     pub hibernate_regions: bool,
@@ -66,9 +74,13 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Config {
-            raft_base_tick_interval: Duration::from_millis(200),
+            // A follower notices a dead leader after 500 to 800 ms, so writes resume within
+            // about a second. 50 ms ticks give raft's randomised timeout six distinct
+            // slots, so two followers rarely campaign in the same one.
+            raft_base_tick_interval: Duration::from_millis(50),
             raft_heartbeat_ticks: 2,
             raft_election_timeout_ticks: 10,
+            raft_max_election_timeout_ticks: 16,
             raft_max_size_per_msg: 1024 * 1024,
             raft_max_inflight_msgs: 256,
             raft_entry_max_size: 8 * 1024 * 1024,
@@ -88,6 +100,8 @@ impl Default for Config {
             max_mailbox_messages: 32 * 1024,
             raft_max_uncommitted_size: 64 * 1024 * 1024,
             snap_gen_timeout: Duration::from_secs(60),
+            // 90% of (10 - 1) ticks of 50 ms.
+            max_leader_lease: Duration::from_millis(405),
             hibernate_regions: true,
         }
     }
@@ -97,15 +111,27 @@ impl Config {
     /// Small intervals for in-process scenario tests (50 ms ticks, 500 ms elections).
     pub fn for_tests() -> Self {
         Config {
-            raft_base_tick_interval: Duration::from_millis(50),
             raft_log_gc_tick_interval: Duration::from_millis(50),
             split_region_check_tick_interval: Duration::from_millis(100),
             region_heartbeat_tick_interval: Duration::from_millis(100),
             store_heartbeat_tick_interval: Duration::from_millis(500),
             snap_gen_timeout: Duration::from_secs(5),
+            // 50 ms ticks, elections after 10 of them: 90% of 9 ticks.
+            raft_base_tick_interval: Duration::from_millis(50),
+            raft_heartbeat_ticks: 2,
+            raft_election_timeout_ticks: 10,
+            // raft-rs's default spread (10 to 20 ticks): the scenarios were tuned with it.
+            raft_max_election_timeout_ticks: 0,
+            max_leader_lease: Duration::from_millis(405),
             hibernate_regions: false,
             ..Config::default()
         }
+    }
+
+    /// The longest safe lease for the raft timing: 90% of `(raft_election_timeout_ticks -
+    /// 1) * raft_base_tick_interval`, leaving room for clock rate differences.
+    pub fn default_leader_lease(&self) -> Duration {
+        self.raft_base_tick_interval * (self.raft_election_timeout_ticks.max(1) as u32 - 1) * 9 / 10
     }
 
     /// Number of base ticks in `interval` (at least one).
@@ -126,6 +152,23 @@ impl Config {
         }
         if self.raft_base_tick_interval.is_zero() {
             return Err("raft_base_tick_interval must be positive".into());
+        }
+        if self.raft_max_election_timeout_ticks != 0
+            && self.raft_max_election_timeout_ticks <= self.raft_election_timeout_ticks
+        {
+            return Err("raft_max_election_timeout_ticks must be 0 or greater than \
+                 raft_election_timeout_ticks"
+                .into());
+        }
+        let lease_bound =
+            self.raft_base_tick_interval * (self.raft_election_timeout_ticks as u32 - 1);
+        if self.max_leader_lease >= lease_bound {
+            return Err(format!(
+                "max_leader_lease ({:?}) must be shorter than (raft_election_timeout_ticks - 1) \
+                 * raft_base_tick_interval ({lease_bound:?}), or a deposed leader could serve \
+                 stale reads",
+                self.max_leader_lease
+            ));
         }
         if self.region_split_size > self.region_max_size {
             return Err("region_split_size must not exceed region_max_size".into());

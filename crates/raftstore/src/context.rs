@@ -62,6 +62,8 @@ pub struct PollContext<E: Engine, T: Transport> {
     pub new_split_peers: Vec<NewSplitPeer>,
     /// Regions hosted by this store and their ranges.
     pub store_meta: crate::store_meta::StoreMeta,
+    /// What the local reader may serve: one delegate per region this store leads.
+    pub read_delegates: std::sync::Arc<crate::local_reader::ReadDelegates>,
 
     /// Log writes staged this round.
     pub log_batch: LogWriteBatch,

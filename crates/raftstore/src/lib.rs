@@ -40,6 +40,7 @@ pub mod config;
 pub mod context;
 pub mod error;
 pub mod fatal;
+pub mod local_reader;
 pub mod metrics;
 pub mod msg;
 pub mod operation;

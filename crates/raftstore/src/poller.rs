@@ -615,6 +615,7 @@ impl<E: Engine, T: Transport> Poller<E, T> {
             self.store_tick_count = 0;
             self.store_heartbeat();
         }
+        let now = Instant::now();
         let hibernate = self.ctx.cfg.hibernate_regions;
         let look = self.leader_watch.on_tick();
         let mut asleep = 0u64;
@@ -639,6 +640,7 @@ impl<E: Engine, T: Transport> Poller<E, T> {
                 continue;
             }
             peer.raft_group.tick();
+            peer.renew_lease_in_advance(now);
             peer.gc_tick_count += 1;
             if peer.gc_tick_count >= self.gc_ticks {
                 peer.gc_tick_count = 0;
@@ -712,6 +714,9 @@ impl<E: Engine, T: Transport> Poller<E, T> {
         for id in &touched {
             if let Some(peer) = self.peers.get_mut(id) {
                 peer.on_apply_flushed(&mut self.ctx);
+                // After the KV write: a leader whose first entry of its term is now in the
+                // engine may serve reads locally.
+                peer.update_read_delegate(&self.ctx.read_delegates);
             }
         }
         self.destroy_ready_peers(&touched);

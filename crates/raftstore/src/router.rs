@@ -1,4 +1,5 @@
-//! The way into a store: the mailbox feeding its raft poller.
+//! The way into a store: the mailbox feeding its raft poller, and the local reader that
+//! answers reads a valid leader lease covers without it (see [`crate::local_reader`]).
 //!
 //! All peers of a store live in one poller thread; the router is the sending half of its
 //! mailbox. Commands for a region the store does not host come back as `RegionNotFound`
@@ -14,10 +15,13 @@
 //! bounded by that work, and losing one would stall a region. The poller serves that queue
 //! first.
 
+use std::sync::Arc;
+
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 
 use proto::raft_cmdpb::RaftCmdRequest;
 
+use crate::local_reader::LocalRead;
 use crate::msg::{Callback, CmdResponse, PeerMsg, PollerMsg, RaftCommand, RaftMessage, StoreMsg};
 use crate::{Error, Result};
 
@@ -27,6 +31,9 @@ pub struct Router<S> {
     tx: Sender<PollerMsg<S>>,
     /// Client commands and raft messages from other stores (bounded).
     input: Sender<PollerMsg<S>>,
+    /// Serves reads under a valid leader lease on the caller's thread (the handle the
+    /// store gives out for client requests has one).
+    local: Option<Arc<dyn LocalRead<S>>>,
 }
 
 /// The poller's receiving half of a [`Router`].
@@ -42,11 +49,17 @@ impl<S> Clone for Router<S> {
         Router {
             tx: self.tx.clone(),
             input: self.input.clone(),
+            local: self.local.clone(),
         }
     }
 }
 
 impl<S: Send + 'static> Router<S> {
+    /// Lets this handle (and its clones) answer lease-covered reads itself.
+    pub fn set_local_reader(&mut self, reader: Arc<dyn LocalRead<S>>) {
+        self.local = Some(reader);
+    }
+
     /// Creates a router whose outside input holds at most `capacity` messages, and the
     /// mailbox its poller reads.
     pub fn new(capacity: usize) -> (Router<S>, Mailbox<S>) {
@@ -56,6 +69,7 @@ impl<S: Send + 'static> Router<S> {
             Router {
                 tx,
                 input: input_tx,
+                local: None,
             },
             Mailbox { notices, input },
         )
@@ -89,8 +103,9 @@ impl<S: Send + 'static> Router<S> {
         }
     }
 
-    /// Submits a command; `callback` is always called: with `ServerIsBusy` at once if the
-    /// mailbox is full, `StoreStopped` if the store is gone.
+    /// Submits a command; `callback` is always called: on this thread for a read the
+    /// leader lease covers, with `ServerIsBusy` at once if the mailbox is full,
+    /// `StoreStopped` if the store is gone, otherwise from the poller.
     pub fn send_command(&self, request: RaftCmdRequest, callback: Callback<S>) {
         self.send_command_since(request, callback, std::time::Instant::now())
     }
@@ -103,6 +118,13 @@ impl<S: Send + 'static> Router<S> {
         callback: Callback<S>,
         received: std::time::Instant,
     ) {
+        let (request, callback) = match &self.local {
+            Some(local) => match local.try_read(request, callback, received) {
+                Some(back) => back,
+                None => return,
+            },
+            None => (request, callback),
+        };
         let region_id = request.header.as_ref().map_or(0, |h| h.region_id);
         let cmd = Box::new(RaftCommand {
             request,

@@ -19,6 +19,8 @@ pub struct StoreStats {
     pub snapshots_applied: AtomicU64,
     /// Region scans run by the split-check worker.
     pub split_checks: AtomicU64,
+    /// Reads answered by the local reader under a leader lease (no trip through the poller).
+    pub local_reads: AtomicU64,
     /// Peers of this store that hibernate right now (not ticking; see
     /// [`crate::peer::hibernate`]). A gauge, not a counter: the poller sets it every tick.
     pub hibernated_peers: AtomicU64,

@@ -157,7 +157,19 @@ impl<E: Engine> Store<E> {
             pd_runner.handle(t)
         }));
 
+        let read_delegates = Arc::new(crate::local_reader::ReadDelegates::default());
+        let reader_engine = engine.clone();
+        // Only the handle given out for client requests reads locally; the store's own
+        // threads never send reads.
+        let mut client_router = router.clone();
+        client_router.set_local_reader(Arc::new(crate::local_reader::LocalReader::new(
+            read_delegates.clone(),
+            store_id,
+            move || reader_engine.snapshot(),
+            stats.clone(),
+        )));
         let ctx = PollContext {
+            read_delegates,
             kv_wb: engine.write_batch(),
             cfg,
             store_id,
@@ -186,7 +198,7 @@ impl<E: Engine> Store<E> {
         );
         Ok(Store {
             store_id,
-            router,
+            router: client_router,
             threads,
             stats,
         })

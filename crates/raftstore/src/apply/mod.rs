@@ -253,6 +253,10 @@ impl<E: Engine> Peer<E> {
                 break;
             }
             let p = self.proposals.pop_front().expect("front exists");
+            if p.index == index && p.term == term && term == self.term() {
+                // Committed: a quorum heard from this leader after it was proposed.
+                self.renew_lease(&ctx.read_delegates, p.proposed_at);
+            }
             let response = if p.index == index && p.term == term {
                 match resp {
                     Some(ref r) => r.clone(),

@@ -179,6 +179,7 @@ impl<E: Engine> Peer<E> {
     pub fn destroy<T: Transport>(&mut self, ctx: &mut PollContext<E, T>) {
         // Crash window: the change that removed this peer may be on disk, its tombstone not.
         fail::fail_point!("peer_destroy_before_tombstone");
+        self.withdraw_read_delegate(&ctx.read_delegates);
         let region = self.region().clone();
         let region_id = region.id;
         tracing::info!("{} destroying", self.tag);

@@ -4,6 +4,7 @@
 //! messages and commands ([`propose`]), the Ready of raft-rs ([`ready`]), applying committed
 //! entries (`crate::apply`) and serving reads once they are safe ([`read`]).
 
+pub mod lease;
 pub mod hibernate;
 pub mod lifecycle;
 pub mod propose;
@@ -31,6 +32,9 @@ pub struct Proposal<S> {
     pub term: u64,
     /// Receives the result.
     pub callback: Callback<S>,
+    /// When it was proposed: its commit proves a quorum heard from the leader since, which
+    /// renews the lease.
+    pub proposed_at: std::time::Instant,
     /// Stage timings of a client write (none for admin commands).
     pub trace: Option<crate::metrics::WriteTrace>,
 }
@@ -100,6 +104,8 @@ pub struct Peer<E: Engine> {
     pub heartbeat_tick_count: u64,
     /// Whether the peer sleeps, and a sleeping leader's bookkeeping ([`hibernate`]).
     pub hibernation: hibernate::Hibernation,
+    /// The leader lease and its published read delegate.
+    pub lease: lease::Lease,
 }
 
 impl<E: Engine> Peer<E> {
@@ -110,18 +116,17 @@ impl<E: Engine> Peer<E> {
         let raft_cfg = raft::Config {
             id: meta.id,
             election_tick: cfg.raft_election_timeout_ticks,
+            max_election_tick: cfg.raft_max_election_timeout_ticks,
             heartbeat_tick: cfg.raft_heartbeat_ticks,
             applied,
             max_size_per_msg: cfg.raft_max_size_per_msg,
             max_inflight_msgs: cfg.raft_max_inflight_msgs,
             max_uncommitted_size: cfg.raft_max_uncommitted_size,
-            // Off: with it on, a leader steps down whenever a quorum's responses are lost
-            // for one election timeout, and under a lossy network (and while a freshly added
-            // or split peer is still being created) regions spent most of their time
-            // leaderless. Reads stay safe without it because they go through ReadIndex
-            // (`ReadOnlyOption::Safe`), never a lease; a leader cut off from the majority
-            // simply cannot commit or confirm reads, and clients time out and move on.
-            check_quorum: false,
+            // On: the leader lease rests on it (see `lease`). A follower that heard from
+            // its leader within an election timeout ignores (pre-)vote requests, so no new
+            // leader can appear while the lease runs; a leader that has not heard from a
+            // quorum for an election timeout steps down.
+            check_quorum: true,
             pre_vote: true,
             read_only_option: raft::ReadOnlyOption::Safe,
             skip_bcast_commit: false,
@@ -158,6 +163,7 @@ impl<E: Engine> Peer<E> {
             split_tick_count: 0,
             heartbeat_tick_count: 0,
             hibernation: hibernate::Hibernation::default(),
+            lease: lease::Lease::new(cfg.max_leader_lease),
         })
     }
 

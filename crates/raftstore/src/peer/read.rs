@@ -1,5 +1,9 @@
 //! Linearizable reads through raft's ReadIndex.
 //!
+//! Reads reach the poller only when the local reader could not serve them under the
+//! leader lease (see [`crate::local_reader`]); a confirmed ReadIndex round renews that
+//! lease, so after one round trip later reads are local again.
+//!
 //! A read is served only after (1) the leader confirmed with a quorum that it still leads
 //! at some commit index (the read index) and (2) this peer applied up to that index. Reads
 //! that arrive in the same poller round share one ReadIndex request, so a burst of reads
@@ -7,6 +11,7 @@
 //! term cannot know the true commit index, so reads wait until it has.
 
 use std::collections::VecDeque;
+use std::time::Instant;
 
 use engine::Engine;
 use proto::raft_cmdpb::{CmdType, RaftCmdRequest, RaftCmdResponse, RaftResponseHeader, Response};
@@ -23,12 +28,17 @@ pub struct ReadCmd<S> {
     /// Receives the result.
     pub callback: Callback<S>,
     /// When the request arrived (see [`crate::metrics`]).
-    pub received: std::time::Instant,
+    pub received: Instant,
 }
 
 struct ReadBatch<S> {
     id: u64,
+    /// When the ReadIndex request was made: a quorum confirming it heard from the leader
+    /// after this instant, which renews the lease (see [`super::lease`]).
+    issued_at: Instant,
     read_index: Option<u64>,
+    /// No reads: a round made only to renew the lease.
+    renewal: bool,
     cmds: Vec<ReadCmd<S>>,
 }
 
@@ -71,27 +81,42 @@ impl<S> ReadQueue<S> {
     }
 
     /// Moves the waiting reads into a new batch; returns the context bytes to pass to raft.
-    fn issue(&mut self) -> Vec<u8> {
+    fn issue(&mut self, now: Instant) -> Vec<u8> {
+        let cmds = std::mem::take(&mut self.waiting);
+        self.push_batch(now, cmds, false)
+    }
+
+    /// Starts a ReadIndex round that carries no read, only to renew the lease.
+    pub fn issue_renewal(&mut self, now: Instant) -> Vec<u8> {
+        self.push_batch(now, Vec::new(), true)
+    }
+
+    /// True while a renewal round is unanswered.
+    pub fn has_renewal_in_flight(&self) -> bool {
+        self.issued.iter().any(|b| b.renewal && b.read_index.is_none())
+    }
+
+    fn push_batch(&mut self, now: Instant, cmds: Vec<ReadCmd<S>>, renewal: bool) -> Vec<u8> {
         let id = self.next_id;
         self.next_id += 1;
-        let cmds = std::mem::take(&mut self.waiting);
         self.issued.push_back(ReadBatch {
             id,
+            issued_at: now,
             read_index: None,
+            renewal,
             cmds,
         });
         id.to_be_bytes().to_vec()
     }
 
-    /// raft confirmed the read index for the batch named by `ctx`.
-    pub fn on_read_state(&mut self, index: u64, ctx: &[u8]) {
-        let Ok(bytes) = <[u8; 8]>::try_from(ctx) else {
-            return;
-        };
+    /// raft confirmed the read index for the batch named by `ctx`; returns when that batch
+    /// was issued.
+    pub fn on_read_state(&mut self, index: u64, ctx: &[u8]) -> Option<Instant> {
+        let bytes = <[u8; 8]>::try_from(ctx).ok()?;
         let id = u64::from_be_bytes(bytes);
-        if let Some(b) = self.issued.iter_mut().find(|b| b.id == id) {
-            b.read_index = Some(index);
-        }
+        let b = self.issued.iter_mut().find(|b| b.id == id)?;
+        b.read_index = Some(index);
+        Some(b.issued_at)
     }
 
     /// Takes every batch whose read index is at or below `applied`.
@@ -128,7 +153,7 @@ impl<E: Engine> Peer<E> {
         if !self.raft_group.raft.commit_to_current_term() {
             return;
         }
-        let ctx = self.reads.issue();
+        let ctx = self.reads.issue(Instant::now());
         self.raft_group.read_index(ctx);
     }
 
@@ -140,7 +165,7 @@ impl<E: Engine> Peer<E> {
             return;
         }
         // Safe to read from here on: the read index is confirmed and applied.
-        let confirmed = std::time::Instant::now();
+        let confirmed = Instant::now();
         let snap = self.storage().engine().snapshot();
         let term = self.term();
         for cmd in ready {
@@ -188,7 +213,8 @@ impl<E: Engine> Peer<E> {
     }
 }
 
-fn exec_one_read<S: engine::Snapshot>(
+/// Executes one Get or Snap against a region view; the bool asks for the view itself.
+pub(crate) fn exec_one_read<S: engine::Snapshot>(
     r: &proto::raft_cmdpb::Request,
     snap: &RegionSnapshot<S>,
 ) -> Result<(Response, bool)> {

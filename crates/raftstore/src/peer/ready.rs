@@ -25,6 +25,8 @@ impl<E: Engine> Peer<E> {
     /// Sends leader messages now, reporting failed snapshot sends back to raft (and
     /// accepted ones as finished, unless the transport reports delivery itself).
     fn send_messages<T: Transport>(&mut self, ctx: &mut PollContext<E, T>, msgs: Vec<Message>) {
+        // Before anything is sent: these may carry the MsgTimeoutNow of a transfer.
+        self.check_lease_before_send(&ctx.read_delegates);
         let transport_reports = ctx.transport.reports_snapshot_delivery();
         for m in msgs {
             let is_snapshot = m.get_msg_type() == MessageType::MsgSnapshot;
@@ -73,12 +75,14 @@ impl<E: Engine> Peer<E> {
         }
         let mut rd = self.raft_group.ready();
         if let Some(ss) = rd.ss() {
-            self.on_role_changed(ss.raft_state);
+            self.on_role_changed(ctx, ss.raft_state);
         }
         let msgs = rd.take_messages();
         self.send_messages(ctx, msgs);
         for rs in rd.take_read_states() {
-            self.reads.on_read_state(rs.index, &rs.request_ctx);
+            if let Some(issued_at) = self.reads.on_read_state(rs.index, &rs.request_ctx) {
+                self.renew_lease(&ctx.read_delegates, issued_at);
+            }
         }
 
         if !rd.snapshot().is_empty() {
@@ -274,7 +278,9 @@ impl<E: Engine> Peer<E> {
         tracing::info!("{} snapshot at index {} applied", self.tag, applying.index);
     }
 
-    fn on_role_changed(&mut self, role: StateRole) {
+    fn on_role_changed<T: Transport>(&mut self, ctx: &mut PollContext<E, T>, role: StateRole) {
+        // A new term or role: whatever lease there was belongs to the past.
+        self.expire_lease(&ctx.read_delegates);
         if role != StateRole::Leader {
             let leader = self.leader();
             let region_id = self.region_id();
@@ -282,6 +288,9 @@ impl<E: Engine> Peer<E> {
                 .fail_all(|| Error::NotLeader { region_id, leader });
         } else {
             tracing::debug!("{} became leader at term {}", self.tag, self.term());
+            // Tell the scheduler at once, so clients asking it find the new leader now
+            // rather than at the next heartbeat interval.
+            self.heartbeat_pd(ctx);
         }
     }
 }
