@@ -140,7 +140,7 @@ impl<E: Engine, T: Transport> Poller<E, T> {
             if Instant::now() >= next_tick {
                 self.tick_all();
                 gauge_ticks += 1;
-                if gauge_ticks % 10 == 0 {
+                if gauge_ticks.is_multiple_of(10) {
                     self.update_region_gauges();
                 }
                 next_tick += tick;
