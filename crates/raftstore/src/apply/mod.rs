@@ -266,7 +266,10 @@ impl<E: Engine> Peer<E> {
                 // Another leader's entry took this index: the proposal was lost.
                 err_resp(Error::StaleCommand, term)
             };
-            let committed = p.trace.map(|mut t| {
+            // Only an entry that is this proposal's own ends its stages here; one another
+            // leader wrote at that index fails the write instead.
+            let own = p.index == index && p.term == term;
+            let committed = p.trace.filter(|_| own).map(|mut t| {
                 let now = std::time::Instant::now();
                 t.on_committed(now);
                 now
