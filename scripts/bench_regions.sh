@@ -8,7 +8,7 @@
 # all regions against the same load over the first 64 regions only.
 #
 # Usage: scripts/bench_regions.sh [REGIONS]          (default 10000; 3 replicas each)
-# Environment: SETTLE_SECS (30) IDLE_SECS (10) BENCH_SECS (10) CLIENTS (64)
+# Environment: SETTLE_SECS (30) IDLE_SECS (10) BENCH_SECS (10) WARMUP_SECS (10) CLIENTS (64)
 #              PD_PORT (23790) STORE_PORT (20960) KEEP_DIR (1: keep the data directory)
 #
 # Regions are cut at tessera-bench's own keys (`bench/` + 12 digits, KEYS_PER_REGION keys
@@ -22,6 +22,9 @@ REGIONS=${1:-10000}
 SETTLE_SECS=${SETTLE_SECS:-30}
 IDLE_SECS=${IDLE_SECS:-10}
 BENCH_SECS=${BENCH_SECS:-10}
+# Load before each measured run: tikv-client learns each region from the scheduler the
+# first time it writes to it, which over 10,000 regions is most of a short run.
+WARMUP_SECS=${WARMUP_SECS:-10}
 CLIENTS=${CLIENTS:-64}
 PD_PORT=${PD_PORT:-23790}
 STORE_PORT=${STORE_PORT:-20960}
@@ -58,7 +61,7 @@ PD_PID=$(sed -n 's/^scheduler .* pid \([0-9]*\) .*/\1/p' "$DIR/playground.out")
 STORE_PIDS=$(sed -n 's/^store \([0-9]*\) .* pid \([0-9]*\) .*/\1:\2/p' "$DIR/playground.out" | tr '\n' ' ')
 
 python3 - "$REGIONS" "$KEYS_PER_REGION" "127.0.0.1:$PD_PORT" "$PD_PID" "$STORE_PIDS" \
-    "$SETTLE_SECS" "$IDLE_SECS" "$BENCH_SECS" "$CLIENTS" "$BENCH" <<'EOF'
+    "$SETTLE_SECS" "$IDLE_SECS" "$BENCH_SECS" "$CLIENTS" "$BENCH" "$WARMUP_SECS" "$STORE_PORT" <<'EOF'
 import json, math, os, subprocess, sys, time, urllib.parse, urllib.request
 
 regions, per_region, pd = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
@@ -66,6 +69,9 @@ pd_pid = int(sys.argv[4])
 stores = {int(s.split(':')[0]): int(s.split(':')[1]) for s in sys.argv[5].split()}
 settle, idle, bench_secs, clients, bench = (int(sys.argv[6]), int(sys.argv[7]),
                                             int(sys.argv[8]), int(sys.argv[9]), sys.argv[10])
+warmup = sys.argv[11]
+# Only this cluster's stores (anything else that registered with this scheduler is ignored).
+our_addrs = {f'127.0.0.1:{int(sys.argv[12]) + i}' for i in range(3)}
 keys = regions * per_region
 tck = os.sysconf('SC_CLK_TCK')
 
@@ -85,7 +91,7 @@ def region_of(k):
 def store_counts():
     v = http('GET', '/pd/api/v1/stores')
     return {s['store']['id']: (s['status'].get('region_count', 0), s['status'].get('leader_count', 0))
-            for s in v['stores']}
+            for s in v['stores'] if s['store'].get('address') in our_addrs}
 
 def cpu_ticks(pid):
     with open(f'/proc/{pid}/stat') as f:
@@ -164,7 +170,7 @@ print(f'scheduler: idle CPU {cpu["pd"]:5.1f}% of one core; RSS {rss_kib(pd_pid) 
 def run_bench(nkeys):
     out = subprocess.run([bench, '--target', 'tikv', '--endpoints', pd, '--workload', 'write',
                           '--clients', str(clients), '--value-size', '256', '--keys', str(nkeys),
-                          '--duration', str(bench_secs), '--warmup', '3', '--json'],
+                          '--duration', str(bench_secs), '--warmup', warmup, '--json'],
                          capture_output=True, text=True)
     if out.returncode != 0:
         sys.exit(f'tessera-bench failed: {out.stderr[-2000:]}')
