@@ -117,15 +117,19 @@ PIDS=()
 
 # Stops whatever we started (SIGTERM, a grace period, then SIGKILL) and removes the
 # temporary directory. Runs on every exit, including Ctrl-C and errors.
+# The playground runs in a process group of its own (setsid) and stops its children itself
+# on SIGTERM (up to 10 s per group of children); if it has to be killed, its whole group
+# goes with it, so no scheduler or store outlives the run and holds the next run's ports.
 stop_pids() {
     local pid
     for pid in "$@"; do kill -TERM "$pid" 2>/dev/null || true; done
     for pid in "$@"; do
-        for _ in $(seq 1 100); do
+        for _ in $(seq 1 300); do
             kill -0 "$pid" 2>/dev/null || break
             sleep 0.1
         done
         kill -KILL "$pid" 2>/dev/null || true
+        kill -KILL -- "-$pid" 2>/dev/null || true
         wait "$pid" 2>/dev/null || true
     done
 }
@@ -362,7 +366,7 @@ fi
 # START_ERROR.
 start_tessera() {
     local body
-    "$TESSERA" playground --dir "$WORK/tessera-$1" --pd-addr "127.0.0.1:$PD_PORT" --stores 3 \
+    setsid "$TESSERA" playground --dir "$WORK/tessera-$1" --pd-addr "127.0.0.1:$PD_PORT" --stores 3 \
         --api-version "$API_VERSION" >"$WORK/tessera-$1.log" 2>&1 &
     TESSERA_PID=$!
     PIDS+=("$TESSERA_PID")
