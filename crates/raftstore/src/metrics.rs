@@ -273,7 +273,9 @@ impl WriteTrace {
 #[inline]
 pub fn observe_read(received: Instant, confirmed: Instant) {
     READ_STAGES.read_index.observe(secs(received, confirmed));
-    READ_STAGES.snapshot.observe(secs(confirmed, Instant::now()));
+    READ_STAGES
+        .snapshot
+        .observe(secs(confirmed, Instant::now()));
 }
 
 /// Records the apply stage of a write committed at `committed` whose callback fires at

@@ -79,15 +79,14 @@ impl RaftMessage {
         let payload = m
             .message
             .ok_or_else(|| Error::InvalidRequest("raft message without payload".into()))?;
-        let extra = match &m.extra_msg {
-            None => None,
-            // An extra message of a kind this store does not know must not reach raft.
-            Some(e) => Some(
-                raft_serverpb::ExtraMessageType::try_from(e.r#type).map_err(|_| {
-                    Error::InvalidRequest(format!("unknown extra message type {}", e.r#type))
-                })?,
-            ),
-        };
+        let extra =
+            match &m.extra_msg {
+                None => None,
+                // An extra message of a kind this store does not know must not reach raft.
+                Some(e) => Some(raft_serverpb::ExtraMessageType::try_from(e.r#type).map_err(
+                    |_| Error::InvalidRequest(format!("unknown extra message type {}", e.r#type)),
+                )?),
+            };
         let bytes = prost::Message::encode_to_vec(&payload);
         let message =
             eraftpb::Message::parse_from_bytes(&bytes).map_err(|e| Error::Decode(e.to_string()))?;

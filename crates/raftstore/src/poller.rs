@@ -18,15 +18,15 @@ use engine::Engine;
 
 use crate::context::PollContext;
 use crate::msg::{CmdResponse, PeerMsg, PollerMsg, RaftMessage, StoreMsg};
+use crate::peer::hibernate::{LeaderStoreWatch, StoreVerdict, IDLE_HEARTBEAT_FACTOR};
 use crate::peer::lifecycle::MessageCheck;
 use crate::peer::Peer;
 use crate::router::Mailbox;
+use crate::stats::StoreStats;
 use crate::storage::peer_storage::load_region_state;
 use crate::storage::PeerStorage;
 use crate::transport::Transport;
 use crate::Error;
-use crate::peer::hibernate::{LeaderStoreWatch, StoreVerdict, IDLE_HEARTBEAT_FACTOR};
-use crate::stats::StoreStats;
 use proto::raft_serverpb::{ExtraMessageType, PeerState};
 use raft::eraftpb::MessageType;
 
@@ -534,7 +534,8 @@ impl<E: Engine, T: Transport> Poller<E, T> {
     fn update_region_gauges(&self) {
         let leaders = self.peers.values().filter(|p| p.is_leader()).count();
         let g = &crate::metrics::REGION_COUNT;
-        g.with_label_values(&["region"]).set(self.peers.len() as i64);
+        g.with_label_values(&["region"])
+            .set(self.peers.len() as i64);
         g.with_label_values(&["leader"]).set(leaders as i64);
     }
 
@@ -627,8 +628,7 @@ impl<E: Engine, T: Transport> Poller<E, T> {
                 asleep += 1;
                 if peer.is_leader() {
                     peer.heartbeat_tick_count += 1;
-                    if peer.heartbeat_tick_count >= self.heartbeat_ticks * IDLE_HEARTBEAT_FACTOR
-                    {
+                    if peer.heartbeat_tick_count >= self.heartbeat_ticks * IDLE_HEARTBEAT_FACTOR {
                         peer.heartbeat_tick_count = 0;
                         peer.heartbeat_pd(&mut self.ctx);
                     }

@@ -4,8 +4,8 @@
 //! messages and commands ([`propose`]), the Ready of raft-rs ([`ready`]), applying committed
 //! entries (`crate::apply`) and serving reads once they are safe ([`read`]).
 
-pub mod lease;
 pub mod hibernate;
+pub mod lease;
 pub mod lifecycle;
 pub mod propose;
 pub mod read;

@@ -93,7 +93,9 @@ impl<S> ReadQueue<S> {
 
     /// True while a renewal round is unanswered.
     pub fn has_renewal_in_flight(&self) -> bool {
-        self.issued.iter().any(|b| b.renewal && b.read_index.is_none())
+        self.issued
+            .iter()
+            .any(|b| b.renewal && b.read_index.is_none())
     }
 
     fn push_batch(&mut self, now: Instant, cmds: Vec<ReadCmd<S>>, renewal: bool) -> Vec<u8> {
