@@ -25,4 +25,11 @@ if ! command -v etcd >/dev/null 2>&1; then
 fi
 
 cargo --version
-cargo test --workspace "$@"
+# A fresh machine gains nothing from incremental compilation, and its cache costs gigabytes
+# of disk; set CARGO_INCREMENTAL=1 to keep it for repeated local runs.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
+echo "disk before the build: $(df -h --output=avail . | tail -1 | tr -d ' ') free"
+status=0
+cargo test --workspace "$@" || status=$?
+echo "disk after the tests: $(df -h --output=avail . | tail -1 | tr -d ' ') free; target/ holds $(du -sh target 2>/dev/null | cut -f1)"
+exit "$status"
