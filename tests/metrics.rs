@@ -75,8 +75,24 @@ async fn metrics_of_stores_and_scheduler_move_with_a_workload() {
         assert_eq!(client.get(key).await.unwrap(), Some(vec![b'v'; 100]));
     }
 
+    // A request well over the cluster's 1 ms slow-request threshold on any machine: 4 MiB
+    // written through the log (fsynced on three stores) and applied.
+    let batch: Vec<(Vec<u8>, Vec<u8>)> = (0..1024)
+        .map(|i| (format!("slow{i:04}").into_bytes(), vec![b's'; 4096]))
+        .collect();
+    client.batch_put(batch).await.unwrap();
+
     // Process-wide metrics: any store's port shows them.
     let text = scrape(&status_addrs[0]).await;
+    assert!(
+        sample(
+            &text,
+            "tessera_slow_requests_total",
+            &["type=\"raw_batch_put\""]
+        )
+        .is_some_and(|n| n >= 1.0),
+        "the 4 MiB batch put was not counted as slow"
+    );
     let puts = sample(
         &text,
         "tikv_grpc_msg_duration_seconds_count",

@@ -63,6 +63,10 @@ impl TestCluster {
                 api_version,
                 // The GC worker follows the safe point quickly, so tests see its effect.
                 gc_interval_ms: 300,
+                // Every request of 1 ms or more takes the slow-request path (counted in
+                // `tessera_slow_requests_total`; its lines print only where a test
+                // installs a log subscriber).
+                slow_request_ms: 1,
                 security: security.clone(),
                 ..Default::default()
             };

@@ -5,10 +5,12 @@
 //! - [`bytes`]: memcomparable encoding of byte strings (order-preserving, self-delimiting).
 //! - [`number`]: fixed-width integers, ascending and descending.
 //! - [`mvcc`]: keys with a timestamp suffix, and cutting a key at a user-key boundary.
+//! - [`escape`]: keys as readable text for logs and errors (`user\x00\x01`).
 //!
 //! Every decoder returns an [`Error`] on malformed input; none panics.
 
 pub mod bytes;
+pub mod escape;
 pub mod keys;
 pub mod mvcc;
 pub mod number;

@@ -34,6 +34,9 @@ pub struct ServerConfig {
     pub gc_interval_ms: u64,
     /// Most keys the GC worker scans per second, over the whole store.
     pub gc_max_keys_per_sec: u64,
+    /// A gRPC request that takes at least this long (ms) is logged at WARN with its
+    /// region and stage breakdown (target `tessera::slow_request`); 0: never.
+    pub slow_request_ms: u64,
     /// Mutual TLS for the gRPC server and this store's connections to the scheduler and
     /// the other stores. Not a field of `[server]`: it comes from the file's top-level
     /// `[security]` table, which every process of the file shares.
@@ -54,6 +57,7 @@ impl Default for ServerConfig {
             max_key_size: 8 * 1024,
             gc_interval_ms: 60_000,
             gc_max_keys_per_sec: 50_000,
+            slow_request_ms: 1_000,
             security: security::SecurityConfig::default(),
         }
     }
@@ -113,6 +117,11 @@ impl ServerConfig {
         }
         self.security.validate()?;
         Ok(())
+    }
+
+    /// The slow-request log's threshold (none when `slow_request_ms` is 0).
+    pub fn slow_request_threshold(&self) -> Option<Duration> {
+        (self.slow_request_ms > 0).then(|| Duration::from_millis(self.slow_request_ms))
     }
 
     /// The GC worker's settings.

@@ -260,8 +260,10 @@ impl Node {
             .into_server()
             .max_decoding_message_size(server.grpc_max_message_bytes)
             .max_encoding_message_size(server.grpc_max_message_bytes);
-        // Per-RPC counts and latencies, and the start of each request's stage timings.
-        let service = server::metrics::Metered::new(service);
+        // Per-RPC counts and latencies, the start of each request's stage timings, and the
+        // slow-request log.
+        let service = server::metrics::Metered::new(service)
+            .with_slow_threshold(server.slow_request_threshold());
         let status = match status_incoming {
             Some(incoming) => Some(
                 status::StatusServer::start(

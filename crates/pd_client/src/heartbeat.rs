@@ -141,7 +141,7 @@ fn deliver(shared: &Shared, resp: &pdpb::RegionHeartbeatResponse) {
             let sink = shared.sink.read().clone();
             match sink {
                 Some(sink) => {
-                    tracing::debug!(region = op.region_id, op = ?op.op, "operator from PD");
+                    tracing::debug!(region = op.region_id, op = %op.op, "operator from PD");
                     sink(op);
                 }
                 None => tracing::warn!(

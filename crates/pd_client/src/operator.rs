@@ -33,6 +33,23 @@ pub enum Operator {
     Split(Vec<Vec<u8>>),
 }
 
+/// For logs: peers by id and store, split keys as escaped text (not byte lists).
+impl std::fmt::Display for Operator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (what, p) = match self {
+            Operator::AddPeer(p) => ("add peer", p),
+            Operator::AddLearner(p) => ("add learner", p),
+            Operator::RemovePeer(p) => ("remove peer", p),
+            Operator::TransferLeader(p) => ("transfer leader to peer", p),
+            Operator::Split(keys) => {
+                let keys: Vec<String> = keys.iter().map(|k| codec::escape::escape(k)).collect();
+                return write!(f, "split at {}", keys.join(", "));
+            }
+        };
+        write!(f, "{what} {} on store {}", p.id, p.store_id)
+    }
+}
+
 /// An operator from PD's answer to a region heartbeat, with what the leader needs to
 /// address the admin command.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -51,3 +68,25 @@ pub struct PushedOperator {
 /// Where the client delivers operators ([`crate::PdClient::set_operator_sink`]). Called
 /// on the client runtime's threads, so it must not block.
 pub type OperatorSink = Arc<dyn Fn(PushedOperator) + Send + Sync>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn operators_print_peers_and_escaped_keys() {
+        let p = metapb::Peer {
+            id: 7,
+            store_id: 3,
+            ..Default::default()
+        };
+        assert_eq!(
+            Operator::TransferLeader(p).to_string(),
+            "transfer leader to peer 7 on store 3"
+        );
+        assert_eq!(
+            Operator::Split(vec![b"a\xff".to_vec(), b"b".to_vec()]).to_string(),
+            "split at a\\xff, b"
+        );
+    }
+}

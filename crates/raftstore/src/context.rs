@@ -31,8 +31,12 @@ pub struct NewSplitPeer {
 }
 
 /// A callback and the response it gets once the round's KV batch is written, with the
-/// time a client write was committed (its apply stage ends when the callback fires).
-pub type PendingCallback<S> = (Callback<S>, CmdResponse<S>, Option<std::time::Instant>);
+/// stage times of a client write (its apply stage ends when the callback fires).
+pub type PendingCallback<S> = (
+    Callback<S>,
+    CmdResponse<S>,
+    Option<crate::metrics::WriteTrace>,
+);
 
 /// Everything a peer needs from its store while handling messages and readies.
 pub struct PollContext<E: Engine, T: Transport> {

@@ -31,7 +31,11 @@ pub enum Error {
     #[error("region {0} not found")]
     RegionNotFound(u64),
     /// The key lies outside the region's range.
-    #[error("key {key:?} is not in region {region_id} [{start_key:?}, {end_key:?})")]
+    #[error(
+        "key {} is not in region {region_id} {}",
+        codec::escape::Escaped(key),
+        codec::escape::Range(start_key, end_key)
+    )]
     KeyNotInRegion {
         /// The offending key.
         key: Vec<u8>,

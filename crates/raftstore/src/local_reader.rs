@@ -219,7 +219,7 @@ impl<S: engine::Snapshot> LocalReader<S> {
             }
         }
         self.stats.local_reads.fetch_add(1, Ordering::Relaxed);
-        crate::metrics::observe_read(received, checked);
+        let stages = crate::metrics::observe_read(received, checked);
         if !delegate.used.load(Ordering::Relaxed) {
             delegate.used.store(true, Ordering::Relaxed);
         }
@@ -233,6 +233,7 @@ impl<S: engine::Snapshot> LocalReader<S> {
                 ..Default::default()
             },
             snapshot,
+            stages: Some(stages),
         });
         None
     }

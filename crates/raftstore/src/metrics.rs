@@ -33,8 +33,9 @@
 //! `tessera_read_stage_duration_seconds`, label `stage`); the means of the stages add up to
 //! the mean latency the store adds to a request.
 
+use std::fmt;
 use std::sync::LazyLock;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use prometheus::{
     exponential_buckets, register_histogram, register_histogram_vec, register_int_counter,
@@ -200,6 +201,18 @@ pub static REGION_COUNT: LazyLock<IntGaugeVec> = LazyLock::new(|| {
     .expect("registering region count")
 });
 
+/// Disk space as the last store heartbeat reported it (`type` = capacity, available,
+/// used), as TiKV's `tikv_store_size_bytes`. Capacity and available stay 0 while unknown
+/// (no data directory and no configured capacity).
+pub static STORE_SIZE: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    register_int_gauge_vec!(
+        "tikv_store_size_bytes",
+        "Store disk space in bytes: type=capacity|available|used",
+        &["type"]
+    )
+    .expect("registering store size")
+});
+
 /// Splits applied on this store (every replica counts the split it applies).
 pub static SPLITS: LazyLock<IntCounter> = LazyLock::new(|| {
     register_int_counter!(
@@ -228,6 +241,8 @@ pub struct WriteTrace {
     pub proposed: Instant,
     /// The leader's log write holding the entry was fsynced.
     pub persisted: Option<Instant>,
+    /// The entry was handed to apply.
+    pub committed: Option<Instant>,
 }
 
 impl WriteTrace {
@@ -240,6 +255,7 @@ impl WriteTrace {
             received,
             proposed: now,
             persisted: None,
+            committed: None,
         }
     }
 
@@ -264,18 +280,92 @@ impl WriteTrace {
         };
         WRITE_STAGES.commit.observe(secs(persisted, now));
         COMMIT_LOG.observe(secs(self.proposed, now));
+        self.persisted = Some(persisted);
+        self.committed = Some(now);
+    }
+
+    /// The write's callback fires at `now`, after the round's KV batch is written:
+    /// records the apply stage and returns the write's stages (none if it never
+    /// committed, which a trace handed to a callback always did).
+    pub fn on_applied(&self, now: Instant) -> Option<Stages> {
+        let (persisted, committed) = (self.persisted?, self.committed?);
+        observe_applied(committed, now);
+        Some(Stages::Write {
+            propose: self.proposed.saturating_duration_since(self.received),
+            persist: persisted.saturating_duration_since(self.proposed),
+            commit: committed.saturating_duration_since(persisted),
+            apply: now.saturating_duration_since(committed),
+        })
+    }
+}
+
+/// Where a served request's time went on the store that served it, handed back with the
+/// answer ([`crate::msg::CmdResponse::stages`]) so the gRPC layer can name the slow stage
+/// in its slow-request log. The histograms above hold the same figures in aggregate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stages {
+    /// A write, from arrival to its callback.
+    Write {
+        /// Arrival → proposed (server checks, latches, the poller's queue).
+        propose: Duration,
+        /// Proposed → the leader's log write fsynced.
+        persist: Duration,
+        /// Persisted → committed by a quorum and handed to apply.
+        commit: Duration,
+        /// Handed to apply → the KV batch written and the callback fired.
+        apply: Duration,
+    },
+    /// A read, from arrival to the view it reads.
+    Read {
+        /// Arrival → safe to read (a ReadIndex round, or a valid lease).
+        read_index: Duration,
+        /// Safe → the view taken and the request executed on it.
+        snapshot: Duration,
+    },
+}
+
+impl fmt::Display for Stages {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ms = |d: &Duration| d.as_secs_f64() * 1e3;
+        match self {
+            Stages::Write {
+                propose,
+                persist,
+                commit,
+                apply,
+            } => write!(
+                f,
+                "propose {:.3}ms, persist {:.3}ms, commit {:.3}ms, apply {:.3}ms",
+                ms(propose),
+                ms(persist),
+                ms(commit),
+                ms(apply)
+            ),
+            Stages::Read {
+                read_index,
+                snapshot,
+            } => write!(
+                f,
+                "read_index {:.3}ms, snapshot {:.3}ms",
+                ms(read_index),
+                ms(snapshot)
+            ),
+        }
     }
 }
 
 /// Records the read_index stage of a read received at `received` and safe to read at
 /// `confirmed`, and its snapshot stage, which ends now (the view is taken and the request
-/// executed on it; the caller fires the callback next).
+/// executed on it; the caller fires the callback next). Returns both.
 #[inline]
-pub fn observe_read(received: Instant, confirmed: Instant) {
+pub fn observe_read(received: Instant, confirmed: Instant) -> Stages {
+    let now = Instant::now();
     READ_STAGES.read_index.observe(secs(received, confirmed));
-    READ_STAGES
-        .snapshot
-        .observe(secs(confirmed, Instant::now()));
+    READ_STAGES.snapshot.observe(secs(confirmed, now));
+    Stages::Read {
+        read_index: confirmed.saturating_duration_since(received),
+        snapshot: now.saturating_duration_since(confirmed),
+    }
 }
 
 /// Records the apply stage of a write committed at `committed` whose callback fires at
@@ -307,6 +397,28 @@ mod tests {
         // Other tests in this binary may record too: counts only grow by at least ours.
         assert!(WRITE_STAGES.persist.get_sample_count() > before);
         assert!(WRITE_STAGES.commit.get_sample_count() > commits);
+        let stages = trace
+            .on_applied(p + Duration::from_millis(5))
+            .expect("committed");
+        let Stages::Write {
+            persist,
+            commit,
+            apply,
+            ..
+        } = stages
+        else {
+            panic!("a write's stages: {stages:?}");
+        };
+        assert_eq!(persist, Duration::from_millis(1));
+        assert_eq!(commit, Duration::from_millis(2));
+        assert_eq!(apply, Duration::from_millis(3));
+        assert_eq!(
+            stages.to_string(),
+            format!(
+                "propose {:.3}ms, persist 1.000ms, commit 2.000ms, apply 3.000ms",
+                (trace.proposed - t0).as_secs_f64() * 1e3
+            )
+        );
     }
 
     #[test]

@@ -115,6 +115,9 @@ pub struct CmdResponse<S> {
     pub response: RaftCmdResponse,
     /// For a `Snap` read: a consistent view of the region's data at a safe read point.
     pub snapshot: Option<RegionSnapshot<S>>,
+    /// How long a served write or read spent in each stage on this store (none for
+    /// errors), for the caller's slow-request log.
+    pub stages: Option<crate::metrics::Stages>,
 }
 
 impl<S> CmdResponse<S> {
@@ -123,6 +126,7 @@ impl<S> CmdResponse<S> {
         CmdResponse {
             response: crate::util::err_resp(err, 0),
             snapshot: None,
+            stages: None,
         }
     }
 }

@@ -699,9 +699,9 @@ impl<E: Engine, T: Transport> Poller<E, T> {
                 self.ctx.store_id
             ));
         }
-        for (cb, resp, committed) in self.ctx.callbacks.drain(..) {
-            if let Some(c) = committed {
-                crate::metrics::observe_applied(c, kv_done);
+        for (cb, mut resp, trace) in self.ctx.callbacks.drain(..) {
+            if let Some(t) = trace {
+                resp.stages = t.on_applied(kv_done);
             }
             cb(resp);
         }

@@ -49,6 +49,39 @@ pub enum OpStep {
     SplitRegion(Vec<Vec<u8>>),
 }
 
+/// For logs: peers by id and store, split keys as escaped text (not byte lists).
+impl std::fmt::Display for OpStep {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            OpStep::AddPeer(p) => write!(f, "add peer {} on store {}", p.id, p.store_id),
+            OpStep::RemovePeer(p) => write!(f, "remove peer {} on store {}", p.id, p.store_id),
+            OpStep::TransferLeader(p) => {
+                write!(
+                    f,
+                    "transfer leader to peer {} on store {}",
+                    p.id, p.store_id
+                )
+            }
+            OpStep::SplitRegion(keys) => {
+                f.write_str("split at ")?;
+                for (i, k) in keys.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(", ")?;
+                    }
+                    write!(f, "{}", codec::escape::Escaped(k))?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// The steps of an operator, one after another, for logs.
+pub fn steps_text(steps: &[OpStep]) -> String {
+    let parts: Vec<String> = steps.iter().map(ToString::to_string).collect();
+    parts.join("; ")
+}
+
 impl OpStep {
     /// True for steps that change membership (and so bump `conf_ver` once applied).
     fn is_conf_change(&self) -> bool {
@@ -278,7 +311,7 @@ impl OperatorController {
         if self.ops.contains_key(&op.region_id) || op.steps.is_empty() {
             return Err(op);
         }
-        tracing::debug!(region = op.region_id, desc = %op.desc, steps = ?op.steps, "operator added");
+        tracing::debug!(region = op.region_id, desc = %op.desc, steps = %steps_text(&op.steps), "operator added");
         self.counters.added += 1;
         count_event(&mut self.events, &op.desc, "create");
         self.ops.insert(op.region_id, op);

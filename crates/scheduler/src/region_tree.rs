@@ -202,7 +202,10 @@ pub fn validate(info: &RegionInfo) -> Result<()> {
         return bad("no epoch".into());
     }
     if !r.end_key.is_empty() && r.end_key <= r.start_key {
-        return bad(format!("empty range [{:?}, {:?})", r.start_key, r.end_key));
+        return bad(format!(
+            "empty range {}",
+            codec::escape::Range(&r.start_key, &r.end_key)
+        ));
     }
     if r.peers.is_empty() {
         return bad("no peers".into());
@@ -547,7 +550,10 @@ impl RegionTree {
                 .get(id)
                 .ok_or_else(|| format!("by_start names unknown region {id}"))?;
             if &r.region.start_key != start {
-                return Err(format!("region {id} indexed under start {start:?}"));
+                return Err(format!(
+                    "region {id} indexed under start {}",
+                    codec::escape::Escaped(start)
+                ));
             }
             if let Some(end) = prev_end {
                 if end.is_empty() || end > start.as_slice() {

@@ -11,6 +11,14 @@
 //! (`raftstore::metrics` describes them), and the moment raftstore answered, from which
 //! the wrapper times the last stage (`answer`) once the response is ready. Metrics are
 //! registered in the process's default registry (see `raftstore::metrics` for why).
+//!
+//! # Slow-request log
+//! A request that took longer than the wrapper's threshold ([`Metered::with_slow_threshold`],
+//! `[server] slow_request_ms`) is logged at WARN under the target `tessera::slow_request`,
+//! with its method, total time, the region of its last raftstore command, that command's
+//! stages as raftstore measured them ([`raftstore::metrics::Stages`]) and the answer stage,
+//! so the line says where the time went, not only that it went; and it is counted in
+//! `tessera_slow_requests_total{type}`.
 
 use std::cell::Cell;
 use std::convert::Infallible;
@@ -24,7 +32,7 @@ use prometheus::{
     register_histogram_vec, register_int_counter, register_int_counter_vec, HistogramVec,
     IntCounter, IntCounterVec,
 };
-use raftstore::metrics::{latency_buckets, secs, READ_STAGES, WRITE_STAGES};
+use raftstore::metrics::{latency_buckets, secs, Stages, READ_STAGES, WRITE_STAGES};
 use tonic::body::Body;
 use tonic::codegen::http;
 use tonic::codegen::Service;
@@ -49,6 +57,17 @@ pub static GRPC_FAIL: LazyLock<IntCounterVec> = LazyLock::new(|| {
         &["type"]
     )
     .expect("registering tikv_grpc_msg_fail_total")
+});
+
+/// `tessera_slow_requests_total{type}`: unary RPCs that took longer than the slow-request
+/// threshold (each also logged, see the module docs).
+pub static SLOW_REQUESTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "tessera_slow_requests_total",
+        "gRPC requests slower than the slow-request threshold, by type",
+        &["type"]
+    )
+    .expect("registering tessera_slow_requests_total")
 });
 
 /// Raft messages received from other stores and handed to raftstore.
@@ -91,6 +110,19 @@ pub enum Kind {
     Read,
 }
 
+/// A raftstore command's answer, as the storage layer noted it for the request's trace.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Answered {
+    /// Write or read.
+    pub kind: Kind,
+    /// When raftstore's callback ran.
+    pub at: Instant,
+    /// The region the command went to.
+    pub region_id: u64,
+    /// Its stages on the store, when it was served (none for an error answer).
+    pub stages: Option<Stages>,
+}
+
 /// What the gRPC wrapper and the storage layer share about one request.
 #[derive(Debug)]
 pub struct RequestTrace {
@@ -99,8 +131,21 @@ pub struct RequestTrace {
     /// Whether a raftstore command already started from `received` (a transactional
     /// command reads, then writes: only the first command's stages start at arrival).
     started: Cell<bool>,
-    /// The last raftstore answer: its kind and when its callback ran.
-    answered: Cell<Option<(Kind, Instant)>>,
+    /// The last raftstore answer.
+    answered: Cell<Option<Answered>>,
+    /// How many raftstore commands answered.
+    commands: Cell<u32>,
+}
+
+impl RequestTrace {
+    fn new(received: Instant) -> RequestTrace {
+        RequestTrace {
+            received,
+            started: Cell::new(false),
+            answered: Cell::new(None),
+            commands: Cell::new(0),
+        }
+    }
 }
 
 tokio::task_local! {
@@ -122,8 +167,42 @@ pub fn command_start() -> Instant {
 }
 
 /// Notes that raftstore answered a command of the current request at `at`.
-pub fn note_answered(kind: Kind, at: Instant) {
-    let _ = TRACE.try_with(|t| t.answered.set(Some((kind, at))));
+pub fn note_answered(answer: Answered) {
+    let _ = TRACE.try_with(|t| {
+        t.answered.set(Some(answer));
+        t.commands.set(t.commands.get().saturating_add(1));
+    });
+}
+
+/// The slow-request log line of a `label` request that took `total`, whose last of
+/// `commands` raftstore commands answered as `last` and whose response was ready at `done`.
+fn slow_request_line(
+    label: &str,
+    total: std::time::Duration,
+    commands: u32,
+    last: Option<Answered>,
+    done: Instant,
+) -> String {
+    let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
+    let mut line = format!("slow request: {label} took {:.3}ms", ms(total));
+    match last {
+        None => line.push_str("; no raftstore command answered"),
+        Some(a) => {
+            line.push_str(&format!(
+                "; region {}, {commands} raftstore command(s), the last one: ",
+                a.region_id
+            ));
+            match a.stages {
+                Some(s) => line.push_str(&s.to_string()),
+                None => line.push_str("answered with an error"),
+            }
+            line.push_str(&format!(
+                ", answer {:.3}ms",
+                ms(done.saturating_duration_since(a.at))
+            ));
+        }
+    }
+    line
 }
 
 /// The `type` label of a method path (`/tikvpb.Tikv/RawPut` → `raw_put`), and whether the
@@ -182,12 +261,19 @@ fn method_label(path: &str) -> (&'static str, bool) {
 #[derive(Clone, Debug)]
 pub struct Metered<S> {
     inner: S,
+    slow: Option<std::time::Duration>,
 }
 
 impl<S> Metered<S> {
-    /// Wraps `inner`.
+    /// Wraps `inner`; no slow-request log until [`Metered::with_slow_threshold`].
     pub fn new(inner: S) -> Self {
-        Metered { inner }
+        Metered { inner, slow: None }
+    }
+
+    /// Logs requests that take `threshold` or longer (none: never).
+    pub fn with_slow_threshold(mut self, threshold: Option<std::time::Duration>) -> Self {
+        self.slow = threshold;
+        self
     }
 }
 
@@ -215,27 +301,33 @@ where
         if stream {
             return Box::pin(fut);
         }
-        let trace = RequestTrace {
-            received,
-            started: Cell::new(false),
-            answered: Cell::new(None),
-        };
+        let trace = RequestTrace::new(received);
+        let slow = self.slow;
         Box::pin(async move {
-            let (resp, trace) = TRACE
+            let (resp, (last, commands)) = TRACE
                 .scope(trace, async move {
                     let resp = fut.await;
-                    (resp, TRACE.with(|t| t.answered.get()))
+                    (resp, TRACE.with(|t| (t.answered.get(), t.commands.get())))
                 })
                 .await;
             let done = Instant::now();
-            match trace {
-                Some((Kind::Write, at)) => WRITE_STAGES.answer.observe(secs(at, done)),
-                Some((Kind::Read, at)) => READ_STAGES.answer.observe(secs(at, done)),
+            match last {
+                Some(a) if a.kind == Kind::Write => WRITE_STAGES.answer.observe(secs(a.at, done)),
+                Some(a) => READ_STAGES.answer.observe(secs(a.at, done)),
                 None => {}
             }
+            let total = done.saturating_duration_since(received);
             GRPC_DURATION
                 .with_label_values(&[label])
-                .observe(secs(received, done));
+                .observe(total.as_secs_f64());
+            if slow.is_some_and(|t| total >= t) {
+                SLOW_REQUESTS.with_label_values(&[label]).inc();
+                tracing::warn!(
+                    target: "tessera::slow_request",
+                    "{}",
+                    slow_request_line(label, total, commands, last, done)
+                );
+            }
             if let Ok(r) = &resp {
                 // tonic puts a unary call's status in the headers when it fails early
                 // ("trailers-only"); an OK answer carries none there.
@@ -269,22 +361,63 @@ mod tests {
     #[tokio::test]
     async fn command_start_is_arrival_once_then_now() {
         let received = Instant::now() - std::time::Duration::from_millis(50);
-        let trace = RequestTrace {
-            received,
-            started: Cell::new(false),
-            answered: Cell::new(None),
+        let trace = RequestTrace::new(received);
+        let answer = |at| Answered {
+            kind: Kind::Read,
+            at,
+            region_id: 3,
+            stages: None,
         };
         TRACE
             .scope(trace, async {
                 assert_eq!(command_start(), received);
                 assert!(command_start() > received);
                 let at = Instant::now();
-                note_answered(Kind::Read, at);
-                assert_eq!(TRACE.with(|t| t.answered.get()), Some((Kind::Read, at)));
+                note_answered(answer(at));
+                note_answered(answer(at));
+                assert_eq!(TRACE.with(|t| t.answered.get()), Some(answer(at)));
+                assert_eq!(TRACE.with(|t| t.commands.get()), 2);
             })
             .await;
         // Outside a request: now, and noting an answer is harmless.
         assert!(command_start() > received);
-        note_answered(Kind::Write, Instant::now());
+        note_answered(answer(Instant::now()));
+    }
+
+    #[test]
+    fn slow_request_line_names_region_stages_and_answer() {
+        use std::time::Duration;
+        let at = Instant::now();
+        let ms = Duration::from_millis;
+        let last = Answered {
+            kind: Kind::Write,
+            at,
+            region_id: 42,
+            stages: Some(Stages::Write {
+                propose: ms(1),
+                persist: ms(700),
+                commit: ms(2),
+                apply: ms(3),
+            }),
+        };
+        assert_eq!(
+            slow_request_line("raw_put", ms(710), 1, Some(last), at + ms(4)),
+            "slow request: raw_put took 710.000ms; region 42, 1 raftstore command(s), the \
+             last one: propose 1.000ms, persist 700.000ms, commit 2.000ms, apply 3.000ms, \
+             answer 4.000ms"
+        );
+        let failed = Answered {
+            stages: None,
+            ..last
+        };
+        assert!(
+            slow_request_line("kv_commit", ms(900), 2, Some(failed), at).ends_with(
+                "2 raftstore command(s), the last one: answered with an error, answer 0.000ms"
+            )
+        );
+        assert_eq!(
+            slow_request_line("raw_scan", ms(1500), 0, None, at),
+            "slow request: raw_scan took 1500.000ms; no raftstore command answered"
+        );
     }
 }

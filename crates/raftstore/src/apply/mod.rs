@@ -269,18 +269,18 @@ impl<E: Engine> Peer<E> {
             // Only an entry that is this proposal's own ends its stages here; one another
             // leader wrote at that index fails the write instead.
             let own = p.index == index && p.term == term;
-            let committed = p.trace.filter(|_| own).map(|mut t| {
-                let now = std::time::Instant::now();
-                t.on_committed(now);
-                now
+            let trace = p.trace.filter(|_| own).map(|mut t| {
+                t.on_committed(std::time::Instant::now());
+                t
             });
             ctx.callbacks.push((
                 p.callback,
                 CmdResponse {
                     response,
                     snapshot: None,
+                    stages: None,
                 },
-                committed,
+                trace,
             ));
         }
     }

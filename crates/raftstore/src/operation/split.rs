@@ -16,6 +16,7 @@
 //!    starts them (the old leader's store campaigns at once); the leader reports every
 //!    resulting region to the scheduler immediately.
 
+use codec::escape::Escaped;
 use engine::Engine;
 use proto::metapb;
 use proto::raft_cmdpb::{
@@ -58,7 +59,9 @@ fn check_split_keys(region: &metapb::Region, keys: &[&[u8]]) -> Result<()> {
     for k in keys {
         if k.is_empty() || *k <= prev {
             return Err(Error::InvalidRequest(format!(
-                "split key {k:?} is not after {prev:?}"
+                "split key {} is not after {}",
+                Escaped(k),
+                Escaped(prev)
             )));
         }
         crate::util::check_key_in_region(k, region)?;
@@ -319,11 +322,15 @@ impl<E: Engine> Peer<E> {
             ctx.store_meta.set_region(r);
         }
         ctx.new_split_peers.extend(to_start);
+        let cuts: Vec<String> = regions[..regions.len() - 1]
+            .iter()
+            .map(|r| Escaped(&r.end_key).to_string())
+            .collect();
         tracing::info!(
-            "{} split into {} regions: left ends at {:?}",
+            "{} split into {} regions at {}",
             self.tag,
             regions.len(),
-            regions[0].end_key
+            cuts.join(", ")
         );
         if was_leader {
             self.heartbeat_pd(ctx);

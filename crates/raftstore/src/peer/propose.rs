@@ -192,6 +192,7 @@ impl<E: Engine> Peer<E> {
                 callback(CmdResponse {
                     response: crate::util::err_resp(e, term),
                     snapshot: None,
+                    stages: None,
                 });
                 return;
             }
@@ -222,12 +223,14 @@ impl<E: Engine> Peer<E> {
             Ok(None) => callback(CmdResponse {
                 response: crate::apply::ok_admin_response(&request, self.term()),
                 snapshot: None,
+                stages: None,
             }),
             Err(e) => {
                 let term = self.term();
                 callback(CmdResponse {
                     response: crate::util::err_resp(e, term),
                     snapshot: None,
+                    stages: None,
                 })
             }
         }

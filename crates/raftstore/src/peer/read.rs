@@ -171,8 +171,8 @@ impl<E: Engine> Peer<E> {
         let snap = self.storage().engine().snapshot();
         let term = self.term();
         for cmd in ready {
-            let resp = self.exec_read(&cmd.request, &snap, term);
-            crate::metrics::observe_read(cmd.received, confirmed);
+            let mut resp = self.exec_read(&cmd.request, &snap, term);
+            resp.stages = Some(crate::metrics::observe_read(cmd.received, confirmed));
             (cmd.callback)(resp);
         }
     }
@@ -211,6 +211,7 @@ impl<E: Engine> Peer<E> {
                 ..Default::default()
             },
             snapshot,
+            stages: None,
         }
     }
 }

@@ -3,6 +3,7 @@
 //! [`Operator`], and queued like a scheduler's own. The leader carries it out on its next
 //! heartbeats; the request returns as soon as the operator is queued.
 
+use codec::escape::Escaped;
 use proto::metapb;
 
 use super::Coordinator;
@@ -152,13 +153,15 @@ fn check_split_keys(region: &metapb::Region, keys: &[Vec<u8>]) -> Result<(), Str
     for k in keys {
         if k.as_slice() <= prev {
             return Err(format!(
-                "split keys must be ascending and after the region's start key; {k:?} is not"
+                "split keys must be ascending and after the region's start key; {} is not",
+                Escaped(k)
             ));
         }
         if !region.end_key.is_empty() && k.as_slice() >= region.end_key.as_slice() {
             return Err(format!(
-                "split key {k:?} is not before the region's end key {:?}",
-                region.end_key
+                "split key {} is not before the region's end key {}",
+                Escaped(k),
+                Escaped(&region.end_key)
             ));
         }
         prev = k;

@@ -253,3 +253,15 @@ fn split_is_sent_until_the_region_ends_at_the_first_key() {
     assert_eq!(c.counters().finished, 1);
     assert_eq!(c.counters().cancelled, 0);
 }
+
+#[test]
+fn steps_print_keys_as_escaped_text() {
+    let steps = vec![
+        OpStep::AddPeer(peer(5, 2)),
+        OpStep::SplitRegion(vec![b"user\x00\x01".to_vec(), b"z".to_vec()]),
+    ];
+    assert_eq!(
+        steps_text(&steps),
+        "add peer 5 on store 2; split at user\\x00\\x01, z"
+    );
+}

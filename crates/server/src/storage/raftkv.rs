@@ -175,13 +175,19 @@ impl<S: engine::Snapshot> RaftKv<S> {
             metrics::Kind::Write
         };
         let (tx, rx) = oneshot::channel();
+        let region_id = ctx.region_id;
         let sent = Instant::now();
         let start = metrics::command_start();
         self.router.send_command_since(
             cmd,
             Box::new(move |resp: CmdResponse<S>| {
                 // When raftstore answered: the answer stage starts here.
-                let answered = Instant::now();
+                let answered = metrics::Answered {
+                    kind,
+                    at: Instant::now(),
+                    region_id,
+                    stages: resp.stages,
+                };
                 // Released before the answer is handed over: whoever acts on the answer
                 // (the client's next request) finds the latches free and the memory locks
                 // of an applied transactional write gone.
@@ -196,11 +202,11 @@ impl<S: engine::Snapshot> RaftKv<S> {
             // raftstore promises to call every callback; a dropped one means the poller
             // went away with the command, which is the store stopping.
             .map_err(|_| Error::from(raftstore::Error::StoreStopped))?;
-        metrics::note_answered(kind, answered);
+        metrics::note_answered(answered);
         let label = if is_read { "snapshot" } else { "write" };
         metrics::ENGINE_REQUEST
             .with_label_values(&[label])
-            .observe(raftstore::metrics::secs(sent, answered));
+            .observe(raftstore::metrics::secs(sent, answered.at));
         if let Some(err) = resp.response.header.as_ref().and_then(|h| h.error.clone()) {
             return Err(Error::from(err));
         }
