@@ -160,6 +160,12 @@ pub struct RaftstoreConfig {
     pub raft_entry_max_size: u64,
     /// Idle regions stop ticking until traffic wakes them (`raftstore::peer::hibernate`).
     pub hibernate_regions: bool,
+    /// Most disk space this store may take (MiB), as TiKV's `raftstore.capacity`; 0 = the
+    /// whole disk of `data_dir`. Store heartbeats report the smaller of this and the
+    /// disk's size as capacity, and as free space at most this minus what the store uses;
+    /// the scheduler stops placing replicas on a store whose free space runs low
+    /// (`pd.low_space_ratio`).
+    pub capacity_mb: u64,
 }
 
 impl Default for RaftstoreConfig {
@@ -176,6 +182,7 @@ impl Default for RaftstoreConfig {
             raft_election_timeout_ticks: d.raft_election_timeout_ticks as u64,
             raft_entry_max_size: d.raft_entry_max_size,
             hibernate_regions: d.hibernate_regions,
+            capacity_mb: d.capacity >> 20,
         }
     }
 }
@@ -224,6 +231,10 @@ impl RaftstoreConfig {
         c.max_leader_lease = c.default_leader_lease();
         c.raft_entry_max_size = positive("raft_entry_max_size", self.raft_entry_max_size)?;
         c.hibernate_regions = self.hibernate_regions;
+        c.capacity = self
+            .capacity_mb
+            .checked_mul(1 << 20)
+            .ok_or_else(|| format!("raftstore.capacity_mb {} is too large", self.capacity_mb))?;
         c.validate().map_err(|e| format!("raftstore: {e}"))?;
         Ok(c)
     }
@@ -281,6 +292,18 @@ mod tests {
             ..Default::default()
         };
         assert!(bad.validate().unwrap_err().contains("server.status_addr"));
+        // The capacity cap is in MiB; 0 (the default) is the whole disk.
+        assert_eq!(
+            RaftstoreConfig::default().to_raftstore().unwrap().capacity,
+            0
+        );
+        let c: RaftstoreConfig = toml::from_str("capacity_mb = 512").unwrap();
+        assert_eq!(c.to_raftstore().unwrap().capacity, 512 << 20);
+        let bad = RaftstoreConfig {
+            capacity_mb: u64::MAX,
+            ..Default::default()
+        };
+        assert!(bad.to_raftstore().unwrap_err().contains("capacity_mb"));
         let err = toml::from_str::<ServerConfig>("pd_endpoint = []").unwrap_err();
         assert!(err.to_string().contains("pd_endpoint"));
     }

@@ -108,7 +108,9 @@ impl Node {
     /// scheduler client run on it.
     pub async fn start(server: &ServerConfig, raftstore: &RaftstoreConfig) -> Result<Node, Error> {
         server.validate().map_err(Error::Config)?;
-        let store_cfg = raftstore.to_raftstore().map_err(Error::Config)?;
+        let mut store_cfg = raftstore.to_raftstore().map_err(Error::Config)?;
+        // Store heartbeats report the disk space of this directory's filesystem.
+        store_cfg.data_dir = Some(server.data_dir.clone());
         // One TLS setup for the server and every connection this store opens.
         let tls = server.security.load().map_err(Error::Config)?;
         let storage_err = |message: String| Error::Storage {

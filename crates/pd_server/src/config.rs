@@ -14,7 +14,7 @@ use serde::Deserialize;
 use crate::{serve_with_scheduling_tls, Error, RunningServer};
 
 /// Settings of one scheduler (placement driver) process.
-#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct PdConfig {
     /// Address to listen on for gRPC and the HTTP API (`host:port`).
@@ -29,6 +29,15 @@ pub struct PdConfig {
     pub store_disconnect_secs: u64,
     /// A store silent this long (seconds) is down: its replicas are rebuilt elsewhere.
     pub store_down_secs: u64,
+    /// A store with more than this share of its disk in use is low on space and receives
+    /// no new replicas (PD's `low-space-ratio`, also accepted with dashes).
+    #[serde(alias = "low-space-ratio")]
+    pub low_space_ratio: f64,
+    /// Below this share of its disk in use a store has space to spare; above it
+    /// balance-region moves regions away from it more and more eagerly (PD's
+    /// `high-space-ratio`).
+    #[serde(alias = "high-space-ratio")]
+    pub high_space_ratio: f64,
     /// Mutual TLS for gRPC and the HTTP API. Not a field of `[pd]`: it comes from the
     /// file's top-level `[security]` table, which every process of the file shares.
     #[serde(skip)]
@@ -44,6 +53,8 @@ impl Default for PdConfig {
             schedule_interval_ms: 200,
             store_disconnect_secs: scheduler::store_info::DEFAULT_DISCONNECT_AFTER_MS / 1000,
             store_down_secs: scheduler::store_info::DEFAULT_DOWN_AFTER_MS / 1000,
+            low_space_ratio: scheduler::schedulers::DEFAULT_LOW_SPACE_RATIO,
+            high_space_ratio: scheduler::schedulers::DEFAULT_HIGH_SPACE_RATIO,
             security: security::SecurityConfig::default(),
         }
     }
@@ -73,8 +84,21 @@ impl PdConfig {
                 self.store_down_secs, self.store_disconnect_secs
             ));
         }
+        self.schedule_config()
+            .validate()
+            .map_err(|e| format!("pd.{e}"))?;
         self.security.validate()?;
         Ok(())
+    }
+
+    /// The schedulers' settings.
+    pub fn schedule_config(&self) -> scheduler::ScheduleConfig {
+        scheduler::ScheduleConfig {
+            max_replicas: self.max_replicas,
+            low_space_ratio: self.low_space_ratio,
+            high_space_ratio: self.high_space_ratio,
+            ..Default::default()
+        }
     }
 }
 
@@ -133,10 +157,7 @@ pub async fn start(cfg: &PdConfig) -> Result<RunningServer, StartError> {
     let cluster =
         SchedulerCluster::open(MetaStore::new(engine), Arc::new(SystemClock), cluster_cfg)
             .map_err(|e| meta_err(e.to_string()))?;
-    let schedule = scheduler::ScheduleConfig {
-        max_replicas: cfg.max_replicas,
-        ..Default::default()
-    };
+    let schedule = cfg.schedule_config();
     let seed = cluster.cluster_id();
     let coordinator = Arc::new(Coordinator::new(Arc::new(cluster), schedule, seed));
     let addr = cfg
@@ -175,6 +196,20 @@ mod tests {
             ..Default::default()
         };
         assert!(bad.validate().unwrap_err().contains("store_down_secs"));
+        let bad = PdConfig {
+            high_space_ratio: 0.9,
+            ..Default::default()
+        };
+        assert!(bad.validate().unwrap_err().contains("pd.high_space_ratio"));
+        let bad = PdConfig {
+            low_space_ratio: 1.5,
+            ..Default::default()
+        };
+        assert!(bad.validate().unwrap_err().contains("low_space_ratio"));
+        let c: PdConfig = toml::from_str("low-space-ratio = 0.9\nhigh_space_ratio = 0.6").unwrap();
+        assert_eq!((c.low_space_ratio, c.high_space_ratio), (0.9, 0.6));
+        assert_eq!(c.schedule_config().low_space_ratio, 0.9);
+        c.validate().unwrap();
         let bad = PdConfig {
             security: security::SecurityConfig {
                 cert_path: "/nonexistent/cert.pem".into(),

@@ -117,6 +117,28 @@ fn regions_text(cluster: &SchedulerCluster) -> String {
     out
 }
 
+/// Bytes as PD's API shows them: binary units, up to two decimals ("49.98GiB", "0B").
+pub fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 7] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    let mut text = format!("{value:.2}");
+    // "1.50" -> "1.5", "2.00" -> "2".
+    while text.ends_with('0') {
+        text.pop();
+    }
+    if text.ends_with('.') {
+        text.pop();
+    }
+    format!("{text}{}", UNITS[unit])
+}
+
+/// The stores as JSON. Disk space is in bytes under `capacity`, `available` and
+/// `used_size` (0 = not reported), and in PD's human form under `*_human`.
 fn stores_json(stores: &[StoreInfo]) -> Value {
     let list: Vec<Value> = stores
         .iter()
@@ -133,6 +155,9 @@ fn stores_json(stores: &[StoreInfo]) -> Value {
                     "capacity": s.stats.capacity,
                     "available": s.stats.available,
                     "used_size": s.stats.used_size,
+                    "capacity_human": human_bytes(s.stats.capacity),
+                    "available_human": human_bytes(s.stats.available),
+                    "used_size_human": human_bytes(s.stats.used_size),
                     "leader_count": s.leader_count,
                     "region_count": s.region_count,
                     "pending_peer_count": s.pending_peer_count,
@@ -144,4 +169,19 @@ fn stores_json(stores: &[StoreInfo]) -> Value {
         })
         .collect();
     json!({"count": list.len(), "stores": list})
+}
+
+#[cfg(test)]
+mod space_tests {
+    use super::human_bytes;
+
+    #[test]
+    fn bytes_are_shown_as_pd_shows_them() {
+        assert_eq!(human_bytes(0), "0B");
+        assert_eq!(human_bytes(1023), "1023B");
+        assert_eq!(human_bytes(1536), "1.5KiB");
+        assert_eq!(human_bytes(1 << 20), "1MiB");
+        assert_eq!(human_bytes(53_666_000_000), "49.98GiB");
+        assert_eq!(human_bytes(u64::MAX), "16EiB");
+    }
 }

@@ -2,6 +2,7 @@
 //!
 //! Every interval is a multiple of the base tick so one timer in the poller drives them all.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// Raftstore settings. [`Config::default`] is for production; [`Config::for_tests`] shrinks
@@ -69,6 +70,19 @@ pub struct Config {
     /// Idle regions stop ticking until a message or command wakes them
     /// (`peer::hibernate`). Off in [`Config::for_tests`]; the tests that want it say so.
     pub hibernate_regions: bool,
+
+    /// The store's data directory: store heartbeats report the size and free space of the
+    /// filesystem holding it (read on the pd worker, once per heartbeat). `None`: the
+    /// store knows no filesystem; it reports `capacity` (and that minus what it uses as
+    /// free) if set, else 0 for both, which the scheduler reads as "unknown" and schedules
+    /// as if space were plentiful.
+    pub data_dir: Option<PathBuf>,
+    /// Most bytes this store may take, as TiKV's `raftstore.capacity`; 0 = the whole
+    /// filesystem. When set, the reported capacity is the smaller of this and the
+    /// filesystem's size, and the reported free space is at most this minus what the
+    /// store's engines use, so several stores sharing a disk (or a test simulating a small
+    /// one) report the space each of them may still fill.
+    pub capacity: u64,
 }
 
 impl Default for Config {
@@ -103,6 +117,8 @@ impl Default for Config {
             // 90% of (10 - 1) ticks of 50 ms.
             max_leader_lease: Duration::from_millis(405),
             hibernate_regions: true,
+            data_dir: None,
+            capacity: 0,
         }
     }
 }

@@ -539,6 +539,8 @@ impl<E: Engine, T: Transport> Poller<E, T> {
         g.with_label_values(&["leader"]).set(leaders as i64);
     }
 
+    /// Sends the store's numbers to the pd worker, which adds the filesystem's capacity
+    /// and free space (a `statvfs` there, off the poller's round).
     fn store_heartbeat(&mut self) {
         let hb = crate::scheduler_client::StoreHeartbeat {
             store_id: self.ctx.store_id,

@@ -152,7 +152,8 @@ impl<E: Engine> Store<E> {
         scheduler.set_operator_sink(Arc::new(move |op: PushedOperator| {
             crate::worker::pd::execute_operator(&sink_router, op)
         }));
-        let mut pd_runner = PdRunner::new(scheduler, router.clone());
+        let mut pd_runner = PdRunner::new(scheduler, router.clone())
+            .with_disk(cfg.data_dir.clone(), cfg.capacity);
         threads.push(worker::spawn("pd-worker", pd_rx, move |t| {
             pd_runner.handle(t)
         }));

@@ -22,6 +22,14 @@ use proto::metapb;
 
 use crate::{Error, Result};
 
+/// A store holding fewer regions than this with more than [`LOW_SPACE_MIN_FREE`] bytes
+/// free is never low on space, whatever its ratio (as PD does for a new cluster): a
+/// fresh cluster on a big disk mostly filled by other files (a laptop, a CI machine)
+/// would otherwise be refused its first replicas, while such a store is in no danger.
+pub const LOW_SPACE_MIN_REGIONS: u64 = 50;
+/// See [`LOW_SPACE_MIN_REGIONS`] (8 GiB).
+pub const LOW_SPACE_MIN_FREE: u64 = 8 << 30;
+
 /// Default time without a heartbeat before a store counts as disconnected (20 s).
 pub const DEFAULT_DISCONNECT_AFTER_MS: u64 = 20_000;
 /// Default time without a heartbeat before a store counts as down (30 min, as PD's
@@ -104,6 +112,31 @@ impl StoreInfo {
     /// True when the store may receive new replicas or leaders.
     pub fn is_up(&self) -> bool {
         self.state == StoreState::Up
+    }
+
+    /// Share of the store's disk in use (`1 - available / capacity`, in 0..=1); `None`
+    /// while the capacity is unknown (0: no heartbeat yet, or a store that cannot tell).
+    pub fn used_ratio(&self) -> Option<f64> {
+        let c = self.stats.capacity;
+        if c == 0 {
+            return None;
+        }
+        let available = self.stats.available.min(c);
+        Some(1.0 - available as f64 / c as f64)
+    }
+
+    /// True when the store is low on space: more than `low_space_ratio` of its disk is in
+    /// use (PD's `low-space-ratio`). Such a store receives no new replicas. A store of
+    /// unknown capacity never is, nor one that holds few regions with gigabytes free (see
+    /// [`LOW_SPACE_MIN_REGIONS`]).
+    pub fn is_low_space(&self, low_space_ratio: f64) -> bool {
+        let Some(used) = self.used_ratio() else {
+            return false;
+        };
+        if self.region_count < LOW_SPACE_MIN_REGIONS && self.stats.available > LOW_SPACE_MIN_FREE {
+            return false;
+        }
+        used > low_space_ratio
     }
 }
 
@@ -367,6 +400,41 @@ mod tests {
         r.heartbeat(&hb(1), 50_000).unwrap();
         assert_eq!(r.state(1, 100_000), Some(StoreState::Up));
         assert_eq!(r.state(2, 0), None);
+    }
+
+    #[test]
+    fn low_space_follows_the_used_ratio_unless_capacity_is_unknown() {
+        let mut r = registry();
+        put(&mut r, &store(1, "a"), 0);
+        let mut info = r.info(1, 0).unwrap();
+        // Before any heartbeat the capacity is unknown: never low.
+        assert_eq!(info.used_ratio(), None);
+        assert!(!info.is_low_space(0.8));
+        info.region_count = LOW_SPACE_MIN_REGIONS;
+        let with = |info: &StoreInfo, capacity, available| {
+            let mut i = info.clone();
+            i.stats.capacity = capacity;
+            i.stats.available = available;
+            i
+        };
+        assert!(!with(&info, 100, 21).is_low_space(0.8));
+        assert!(
+            !with(&info, 100, 20).is_low_space(0.8),
+            "exactly at the ratio"
+        );
+        assert!(with(&info, 100, 19).is_low_space(0.8));
+        assert!(with(&info, 100, 0).is_low_space(0.8));
+        // A report of more free space than capacity counts as an empty disk.
+        assert_eq!(with(&info, 100, 500).used_ratio(), Some(0.0));
+        // Few regions and gigabytes free: not low, even past the ratio ...
+        let big = 100 * LOW_SPACE_MIN_FREE;
+        info.region_count = LOW_SPACE_MIN_REGIONS - 1;
+        assert!(!with(&info, big, 2 * LOW_SPACE_MIN_FREE).is_low_space(0.8));
+        // ... but few regions and little free space is low ...
+        assert!(with(&info, 100, 10).is_low_space(0.8));
+        // ... and so is a store that already holds many regions.
+        info.region_count = LOW_SPACE_MIN_REGIONS;
+        assert!(with(&info, big, 2 * LOW_SPACE_MIN_FREE).is_low_space(0.8));
     }
 
     #[test]

@@ -28,14 +28,27 @@ pub use replica_checker::ReplicaChecker;
 /// Default number of voters each region should have.
 pub const DEFAULT_MAX_REPLICAS: usize = 3;
 
+/// Default [`ScheduleConfig::low_space_ratio`] (PD's `low-space-ratio`).
+pub const DEFAULT_LOW_SPACE_RATIO: f64 = 0.8;
+/// Default [`ScheduleConfig::high_space_ratio`] (PD's `high-space-ratio`).
+pub const DEFAULT_HIGH_SPACE_RATIO: f64 = 0.7;
+
 /// Settings shared by the schedulers.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct ScheduleConfig {
     /// Voters each region should have.
     pub max_replicas: usize,
     /// Balance-leader moves a leader only when the source leads more than this many
     /// regions above the target (1: a move must not just swap which store has one extra).
     pub leader_tolerance: u64,
+    /// A store with more than this share of its disk in use is low on space
+    /// ([`StoreInfo::is_low_space`]): the replica checker and balance-region place no new
+    /// replica on it, and balance-region scores it as needing to shed regions.
+    pub low_space_ratio: f64,
+    /// Below this share of its disk in use a store has space to spare and balance-region
+    /// compares region sizes alone; from here to `low_space_ratio` its score grows
+    /// steeply (see [`balance_region`]).
+    pub high_space_ratio: f64,
 }
 
 impl Default for ScheduleConfig {
@@ -43,7 +56,23 @@ impl Default for ScheduleConfig {
         ScheduleConfig {
             max_replicas: DEFAULT_MAX_REPLICAS,
             leader_tolerance: 1,
+            low_space_ratio: DEFAULT_LOW_SPACE_RATIO,
+            high_space_ratio: DEFAULT_HIGH_SPACE_RATIO,
         }
+    }
+}
+
+impl ScheduleConfig {
+    /// Checks the space ratios: `0 < high_space_ratio < low_space_ratio <= 1`.
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        let (h, l) = (self.high_space_ratio, self.low_space_ratio);
+        if !(h > 0.0 && h < l && l <= 1.0) {
+            return Err(format!(
+                "high_space_ratio ({h}) must be above 0 and below low_space_ratio ({l}), \
+                 which must be at most 1"
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -125,12 +154,15 @@ impl<'a> ClusterView<'a> {
         }
     }
 
-    /// The Up store without a peer of `region` that holds the fewest regions (then the
-    /// smallest id, so the choice is reproducible).
-    pub fn emptiest_target(&self, region: &RegionInfo) -> Option<&StoreInfo> {
+    /// The Up store without a peer of `region` and not low on space (by
+    /// `low_space_ratio`) that holds the fewest regions (then the smallest id, so the
+    /// choice is reproducible). `None` when every candidate is full: the region then
+    /// waits rather than filling a disk.
+    pub fn emptiest_target(&self, region: &RegionInfo, low_space_ratio: f64) -> Option<&StoreInfo> {
         self.stores
             .iter()
             .filter(|s| s.is_up() && region.peer_on_store(s.meta.id).is_none())
+            .filter(|s| !s.is_low_space(low_space_ratio))
             .min_by_key(|s| (s.region_count, s.meta.id))
     }
 }
@@ -223,6 +255,13 @@ pub(crate) mod test_util {
             leader_size: st.leader_size,
             region_size: st.region_size,
         }
+    }
+
+    /// `store` reporting a disk of `capacity` bytes with `available` free.
+    pub fn with_space(mut store: StoreInfo, capacity: u64, available: u64) -> StoreInfo {
+        store.stats.capacity = capacity;
+        store.stats.available = available;
+        store
     }
 
     /// Hands out ids from 1000 up.

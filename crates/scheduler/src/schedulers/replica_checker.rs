@@ -6,7 +6,8 @@
 //!    Tombstone, unknown): if a lost voter exists and the region already has its full
 //!    voter count, move that voter (add elsewhere, then remove it); otherwise add a voter.
 //!    The new voter goes to the Up store without a peer of the region that holds the
-//!    fewest regions.
+//!    fewest regions, leaving out stores low on space (`low_space_ratio`); with no such
+//!    store the region waits (a missing replica is better than a full disk).
 //! 2. more than `max_replicas` voters: remove one, preferring a voter on a lost store, then
 //!    on a store that is not Up, then a pending one, then any follower. A healthy leader is
 //!    never chosen; a leader on a lost (Offline, still running) store is, after the
@@ -54,7 +55,7 @@ impl ReplicaChecker {
             .filter(|p| !is_lost(view.store_state(p.store_id)))
             .count();
         if live < max {
-            let target = view.emptiest_target(region)?;
+            let target = view.emptiest_target(region, self.cfg.low_space_ratio)?;
             let new_peer = view.new_peer(target.meta.id)?;
             // A lost leader (alive on an Offline store) is replaced last; the operator
             // controller moves leadership away before it asks to remove it.
@@ -275,6 +276,44 @@ mod tests {
         assert!(c.schedule(&v, &mut rng).is_none());
         assert!(c.schedule(&v, &mut rng).is_none());
         assert_eq!(c.schedule(&v, &mut rng).map(|op| op.region_id), Some(1));
+    }
+
+    #[test]
+    fn low_space_store_never_gets_a_new_replica() {
+        // Region 1 lacks a voter. Store 3 is empty (the natural target), store 4 holds
+        // two regions, store 5 one.
+        let t = tree(vec![
+            region(1, &[(11, 1), (12, 2)], MIB),
+            region(2, &[(21, 4)], MIB),
+            region(3, &[(31, 4)], MIB),
+            region(4, &[(41, 5)], MIB),
+        ]);
+        let check = |space: &[(u64, u64, u64)]| {
+            let ids = ids();
+            let mut v = view(&t, &up(&[1, 2, 3, 4, 5]), &ids);
+            for &(id, cap, avail) in space {
+                // Under 8 GiB free: the few-regions exemption does not apply.
+                let s = v.stores.iter_mut().find(|s| s.meta.id == id).unwrap();
+                *s = with_space(s.clone(), cap, avail);
+            }
+            let c = ReplicaChecker::new(ScheduleConfig::default());
+            let region = t.get(1).unwrap();
+            c.check(&v, region).map(|op| op.steps)
+        };
+        let added = |store| Some(vec![OpStep::AddPeer(peer(1000, store))]);
+        // Capacity unknown everywhere (0): as before, the emptiest store.
+        assert_eq!(check(&[]), added(3));
+        // Plenty of room on store 3 (30% used): still store 3.
+        assert_eq!(check(&[(3, 100 * MIB, 70 * MIB)]), added(3));
+        // Store 3 is 90% full: the next emptiest, store 5.
+        assert_eq!(check(&[(3, 100 * MIB, 10 * MIB)]), added(5));
+        // Stores 3 and 5 full: store 4.
+        assert_eq!(
+            check(&[(3, 100 * MIB, 10 * MIB), (5, 100 * MIB, 0)]),
+            added(4)
+        );
+        // Every candidate full: nothing moves.
+        assert_eq!(check(&[(3, 100, 10), (4, 100, 19), (5, 100, 0)]), None);
     }
 
     #[test]
