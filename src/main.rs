@@ -5,7 +5,8 @@
 //! - `pd`: the scheduler (placement driver) service, on a data directory ([`cmd::pd`]);
 //! - `server`: one store: engines, raft, the TiKV-compatible gRPC API ([`cmd::server`]);
 //! - `ctl`: list stores and regions, find a key's region, split, move leaders and replicas
-//!   through the scheduler ([`cmd::ctl`]).
+//!   through the scheduler; get, put, delete and scan data, raw or transactional; `--json`
+//!   for scripts ([`cmd::ctl`]).
 //!
 //! The older in-process demo (no network) is an example of the test harness:
 //! `cargo run -p test_cluster --example demo`.
@@ -64,6 +65,9 @@ enum Command {
         /// TOML file; its `[security]` table makes `ctl` connect over TLS.
         #[arg(long)]
         config: Option<PathBuf>,
+        /// Print one JSON document on stdout instead of text (errors stay on stderr).
+        #[arg(long, global = true)]
+        json: bool,
         #[command(subcommand)]
         command: cmd::ctl::CtlCommand,
     },
@@ -85,9 +89,16 @@ fn main() {
         Command::Ctl {
             pd,
             config,
+            json,
             command,
         } => cmd::config::load(config.as_deref())
-            .and_then(|file| cmd::ctl::run(&pd, &file.security, command)),
+            .and_then(|file| cmd::ctl::run(&pd, &file.security, command, json))
+            // 1: `get` found no such key (its message is on stderr already).
+            .map(|code| {
+                if code != 0 {
+                    std::process::exit(code)
+                }
+            }),
     };
     if let Err(e) = result {
         eprintln!("tessera: {e}");

@@ -1,14 +1,18 @@
-//! `tessera ctl`: inspect and steer a running cluster through the scheduler's HTTP API
-//! (see `pd_server::http` and `pd_server::admin_http`). Operators are queued by the
-//! scheduler and carried out by the region's leader on its next heartbeats; `ctl` returns
-//! once the scheduler accepted them.
+//! `ctl`'s cluster commands: inspect and steer a running cluster through the scheduler's
+//! HTTP API (see `pd_server::http` and `pd_server::admin_http`). Operators are queued by
+//! the scheduler and carried out by the region's leader on its next heartbeats; `ctl`
+//! returns once the scheduler accepted them.
+//!
+//! With `--json` every command prints the scheduler's answer as it came (PD's document
+//! shapes, region keys in hex), one document on one line; without it, `stores` and
+//! `regions` print tables and the others the answer indented.
 
 use clap::Subcommand;
 use serde_json::Value;
 
-/// What `ctl` can do.
+/// The commands answered by the scheduler's HTTP API.
 #[derive(Subcommand, Debug)]
-pub enum CtlCommand {
+pub enum AdminCommand {
     /// List the stores with their state, region and leader counts.
     Stores,
     /// List the regions in key order.
@@ -68,60 +72,68 @@ pub enum CtlCommand {
     },
 }
 
-/// Runs one `ctl` command against the scheduler at `pd` (`host:port`), over TLS with the
-/// certificates of `security` when it is set (the `[security]` table of `--config`).
-pub fn run(pd: &str, security: &security::SecurityConfig, cmd: CtlCommand) -> Result<(), String> {
-    let tls = security.load()?;
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| format!("starting the runtime: {e}"))?;
-    rt.block_on(run_async(pd, tls.as_ref(), cmd))
-}
-
-async fn run_async(pd: &str, tls: Option<&security::Tls>, cmd: CtlCommand) -> Result<(), String> {
+/// Runs one command against the scheduler at `pd` (`host:port`), over TLS when `tls` is
+/// given; `json` prints the answer as one JSON document instead of text.
+pub async fn run(
+    pd: &str,
+    tls: Option<&security::Tls>,
+    cmd: AdminCommand,
+    json: bool,
+) -> Result<(), String> {
     let request = |method: &'static str, path: String, body: String| async move {
         request(pd, tls, method, &path, &body).await
     };
     let op = |body: Value| request("POST", "/pd/api/v1/operators".into(), body.to_string());
     let out = match cmd {
-        CtlCommand::Stores => {
+        AdminCommand::Stores => {
             let v = request("GET", "/pd/api/v1/stores".into(), String::new()).await?;
-            print_stores(&v);
+            if json {
+                super::output::print_json(&v);
+            } else {
+                print_stores(&v);
+            }
             return Ok(());
         }
-        CtlCommand::Regions => {
+        AdminCommand::Regions => {
             let v = request("GET", "/pd/api/v1/regions".into(), String::new()).await?;
-            print_regions(&v);
+            if json {
+                super::output::print_json(&v);
+            } else {
+                print_regions(&v);
+            }
             return Ok(());
         }
-        CtlCommand::Region { key, id } => match (key, id) {
+        AdminCommand::Region { key, id } => match (key, id) {
             (Some(k), _) => {
                 request("GET", format!("/pd/api/v1/region/key/{}", percent(k.as_bytes())), String::new()).await?
             }
             (None, Some(id)) => request("GET", format!("/pd/api/v1/region/id/{id}"), String::new()).await?,
             (None, None) => return Err("give --key or --id".into()),
         },
-        CtlCommand::Split { region, keys } => {
+        AdminCommand::Split { region, keys } => {
             let keys: Vec<String> = keys.iter().map(|k| pd_server::http::hex(k.as_bytes())).collect();
             op(serde_json::json!({"name": "split-region", "region_id": region, "keys": keys})).await?
         }
-        CtlCommand::TransferLeader { region, store } => {
+        AdminCommand::TransferLeader { region, store } => {
             op(serde_json::json!({"name": "transfer-leader", "region_id": region, "to_store_id": store}))
                 .await?
         }
-        CtlCommand::AddPeer { region, store } => {
+        AdminCommand::AddPeer { region, store } => {
             op(serde_json::json!({"name": "add-peer", "region_id": region, "store_id": store})).await?
         }
-        CtlCommand::RemovePeer { region, store } => {
+        AdminCommand::RemovePeer { region, store } => {
             op(serde_json::json!({"name": "remove-peer", "region_id": region, "store_id": store}))
                 .await?
         }
-        CtlCommand::Operators => request("GET", "/pd/api/v1/operators".into(), String::new()).await?,
-        CtlCommand::StoreOffline { store } => {
+        AdminCommand::Operators => request("GET", "/pd/api/v1/operators".into(), String::new()).await?,
+        AdminCommand::StoreOffline { store } => {
             request("DELETE", format!("/pd/api/v1/store/{store}"), String::new()).await?
         }
     };
+    if json {
+        super::output::print_json(&out);
+        return Ok(());
+    }
     println!(
         "{}",
         serde_json::to_string_pretty(&out).unwrap_or_else(|_| out.to_string())
