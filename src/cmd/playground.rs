@@ -344,6 +344,7 @@ async fn run_cluster(
         );
     }
     println!("scheduler metrics {scheme}://{pd}/metrics");
+    println!("dashboard {scheme}://{pd}/dashboard");
     let replicas = flags.stores.min(3) as usize;
     wait_until(
         "replicas of the first region",

@@ -23,6 +23,7 @@
 //!                                                operator step ► answer if any
 //!  HTTP GET /pd/api/v1/{regions,stores} ► JSON snapshot
 //!  HTTP /pd/api/v1/{region,operators,store} ► admin_http: lookups, admin operators
+//!  HTTP GET /dashboard[/api/state] ► dashboard: the web page and its JSON
 //! ```
 //!
 //! # Starting it
@@ -39,6 +40,7 @@
 pub mod admin_http;
 pub mod config;
 pub mod convert;
+pub mod dashboard;
 pub mod http;
 pub mod http_client;
 pub mod keyspace;
@@ -180,7 +182,8 @@ async fn serve_inner(
     let grpc = Routes::new(PdServer::new(pd)).add_service(KeyspaceServer::new(keyspace));
     let router = http::routes(grpc.into_axum_router(), cluster.clone());
     let router = metrics::routes(router, cluster.clone(), coordinator_for_http.clone());
-    let mut router = admin_http::routes(router, cluster, coordinator_for_http);
+    let router = admin_http::routes(router, cluster.clone(), coordinator_for_http.clone());
+    let mut router = dashboard::routes(router, cluster, coordinator_for_http);
     let mut builder = tonic::transport::Server::builder();
     if let Some(tls) = &tls {
         // The handshake checks the client's chain; the allow-list is checked per request,

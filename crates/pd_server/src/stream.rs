@@ -115,10 +115,18 @@ async fn handle_heartbeat(
     let info = convert::region_info_from_heartbeat(req)?;
     let cluster = svc.cluster.clone();
     let coordinator = svc.coordinator.clone();
+    let traffic = crate::dashboard::traffic_from_heartbeat(req);
     // Blocking pool: a metadata change is written to the engine under the region lock.
-    let step = tokio::task::spawn_blocking(move || match coordinator {
-        Some(c) => c.region_heartbeat_with_operator(info),
-        None => cluster.region_heartbeat(info).map(|_| None),
+    let step = tokio::task::spawn_blocking(move || {
+        let id = info.id();
+        let step = match coordinator {
+            Some(c) => c.region_heartbeat_with_operator(info),
+            None => cluster.region_heartbeat(info).map(|_| None),
+        }?;
+        // Only a heartbeat the index accepted speaks for the region's load.
+        let now = cluster.now_ms();
+        cluster.history().region_traffic(id, &traffic, now);
+        Ok::<_, scheduler::Error>(step)
     })
     .await
     .map_err(|e| {

@@ -68,6 +68,8 @@ pub struct SchedulerCluster {
     regions: RwLock<RegionTree>,
     /// Guards the GC safe point's read-compare-save so concurrent updates cannot move it back.
     gc_safe_point: parking_lot::Mutex<u64>,
+    /// Recent operators and traffic, for the dashboard (bounded; not persisted).
+    history: crate::history::History,
 }
 
 impl std::fmt::Debug for SchedulerCluster {
@@ -131,7 +133,13 @@ impl SchedulerCluster {
             tso,
             stores: RwLock::new(stores),
             regions: RwLock::new(regions),
+            history: crate::history::History::new(),
         })
+    }
+
+    /// Recent operators and traffic (see [`crate::history`]).
+    pub fn history(&self) -> &crate::history::History {
+        &self.history
     }
 
     /// The time on the cluster's clock (ms), for callers that must agree with it

@@ -21,6 +21,7 @@ use rand::rngs::StdRng;
 use rand::SeedableRng;
 
 use crate::cluster::SchedulerCluster;
+use crate::history::FinishedOperator;
 use crate::operator::{OpStep, Operator, OperatorController, OperatorCounters};
 use crate::region_tree::RegionInfo;
 use crate::schedulers::{
@@ -123,10 +124,20 @@ impl Coordinator {
         let mut stores = stores;
         let busy: HashSet<u64> = {
             let mut ops = self.ops.lock();
+            let before = in_flight(&ops);
             ops.sweep(now, |id| regions.get(id).is_some());
+            self.record_ended(&ops, before, now, |op| {
+                if regions.get(op.region_id).is_some() {
+                    "timeout"
+                } else {
+                    "cancel"
+                }
+            });
+            let before = in_flight(&ops);
             ops.cancel_unreachable_targets(|store| {
                 stores.iter().any(|s| s.meta.id == store && s.is_up())
             });
+            self.record_ended(&ops, before, now, |_| "cancel");
             ops.set_unusable_stores(
                 stores
                     .iter()
@@ -179,7 +190,50 @@ impl Coordinator {
     pub fn region_heartbeat_with_operator(&self, info: RegionInfo) -> Result<Option<OpStep>> {
         self.cluster.region_heartbeat(info.clone())?;
         let now = self.cluster.now_ms();
-        Ok(self.ops.lock().on_heartbeat(&info, now))
+        let mut ops = self.ops.lock();
+        // Only a region with an operator pays for the bookkeeping below.
+        let Some(op) = ops.get(info.id()).map(ended_stub) else {
+            return Ok(None);
+        };
+        let counts = ops.counters();
+        let step = ops.on_heartbeat(&info, now);
+        if !ops.has(info.id()) {
+            let after = ops.counters();
+            let outcome = if after.finished > counts.finished {
+                "finish"
+            } else if after.timed_out > counts.timed_out {
+                "timeout"
+            } else {
+                "cancel"
+            };
+            self.cluster.history().operator_ended(FinishedOperator {
+                outcome,
+                ended_at_ms: now,
+                ..op
+            });
+        }
+        Ok(step)
+    }
+
+    /// Records in the cluster's history the operators of `before` that `ops` no longer
+    /// holds, with the outcome `why` gives each.
+    fn record_ended(
+        &self,
+        ops: &OperatorController,
+        before: Vec<FinishedOperator>,
+        now: u64,
+        why: impl Fn(&FinishedOperator) -> &'static str,
+    ) {
+        for op in before {
+            if !ops.has(op.region_id) {
+                let outcome = why(&op);
+                self.cluster.history().operator_ended(FinishedOperator {
+                    outcome,
+                    ended_at_ms: now,
+                    ..op
+                });
+            }
+        }
     }
 
     /// Adds an operator made elsewhere (admin); hands it back if its region has one.
@@ -211,6 +265,22 @@ impl Coordinator {
     pub fn operator_events(&self) -> Vec<(String, &'static str, u64)> {
         self.ops.lock().events()
     }
+}
+
+/// What the history needs of an operator in flight (outcome and end filled in later).
+fn ended_stub(op: &Operator) -> FinishedOperator {
+    FinishedOperator {
+        kind: op.desc.clone(),
+        region_id: op.region_id,
+        outcome: "",
+        created_at_ms: op.created_at_ms,
+        ended_at_ms: 0,
+    }
+}
+
+/// Every operator in flight, to tell afterwards which ones a sweep removed.
+fn in_flight(ops: &OperatorController) -> Vec<FinishedOperator> {
+    ops.iter().map(ended_stub).collect()
 }
 
 /// Counts the not-yet-visible effect of `op` into the store snapshots, as if it had

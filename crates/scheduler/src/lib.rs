@@ -56,6 +56,7 @@ pub mod clock;
 pub mod cluster;
 pub mod coordinator;
 mod error;
+pub mod history;
 pub mod id;
 mod id_set;
 pub mod meta_store;
