@@ -4,7 +4,8 @@
 //!   scheduler's HTTP API;
 //! - [`data`]: `get`, `put`, `delete`, `scan` through the official `tikv-client`, raw or
 //!   transactional;
-//! - [`output`]: how keys and values are shown (escaped text, hex, JSON).
+//! - [`output`]: how keys and values are shown (escaped text, hex, JSON);
+//! - [`errors`]: tikv-client's errors as one readable line.
 //!
 //! Every command takes `--json`: one JSON document on stdout instead of text. Errors go
 //! to stderr whatever the format. Exit codes: 0 done, 1 `get` found no such key, 2 any
@@ -12,6 +13,7 @@
 
 mod admin;
 mod data;
+mod errors;
 mod output;
 
 use std::ffi::OsString;
