@@ -98,6 +98,18 @@ async fn ctl_commands_with_text_and_json_output() {
     ctl(pd, &["operators", "--json"])
         .await
         .json("operators --json");
+    // `top`: one snapshot (which regions carry load depends on heartbeat timing, so only
+    // the document's shape and the region count are checked).
+    let top = ctl(pd, &["top", "--json"]).await.json("top --json");
+    assert_eq!(top["region_count"].as_u64(), Some(count), "{top}");
+    assert!(top["regions"].is_array(), "{top}");
+    let text = ctl(pd, &["top", "--once", "--by", "write"])
+        .await
+        .ok("top --once");
+    assert!(
+        text.starts_with(&format!("{count} regions; busiest by bytes written")),
+        "{text}"
+    );
 
     // Raw put / get / scan / delete.
     assert_eq!(ctl(pd, &["put", "raw/a", "1"]).await.ok("put"), "OK\n");

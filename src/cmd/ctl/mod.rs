@@ -5,7 +5,8 @@
 //! - [`data`]: `get`, `put`, `delete`, `scan` through the official `tikv-client`, raw or
 //!   transactional;
 //! - [`output`]: how keys and values are shown (escaped text, hex, JSON);
-//! - [`errors`]: tikv-client's errors as one readable line.
+//! - [`errors`]: tikv-client's errors as one readable line;
+//! - [`top`]: the busiest regions, refreshed.
 //!
 //! Every command takes `--json`: one JSON document on stdout instead of text. Errors go
 //! to stderr whatever the format. Exit codes: 0 done, 1 `get` found no such key, 2 any
@@ -15,6 +16,7 @@ mod admin;
 mod data;
 mod errors;
 mod output;
+mod top;
 
 use std::ffi::OsString;
 
@@ -50,6 +52,8 @@ pub enum CtlCommand {
         #[command(flatten)]
         flags: data::DataFlags,
     },
+    /// Show the busiest regions by read/write rate, refreshed until Ctrl-C.
+    Top(top::TopArgs),
     /// List keys and values in key order: a prefix, a range, or everything.
     Scan {
         #[command(flatten)]
@@ -81,6 +85,11 @@ pub fn run(
         CtlCommand::Admin(cmd) => {
             return rt
                 .block_on(admin::run(pd, tls.as_ref(), cmd, json))
+                .map(|()| 0)
+        }
+        CtlCommand::Top(args) => {
+            return rt
+                .block_on(top::run(pd, tls.as_ref(), args, json))
                 .map(|()| 0)
         }
         CtlCommand::Get { key, flags } => (data::DataCommand::Get { key }, flags),
