@@ -297,6 +297,20 @@ async fn ctl_commands_with_text_and_json_output() {
     assert_eq!(two["kvs"][1]["key"], "raw/c", "{two}");
     assert_eq!(two["more"], true);
 
+    // A reader that goes away (`ctl scan | head -0`): a quiet end, not a panic. The pipe is
+    // closed before the command has connected, so its first write fails.
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_tessera"))
+        .args(["ctl", "--pd", pd, "scan"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let closed = child.wait_with_output().await.unwrap();
+    let err = String::from_utf8_lossy(&closed.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(closed.status.code(), Some(0), "{err}");
+
     // An unreachable scheduler: a one-line error and exit code 2.
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()

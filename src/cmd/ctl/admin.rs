@@ -10,6 +10,8 @@
 use clap::Subcommand;
 use serde_json::Value;
 
+use super::output::outln;
+
 /// The commands answered by the scheduler's HTTP API.
 #[derive(Subcommand, Debug)]
 pub enum AdminCommand {
@@ -134,7 +136,7 @@ pub async fn run(
         super::output::print_json(&out);
         return Ok(());
     }
-    println!(
+    outln!(
         "{}",
         serde_json::to_string_pretty(&out).unwrap_or_else(|_| out.to_string())
     );
@@ -164,12 +166,16 @@ fn show_key(hex_key: &str) -> String {
 }
 
 fn print_stores(v: &Value) {
-    println!(
+    outln!(
         "{:>6}  {:<22} {:<13} {:>8} {:>8}",
-        "store", "address", "state", "regions", "leaders"
+        "store",
+        "address",
+        "state",
+        "regions",
+        "leaders"
     );
     for s in v["stores"].as_array().into_iter().flatten() {
-        println!(
+        outln!(
             "{:>6}  {:<22} {:<13} {:>8} {:>8}",
             s["store"]["id"].as_u64().unwrap_or(0),
             s["store"]["address"].as_str().unwrap_or(""),
@@ -181,9 +187,14 @@ fn print_stores(v: &Value) {
 }
 
 pub fn print_regions(v: &Value) {
-    println!(
+    outln!(
         "{:>8}  {:<20} {:<20} {:>9} {:>10}  {:<16} leader",
-        "region", "start", "end", "size MiB", "keys", "stores"
+        "region",
+        "start",
+        "end",
+        "size MiB",
+        "keys",
+        "stores"
     );
     for r in v["regions"].as_array().into_iter().flatten() {
         let stores: Vec<String> = r["peers"]
@@ -193,7 +204,7 @@ pub fn print_regions(v: &Value) {
             .map(|p| p["store_id"].to_string())
             .collect();
         let size = r["approximate_size"].as_u64().unwrap_or(0) as f64 / (1 << 20) as f64;
-        println!(
+        outln!(
             "{:>8}  {:<20} {:<20} {:>9.1} {:>10}  {:<16} {}",
             r["id"].as_u64().unwrap_or(0),
             show_key(r["start_key"].as_str().unwrap_or("")),
@@ -206,7 +217,7 @@ pub fn print_regions(v: &Value) {
                 .map_or("-".to_string(), |s| s.to_string())
         );
     }
-    println!("{} regions", v["count"]);
+    outln!("{} regions", v["count"]);
 }
 
 /// One request to the scheduler's HTTP API (over TLS when `tls` is given); a non-2xx

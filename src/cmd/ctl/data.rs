@@ -22,7 +22,7 @@ use serde_json::{json, Value};
 use tikv_client::{CheckLevel, Config, Error, KvPair, RawClient, TransactionClient};
 
 use super::errors::describe;
-use super::output::{self, Bytes};
+use super::output::{self, outln, Bytes};
 
 /// The largest `--limit`: the raw API answers at most 10240 pairs per scan, and one more
 /// than the limit is asked for to tell whether more exist.
@@ -212,7 +212,12 @@ async fn execute(
     let pd = scheduler.pd;
     let api = if flags.txn { "txn" } else { "raw" };
     let show = Bytes { hex: flags.hex };
-    // The scheduler took a plain connection above; when the client still fails, a cluster
+    // tikv-client reports an unreachable scheduler only as "PD cluster failed to respond";
+    // one plain connection first names the cause (refused, no route, bad address).
+    if let Err(e) = tokio::net::TcpStream::connect(pd).await {
+        return Err(format!("cannot connect to the scheduler at {pd}: {e}"));
+    }
+    // The scheduler took a plain connection; when the client still fails, a cluster
     // that wants TLS from a ctl without certificates is the usual cause.
     let tls_hint = if scheduler.tls.is_none() {
         " (if the cluster uses TLS, give --config with its [security] table)"
@@ -225,11 +230,6 @@ async fn execute(
             describe(&e)
         )
     };
-    // tikv-client reports an unreachable scheduler only as "PD cluster failed to respond";
-    // one plain connection first names the cause (refused, no route, bad address).
-    if let Err(e) = tokio::net::TcpStream::connect(pd).await {
-        return Err(format!("cannot connect to the scheduler at {pd}: {e}"));
-    }
     let endpoints = vec![pd.to_string()];
     let store = if flags.txn {
         Store::Txn(
@@ -254,7 +254,7 @@ async fn execute(
                     v["api"] = json!(api);
                     output::print_json(&v);
                 } else {
-                    println!("{}", show.show(&value));
+                    outln!("{}", show.show(&value));
                 }
                 Ok(Outcome::Done)
             }
@@ -270,7 +270,7 @@ async fn execute(
                 v["api"] = json!(api);
                 output::print_json(&v);
             } else {
-                println!("OK");
+                outln!("OK");
             }
             Ok(Outcome::Done)
         }
@@ -282,7 +282,7 @@ async fn execute(
                 obj.insert("api".into(), json!(api));
                 output::print_json(&Value::Object(obj));
             } else {
-                println!("OK");
+                outln!("OK");
             }
             Ok(Outcome::Done)
         }
@@ -305,7 +305,7 @@ async fn execute(
             } else {
                 for kv in &pairs {
                     let key: &[u8] = kv.key().into();
-                    println!("{}\t{}", show.show(key), show.show(kv.value()));
+                    outln!("{}\t{}", show.show(key), show.show(kv.value()));
                 }
                 if more {
                     // On stderr, so stdout stays one line per pair.

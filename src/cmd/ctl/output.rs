@@ -78,7 +78,31 @@ pub fn kv_json(key: &[u8], value: &[u8]) -> Value {
 
 /// Prints one `--json` document on one line (one command, one line: easy to pipe).
 pub fn print_json(v: &Value) {
-    println!("{v}");
+    write_line(format_args!("{v}"));
+}
+
+/// `println!` for ctl's output, through [`write_line`].
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        $crate::cmd::ctl::output::write_line(format_args!($($arg)*))
+    };
+}
+pub(crate) use outln;
+
+/// Writes one line to stdout. `println!` panics when stdout is a pipe whose reader has
+/// gone (`tessera ctl scan | head -1`); here that ends the process quietly, as the
+/// default SIGPIPE action would, and any other write error is one line on stderr.
+pub fn write_line(args: std::fmt::Arguments) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    // stdout is line-buffered: the newline flushes, so a failed write surfaces here.
+    if let Err(e) = out.write_fmt(args).and_then(|()| out.write_all(b"\n")) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("tessera: writing to stdout: {e}");
+        std::process::exit(2);
+    }
 }
 
 #[cfg(test)]

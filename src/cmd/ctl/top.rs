@@ -10,6 +10,8 @@ use std::time::Duration;
 use clap::{Args, ValueEnum};
 use serde_json::{json, Value};
 
+use super::output::outln;
+
 /// Which rate sorts the list.
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum SortBy {
@@ -130,21 +132,31 @@ fn cut(key: &str, width: usize) -> String {
     format!("{head}…")
 }
 
-fn print_table(rows: &[Row], count: u64, by: SortBy) {
-    println!(
-        "{count} regions; busiest by {} (rates from the leaders' last heartbeats)",
+/// `clear`: first clear the screen and go home, as `top` redraws.
+fn print_table(rows: &[Row], count: u64, by: SortBy, clear: bool) {
+    let clear = if clear { "\x1b[H\x1b[2J" } else { "" };
+    outln!(
+        "{clear}{count} regions; busiest by {} (rates from the leaders' last heartbeats)",
         match by {
             SortBy::Total => "bytes written + read",
             SortBy::Write => "bytes written",
             SortBy::Read => "bytes read",
         }
     );
-    println!(
+    outln!(
         "{:>8}  {:<18} {:<18} {:>6} {:>9} {:>13} {:>13} {:>9} {:>9}",
-        "region", "start", "end", "leader", "size MiB", "write", "read", "wkeys/s", "rkeys/s"
+        "region",
+        "start",
+        "end",
+        "leader",
+        "size MiB",
+        "write",
+        "read",
+        "wkeys/s",
+        "rkeys/s"
     );
     for r in rows {
-        println!(
+        outln!(
             "{:>8}  {:<18} {:<18} {:>6} {:>9.1} {:>13} {:>13} {:>9.0} {:>9.0}",
             r.id,
             cut(&r.start, 18),
@@ -158,7 +170,7 @@ fn print_table(rows: &[Row], count: u64, by: SortBy) {
         );
     }
     if rows.is_empty() {
-        println!("(no region has reported any load)");
+        outln!("(no region has reported any load)");
     }
 }
 
@@ -180,11 +192,7 @@ pub async fn run(
             super::output::print_json(&json!({"region_count": count, "regions": list}));
             return Ok(());
         }
-        if !args.once {
-            // Clear the screen and go home, as `top` redraws.
-            print!("\x1b[H\x1b[2J");
-        }
-        print_table(&rows, count, args.by);
+        print_table(&rows, count, args.by, !args.once);
         if args.once {
             return Ok(());
         }
