@@ -244,6 +244,45 @@ async fn the_dashboard_in_chromium_shows_the_clusters_stores_and_regions() {
     .await;
 
     eprintln!("three regions after {:?}", t0.elapsed());
+
+    // Writes into the middle region ["m", "z\x00\xff") until the page was loaded: its
+    // leader reports the flow with its heartbeats, and the region becomes the hottest.
+    let client = tikv_client::RawClient::new(vec![pd.clone()]).await.unwrap();
+    let writing = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let writer = {
+        let writing = writing.clone();
+        tokio::spawn(async move {
+            let mut i = 0u64;
+            while writing.load(std::sync::atomic::Ordering::Relaxed) {
+                let key = format!("n{:04}", i % 1000).into_bytes();
+                client.put(key, vec![b'v'; 1024]).await.unwrap();
+                i += 1;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            i
+        })
+    };
+    let regions = get_json(&pd, "/pd/api/v1/regions").await;
+    let middle = regions["regions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["start_key"] == "6D")
+        .and_then(|r| r["id"].as_u64())
+        .unwrap();
+    wait_for(
+        "write flow in the dashboard's data",
+        Duration::from_secs(30),
+        &pg,
+        || async {
+            let s = get_json(&pd, "/dashboard/api/state").await;
+            let hot = &s["regions"]["hot"][0];
+            hot["id"].as_u64() == Some(middle)
+                && hot["load"]["bytes_written"].as_f64().unwrap_or(0.0) > 0.0
+        },
+    )
+    .await;
+    eprintln!("write flow reported after {:?}", t0.elapsed());
     let url = format!("http://{pd}/dashboard");
     let dom = run_chromium(&url, &["--dump-dom"]);
     let stores = get_json(&pd, "/pd/api/v1/stores").await;
@@ -262,6 +301,9 @@ async fn the_dashboard_in_chromium_shows_the_clusters_stores_and_regions() {
     assert_eq!(regions["count"], 3);
     // Every region is drawn in the key-space map (3 is far below its cap).
     assert_eq!(attr("data-region-cells"), "3");
+    // The region written to is listed as hot (the flow lasts until its next reports).
+    assert_ne!(attr("data-hot-regions"), "0", "no hot region on the page");
+    assert!(dom.contains(&format!("data-region=\"{middle}\"")));
     // The stores table lists each store's address, and keys show as escaped text.
     for s in stores["stores"].as_array().unwrap() {
         let addr = s["store"]["address"].as_str().unwrap();
@@ -276,6 +318,10 @@ async fn the_dashboard_in_chromium_shows_the_clusters_stores_and_regions() {
         !dom.contains(r#"id="status" class="err""#),
         "a refresh failed:\n{dom}"
     );
+
+    writing.store(false, std::sync::atomic::Ordering::Relaxed);
+    let writes = writer.await.unwrap();
+    eprintln!("{writes} writes");
 
     let png = target_dir().join("dashboard.png");
     let _ = std::fs::remove_file(&png);

@@ -45,8 +45,28 @@ pub fn region_heartbeat_to_pb(hb: &RegionHeartbeat) -> pdpb::RegionHeartbeatRequ
         pending_peers: hb.pending_peers.clone(),
         approximate_size: hb.approximate_size,
         approximate_keys: hb.approximate_keys,
+        bytes_written: hb.bytes_written,
+        keys_written: hb.keys_written,
+        interval: flow_interval(hb.flow_interval),
         ..Default::default()
     }
+}
+
+/// kvproto's interval is a pair of Unix times in seconds: it ends now and spans the flow
+/// interval rounded to whole seconds (at least one), so rates come out right for the
+/// whole-second heartbeat intervals stores use. None when no flow was measured.
+fn flow_interval(d: std::time::Duration) -> Option<pdpb::TimeInterval> {
+    if d.is_zero() {
+        return None;
+    }
+    let end = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |t| t.as_secs());
+    let secs = ((d.as_millis() + 500) / 1000).max(1) as u64;
+    Some(pdpb::TimeInterval {
+        start_timestamp: end.saturating_sub(secs),
+        end_timestamp: end,
+    })
 }
 
 /// A store's report on the wire.
@@ -158,8 +178,14 @@ mod tests {
             pending_peers: vec![peer(42, 2)],
             approximate_size: 1000,
             approximate_keys: 10,
+            bytes_written: 4096,
+            keys_written: 4,
+            flow_interval: std::time::Duration::from_millis(1_900),
         };
         let pb = region_heartbeat_to_pb(&hb);
+        assert_eq!((pb.bytes_written, pb.keys_written), (4096, 4));
+        let iv = pb.interval.unwrap();
+        assert_eq!(iv.end_timestamp - iv.start_timestamp, 2);
         assert_eq!(pb.region.as_ref(), Some(&region));
         assert_eq!(pb.leader, Some(peer(41, 1)));
         assert_eq!(pb.pending_peers, vec![peer(42, 2)]);

@@ -38,6 +38,12 @@ pub struct RegionHeartbeat {
     pub approximate_size: u64,
     /// Approximate number of keys.
     pub approximate_keys: u64,
+    /// Bytes the leader applied (puts: key and value; deletes: key) over `flow_interval`.
+    pub bytes_written: u64,
+    /// Keys put or deleted over `flow_interval`.
+    pub keys_written: u64,
+    /// Time since the previous report (zero: no flow measured, e.g. a region just split off).
+    pub flow_interval: std::time::Duration,
 }
 
 /// An instruction the scheduler sends back to a region's leader.

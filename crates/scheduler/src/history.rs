@@ -9,10 +9,11 @@
 //! them in a large cluster, hibernating) cost nothing.
 //!
 //! The cluster rate is the sum of every region's latest reported rate, kept as a running
-//! sum so a heartbeat costs O(1). Summing rates rather than adding up the bytes that
-//! arrive in each sampling period gives a smooth line: leaders report every ten seconds,
-//! out of phase with each other, so bytes per period would jump with whichever reports
-//! happened to land in it.
+//! sum so a heartbeat costs O(1), and each sample is that sum's average over the sampling
+//! period (integrated between changes), so a burst shorter than the period still shows
+//! with the bytes it wrote. Summing rates rather than adding up the bytes that arrive in
+//! each period gives a smooth line: leaders report every few seconds, out of phase with
+//! each other, so bytes per period would jump with whichever reports landed in it.
 
 use std::collections::{HashMap, VecDeque};
 
@@ -96,7 +97,8 @@ impl Rates {
 pub struct RateSample {
     /// When (ms, scheduler clock).
     pub at_ms: u64,
-    /// Sum over regions of their latest reported rates.
+    /// Average, over the period ending at `at_ms`, of the sum of the regions' latest
+    /// reported rates.
     pub rates: Rates,
 }
 
@@ -126,6 +128,10 @@ struct Inner {
     loads: HashMap<u64, RegionLoad>,
     /// Running sum of `loads`.
     total: Rates,
+    /// Integral of `total` over time (rate × ms) since the last sample.
+    acc: Rates,
+    /// Up to when `acc` is integrated (ms).
+    acc_ms: u64,
     samples: VecDeque<RateSample>,
     /// When the next sample is due (0: not started).
     next_sample_ms: u64,
@@ -169,12 +175,17 @@ impl History {
         self.inner.lock().finished.iter().rev().cloned().collect()
     }
 
-    /// Records the traffic region `region_id`'s leader reported at `now_ms`. Without an
-    /// interval the counts cannot become rates and are ignored.
+    /// Records the traffic region `region_id`'s leader reported at `now_ms`. A report
+    /// without an interval measured nothing (a leader reports again at once after a split
+    /// or an election) and leaves the region's last rate as it was.
     pub fn region_traffic(&self, region_id: u64, t: &Traffic, now_ms: u64) {
+        if t.interval_ms == 0 {
+            return;
+        }
         let mut i = self.inner.lock();
         i.roll(now_ms);
-        if t.is_idle() || t.interval_ms == 0 {
+        i.integrate(now_ms);
+        if t.is_idle() {
             if let Some(old) = i.loads.remove(&region_id) {
                 i.total.add(&old.rates, -1.0);
             }
@@ -246,16 +257,35 @@ impl Inner {
         }
         while self.next_sample_ms <= now_ms {
             let at = self.next_sample_ms;
+            // Regions silent since before this period count for none of it; those that
+            // go silent during it count for all of it (at most one period too long).
+            self.expire(at - SAMPLE_INTERVAL_MS);
+            self.integrate(at);
+            let mut avg = Rates::default();
+            avg.add(&self.acc, 1.0 / SAMPLE_INTERVAL_MS as f64);
+            self.acc = Rates::default();
             self.expire(at);
             if self.samples.len() == SAMPLES_KEPT {
                 self.samples.pop_front();
             }
             self.samples.push_back(RateSample {
                 at_ms: at,
-                rates: self.total.clamped(),
+                rates: avg.clamped(),
             });
             self.next_sample_ms += SAMPLE_INTERVAL_MS;
         }
+    }
+
+    /// Adds `total` over the time since `acc_ms` to `acc`. Time before the first sample
+    /// period (or skipped after a quiet spell) is not counted in any sample.
+    fn integrate(&mut self, now_ms: u64) {
+        let period_start = self.next_sample_ms.saturating_sub(SAMPLE_INTERVAL_MS);
+        let from = self.acc_ms.max(period_start);
+        if now_ms > from {
+            let total = self.total;
+            self.acc.add(&total, (now_ms - from) as f64);
+        }
+        self.acc_ms = self.acc_ms.max(now_ms);
     }
 
     fn expire(&mut self, now_ms: u64) {
@@ -278,6 +308,14 @@ impl Inner {
 mod tests {
     use super::*;
 
+    /// A report of no traffic over 2 s.
+    fn idle() -> Traffic {
+        Traffic {
+            interval_ms: 2_000,
+            ..Default::default()
+        }
+    }
+
     fn written(bytes: u64, interval_ms: u64) -> Traffic {
         Traffic {
             bytes_written: bytes,
@@ -296,15 +334,32 @@ mod tests {
         let s = h.rate_samples(5_000);
         assert_eq!(s.len(), 1);
         assert_eq!(s[0].at_ms, 5_000);
-        assert!((s[0].rates.bytes_written - 6_000.0).abs() < 1e-6, "{s:?}");
-        assert!((s[0].rates.keys_written - 60.0).abs() < 1e-6, "{s:?}");
+        // The average over 0..5 s: 1000 B/s for 1 s, 5000 for 1 s, 6000 for 2 s.
+        assert!((s[0].rates.bytes_written - 3_600.0).abs() < 1e-6, "{s:?}");
+        assert!((s[0].rates.keys_written - 36.0).abs() < 1e-6, "{s:?}");
         assert_eq!(h.region_rates(1, 5_000).bytes_written, 2_000.0);
-        // An idle report takes the region out of the sum.
-        h.region_traffic(2, &Traffic::default(), 6_000);
+        // A report that measured nothing (no interval) leaves the rate alone.
+        h.region_traffic(1, &Traffic::default(), 5_000);
+        assert_eq!(h.region_rates(1, 5_000).bytes_written, 2_000.0);
+        // An idle report takes the region out of the sum: 6000 B/s for 1 s, then 2000.
+        h.region_traffic(2, &idle(), 6_000);
         let s = h.rate_samples(10_000);
         assert_eq!(s.len(), 2);
-        assert!((s[1].rates.bytes_written - 2_000.0).abs() < 1e-6, "{s:?}");
+        assert!((s[1].rates.bytes_written - 2_800.0).abs() < 1e-6, "{s:?}");
         assert_eq!(h.busy_regions(10_000).len(), 1);
+    }
+
+    #[test]
+    fn a_burst_between_two_samples_still_shows_its_bytes() {
+        let h = History::new();
+        h.rate_samples(0);
+        // 20 KB over a 2 s report, then an idle report: gone before the sample is taken.
+        h.region_traffic(3, &written(20_000, 2_000), 1_000);
+        h.region_traffic(3, &idle(), 3_000);
+        let s = h.rate_samples(5_000);
+        // 10,000 B/s held for 2 s of the 5 s period: the 20 KB show as 4000 B/s.
+        assert!((s[0].rates.bytes_written - 4_000.0).abs() < 1e-6, "{s:?}");
+        assert!(h.busy_regions(5_000).is_empty());
     }
 
     #[test]

@@ -196,8 +196,19 @@ impl<E: Engine> Peer<E> {
             }
         }
         let mut responses = Vec::with_capacity(req.requests.len());
+        // Only the leader reports flow; a follower that becomes leader starts from zero.
+        let leader = self.is_leader();
         for r in &req.requests {
             let cmd_type = CmdType::try_from(r.cmd_type).unwrap_or(CmdType::Invalid);
+            if leader {
+                let bytes = match (&r.put, &r.delete) {
+                    (Some(p), _) => p.key.len() + p.value.len(),
+                    (_, Some(d)) => d.key.len(),
+                    _ => 0,
+                };
+                let (b, k) = self.written.get();
+                self.written.set((b + bytes as u64, k + u64::from(bytes > 0)));
+            }
             match (cmd_type, &r.put, &r.delete, &r.delete_range) {
                 (CmdType::Put, Some(p), _, _) => {
                     let cf = cf_name(&p.cf)?;

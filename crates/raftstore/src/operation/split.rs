@@ -365,6 +365,18 @@ impl<E: Engine> Peer<E> {
             .filter(|(id, pr)| **id != self.meta.id && pr.matched < truncated)
             .filter_map(|(id, _)| self.peer_cache.get(id).copied())
             .collect();
+        // A report right after another one (a split, a new term) spans too little time
+        // to make a rate of: the flow keeps counting toward the next regular report.
+        let now = std::time::Instant::now();
+        let elapsed = now.duration_since(self.flow_since.get());
+        let (bytes_written, keys_written, flow_interval) =
+            if elapsed >= std::time::Duration::from_secs(1) {
+                self.flow_since.set(now);
+                let (b, k) = self.written.replace((0, 0));
+                (b, k, elapsed)
+            } else {
+                (0, 0, std::time::Duration::ZERO)
+            };
         let hb = RegionHeartbeat {
             region: self.region().clone(),
             leader: self.meta,
@@ -374,6 +386,9 @@ impl<E: Engine> Peer<E> {
             // size must not see a region that took writes as still empty.
             approximate_size: self.approximate_size.unwrap_or(0) + self.size_diff_hint,
             approximate_keys: self.approximate_keys.unwrap_or(0),
+            bytes_written,
+            keys_written,
+            flow_interval,
         };
         let _ = ctx.pd_task.try_send(PdTask::RegionHeartbeat(hb));
     }

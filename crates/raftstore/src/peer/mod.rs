@@ -89,6 +89,12 @@ pub struct Peer<E: Engine> {
     pub pending_destroy: bool,
     /// Bytes written since the last split check.
     pub size_diff_hint: u64,
+    /// Write flow applied while leader since the last report to the scheduler (bytes,
+    /// keys) and when that report was: heartbeats carry it, as TiKV's do, for the
+    /// dashboard's load figures. Cells because reports are made through `&self`.
+    pub written: std::cell::Cell<(u64, u64)>,
+    /// Start of the interval `written` covers.
+    pub flow_since: std::cell::Cell<std::time::Instant>,
     /// Size measured by the last split check.
     pub approximate_size: Option<u64>,
     /// Key count measured by the last split check.
@@ -156,6 +162,8 @@ impl<E: Engine> Peer<E> {
             pending_gc: None,
             pending_destroy: false,
             size_diff_hint: 0,
+            written: std::cell::Cell::new((0, 0)),
+            flow_since: std::cell::Cell::new(std::time::Instant::now()),
             approximate_size: None,
             approximate_keys: None,
             size_is_estimate: false,
