@@ -277,6 +277,15 @@ async fn ctl_commands_with_text_and_json_output() {
         );
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
+    // The same region found by the key in hex; the one before it ends there.
+    let by_hex = ctl(pd, &["region", "--hex", "--key", "7261772F63", "--json"])
+        .await
+        .json("region --hex");
+    assert_eq!(by_hex["start_key"], "7261772F63", "{by_hex}");
+    let left = ctl(pd, &["region", "--hex", "--key", "7261772F62ff", "--json"])
+        .await
+        .json("region --hex");
+    assert_eq!(left["end_key"], "7261772F63", "{left}");
     let scan = ctl(pd, &["scan", "--prefix", "raw/"])
         .await
         .ok("scan 2 regions");

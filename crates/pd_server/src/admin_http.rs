@@ -49,10 +49,16 @@ pub fn routes(
         )
         .route(
             "/pd/api/v1/region/key/{key}",
-            get(move |Path(key): Path<String>| async move {
-                match c2.get_region(key.as_bytes()) {
+            // The key from the raw path, not `Path<String>`: a key is any bytes, and a
+            // percent-encoded byte that is not UTF-8 (`%FF`) must still find its region.
+            get(move |uri: axum::http::Uri| async move {
+                let key = percent_decode(uri.path().rsplit('/').next().unwrap_or(""));
+                match c2.get_region(&key) {
                     Some(r) => ok(region_json(&r)),
-                    None => error(StatusCode::NOT_FOUND, format!("no region holds {key:?}")),
+                    None => error(
+                        StatusCode::NOT_FOUND,
+                        format!("no region holds {}", hex(&key)),
+                    ),
                 }
             }),
         )
@@ -127,6 +133,28 @@ fn error(status: StatusCode, message: String) -> Response {
         json!({ "error": message }).to_string(),
     )
         .into_response()
+}
+
+/// The bytes a percent-encoded path segment spells (`%XX` is one byte; anything else,
+/// a malformed `%` included, is taken as it is).
+fn percent_decode(segment: &str) -> Vec<u8> {
+    let b = segment.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let byte = (b[i] == b'%')
+            .then(|| segment.get(i + 1..i + 3))
+            .flatten()
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        if let Some(v) = byte {
+            out.push(v);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    out
 }
 
 /// Reads a key written by [`crate::http::hex`] (either case).

@@ -21,21 +21,28 @@ pub enum AdminCommand {
     Regions,
     /// Show the region holding a key, or a region by id.
     Region {
-        /// A key (as text).
+        /// A key as the stores hold it (as text; hex with --hex).
         #[arg(long, conflicts_with = "id")]
         key: Option<String>,
         /// A region id.
         #[arg(long)]
         id: Option<u64>,
+        /// --key is hex (for keys that are not text).
+        #[arg(long)]
+        hex: bool,
     },
     /// Split a region at one or more keys.
     Split {
         /// The region.
         #[arg(long)]
         region: u64,
-        /// Where to cut (as text); repeat for several cuts, in ascending order.
+        /// Where to cut (as text; hex with --hex); repeat for several cuts, in ascending
+        /// order.
         #[arg(long = "key", required = true)]
         keys: Vec<String>,
+        /// The keys are hex (for keys that are not text).
+        #[arg(long)]
+        hex: bool,
     },
     /// Move a region's leadership to its replica on a store.
     TransferLeader {
@@ -105,15 +112,19 @@ pub async fn run(
             }
             return Ok(());
         }
-        AdminCommand::Region { key, id } => match (key, id) {
+        AdminCommand::Region { key, id, hex } => match (key, id) {
             (Some(k), _) => {
-                request("GET", format!("/pd/api/v1/region/key/{}", percent(k.as_bytes())), String::new()).await?
+                let k = key_arg(&k, hex)?;
+                request("GET", format!("/pd/api/v1/region/key/{}", percent(&k)), String::new()).await?
             }
             (None, Some(id)) => request("GET", format!("/pd/api/v1/region/id/{id}"), String::new()).await?,
             (None, None) => return Err("give --key or --id".into()),
         },
-        AdminCommand::Split { region, keys } => {
-            let keys: Vec<String> = keys.iter().map(|k| pd_server::http::hex(k.as_bytes())).collect();
+        AdminCommand::Split { region, keys, hex } => {
+            let keys: Vec<String> = keys
+                .iter()
+                .map(|k| key_arg(k, hex).map(|k| pd_server::http::hex(&k)))
+                .collect::<Result<_, _>>()?;
             op(serde_json::json!({"name": "split-region", "region_id": region, "keys": keys})).await?
         }
         AdminCommand::TransferLeader { region, store } => {
@@ -141,6 +152,15 @@ pub async fn run(
         serde_json::to_string_pretty(&out).unwrap_or_else(|_| out.to_string())
     );
     Ok(())
+}
+
+/// A key argument as bytes: its text, or with `hex` the bytes its hex digits spell.
+fn key_arg(text: &str, hex: bool) -> Result<Vec<u8>, String> {
+    if hex {
+        super::output::parse_hex("key", text)
+    } else {
+        Ok(text.as_bytes().to_vec())
+    }
 }
 
 pub fn percent(bytes: &[u8]) -> String {
