@@ -305,6 +305,11 @@ async fn ctl_commands_with_text_and_json_output() {
         .json("scan");
     assert_eq!(two["kvs"][1]["key"], "raw/c", "{two}");
     assert_eq!(two["more"], true);
+    // A scan from a key that is not UTF-8 (the region lookup takes any bytes).
+    let tail = ctl(pd, &["scan", "--hex", "--from", "7261772FFF"])
+        .await
+        .ok("scan --hex");
+    assert_eq!(tail, "7261772FFF01\tC0FF\n");
 
     // A reader that goes away (`ctl scan | head -0`): a quiet end, not a panic. The pipe is
     // closed before the command has connected, so its first write fails.
