@@ -244,6 +244,25 @@ async fn the_dashboard_in_chromium_shows_the_clusters_stores_and_regions() {
     .await;
 
     eprintln!("three regions after {:?}", t0.elapsed());
+    // The split's operator is in the scheduler's recent history once it finished.
+    wait_for(
+        "the split among finished operators",
+        Duration::from_secs(10),
+        &pg,
+        || async {
+            let s = get_json(&pd, "/dashboard/api/state").await;
+            s["operators"]["finished"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|o| {
+                    o["kind"] == "admin-split"
+                        && o["region_id"] == first
+                        && o["outcome"] == "finish"
+                })
+        },
+    )
+    .await;
 
     // Writes into the middle region ["m", "z\x00\xff") until the page was loaded: its
     // leader reports the flow with its heartbeats, and the region becomes the hottest.
