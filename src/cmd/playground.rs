@@ -199,13 +199,22 @@ pub fn run(flags: PlaygroundFlags) -> Result<(), String> {
         .build()
         .map_err(|e| format!("starting the runtime: {e}"))?;
     let mut children = Children { procs: Vec::new() };
-    let result = rt.block_on(run_cluster(
-        &flags,
-        &dir,
-        &config,
-        client_tls.as_ref(),
-        &mut children,
-    ));
+    let result = rt.block_on(async {
+        // Listening from before the first child starts: Ctrl-C or SIGTERM at any point
+        // (while the stores come up, during the demo) ends the session here, and the
+        // children are stopped below, instead of the signal killing the playground and
+        // leaving the scheduler and stores running on their own.
+        let stop = crate::cmd::shutdown_signal();
+        tokio::pin!(stop);
+        tokio::select! {
+            biased;
+            _ = &mut stop => {
+                println!("stopping");
+                Ok(())
+            }
+            r = run_cluster(&flags, &dir, &config, client_tls.as_ref(), &mut children) => r,
+        }
+    });
     children.stop();
     drop(temp);
     result
