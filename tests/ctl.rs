@@ -77,6 +77,14 @@ async fn ctl_commands_with_text_and_json_output() {
     let text = ctl(pd, &["stores"]).await.ok("stores");
     assert!(text.starts_with(" store  address"), "{text}");
     assert_eq!(text.lines().count(), 4, "header and 3 stores: {text}");
+    assert!(text.lines().next().unwrap().contains("available"), "{text}");
+    // Disk space comes with the stores' heartbeats: a size in PD's form, or "-" while
+    // a store has not reported one yet.
+    for line in text.lines().skip(1) {
+        let cols: Vec<&str> = line.split_whitespace().collect();
+        let capacity = cols[cols.len() - 3];
+        assert!(capacity == "-" || capacity.ends_with("iB"), "{line}");
+    }
     let stores = ctl(pd, &["stores", "--json"]).await.json("stores --json");
     assert_eq!(stores["stores"].as_array().unwrap().len(), 3, "{stores}");
     // --json also goes before the subcommand.

@@ -187,21 +187,35 @@ fn show_key(hex_key: &str) -> String {
 
 fn print_stores(v: &Value) {
     outln!(
-        "{:>6}  {:<22} {:<13} {:>8} {:>8}",
+        "{:>6}  {:<22} {:<13} {:>8} {:>8} {:>11} {:>11} {:>11}",
         "store",
         "address",
         "state",
         "regions",
-        "leaders"
+        "leaders",
+        "capacity",
+        "available",
+        "used"
     );
+    // The scheduler's PD-style sizes ("49.98GiB"); "-" before a store's first heartbeat
+    // with disk figures.
+    let size = |s: &Value, field: &str| -> String {
+        match s["status"][field].as_str() {
+            Some(h) if s["status"]["capacity"].as_u64().unwrap_or(0) > 0 => h.to_string(),
+            _ => "-".to_string(),
+        }
+    };
     for s in v["stores"].as_array().into_iter().flatten() {
         outln!(
-            "{:>6}  {:<22} {:<13} {:>8} {:>8}",
+            "{:>6}  {:<22} {:<13} {:>8} {:>8} {:>11} {:>11} {:>11}",
             s["store"]["id"].as_u64().unwrap_or(0),
             s["store"]["address"].as_str().unwrap_or(""),
             s["store"]["state_name"].as_str().unwrap_or(""),
             s["status"]["region_count"].as_u64().unwrap_or(0),
-            s["status"]["leader_count"].as_u64().unwrap_or(0)
+            s["status"]["leader_count"].as_u64().unwrap_or(0),
+            size(s, "capacity_human"),
+            size(s, "available_human"),
+            size(s, "used_size_human")
         );
     }
 }
