@@ -119,7 +119,7 @@ pub async fn serve(
     addr: SocketAddr,
     cluster: Arc<SchedulerCluster>,
 ) -> Result<RunningServer, Error> {
-    serve_inner(addr, cluster, None, None).await
+    serve_inner(addr, cluster, None, None, Arc::default()).await
 }
 
 /// Like [`serve`], and also schedules: `coordinator` runs its checkers and balancers every
@@ -142,21 +142,34 @@ pub async fn serve_with_scheduling_tls(
     tick: std::time::Duration,
     tls: Option<security::Tls>,
 ) -> Result<RunningServer, Error> {
+    let streams = Arc::<stream::LeaderStreams>::default();
     let mut server = serve_inner(
         addr,
         coordinator.cluster().clone(),
         Some(coordinator.clone()),
         tls,
+        streams.clone(),
     )
     .await?;
+    let cluster_id = coordinator.cluster().cluster_id();
     server.ticker = Some(tokio::spawn(async move {
         let mut interval = tokio::time::interval(tick);
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             interval.tick().await;
             let c = coordinator.clone();
-            if tokio::task::spawn_blocking(move || c.tick()).await.is_err() {
-                tracing::warn!("scheduling round failed");
+            // A round, then the first steps of the operators made since the last one (by
+            // this round or by the admin API) straight to their leaders.
+            match tokio::task::spawn_blocking(move || {
+                c.tick();
+                c.take_created_steps()
+            })
+            .await
+            {
+                Ok(steps) => {
+                    stream::dispatch_created(cluster_id, &streams, steps);
+                }
+                Err(_) => tracing::warn!("scheduling round failed"),
             }
         }
     }));
@@ -168,12 +181,14 @@ async fn serve_inner(
     cluster: Arc<SchedulerCluster>,
     coordinator: Option<Arc<Coordinator>>,
     tls: Option<security::Tls>,
+    streams: Arc<stream::LeaderStreams>,
 ) -> Result<RunningServer, Error> {
     // Small request/response RPCs (TSO above all) must not wait for Nagle's algorithm.
     let incoming = TcpIncoming::bind(addr)?.with_nodelay(Some(true));
     let addr = incoming.local_addr()?;
     let client_url = security::url(&addr.to_string(), tls.as_ref());
     let mut pd = PdService::new(cluster.clone(), client_url);
+    pd.leader_streams = streams;
     let coordinator_for_http = coordinator.clone();
     if let Some(c) = coordinator {
         pd = pd.with_coordinator(c);

@@ -73,6 +73,8 @@ pub struct PdService {
     member: pdpb::Member,
     /// Runs the schedulers; without one, heartbeats only feed the region index.
     pub(crate) coordinator: Option<Arc<Coordinator>>,
+    /// Each store's heartbeat stream, for operator steps sent outside an answer.
+    pub(crate) leader_streams: Arc<crate::stream::LeaderStreams>,
 }
 
 impl PdService {
@@ -90,6 +92,7 @@ impl PdService {
             cluster,
             member,
             coordinator: None,
+            leader_streams: Arc::default(),
         }
     }
 

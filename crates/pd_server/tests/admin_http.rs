@@ -94,3 +94,68 @@ async fn operators_lookups_and_offline_stores_over_http() {
     );
     assert_eq!(http(addr, "DELETE", "/pd/api/v1/store/9", "").await.0, 404);
 }
+
+/// An operator made while its leader is quiet (a hibernating leader reports six times less
+/// often) reaches the leader on its heartbeat stream at once, as PD sends an operator's
+/// first step when it creates it, without waiting for another heartbeat.
+#[tokio::test]
+async fn a_new_operator_is_sent_to_its_leader_without_waiting_for_a_heartbeat() {
+    let meta = MetaStore::new(engine::MemEngine::new());
+    let cluster = Arc::new(
+        SchedulerCluster::open(meta, Arc::new(SystemClock), ClusterConfig::default()).unwrap(),
+    );
+    let coordinator = Arc::new(Coordinator::with_schedulers(cluster.clone(), vec![], 1));
+    let server = pd_server::serve_with_scheduling(
+        "127.0.0.1:0".parse().unwrap(),
+        coordinator,
+        Duration::from_millis(20),
+    )
+    .await
+    .unwrap();
+    let env = Env { server, cluster };
+    let addr = env.server.addr();
+    let mut c = PdClient::connect(format!("http://{addr}")).await.unwrap();
+    env.bootstrap(&mut c).await;
+
+    // The leader on store 1 reports once, then stays silent with its stream open.
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    tx.send(heartbeat(&env, region(1, b"", b"", 1, &[(1, 1)])))
+        .await
+        .unwrap();
+    let mut answers = c
+        .region_heartbeat(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await
+        .unwrap()
+        .into_inner();
+    // The heartbeat was taken in (the index knows the leader) before the operator is made.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while env
+        .cluster
+        .get_region_by_id(1)
+        .and_then(|r| r.leader)
+        .is_none()
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "heartbeat not processed"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    let split = r#"{"name":"split-region","region_id":1,"keys":["6D"]}"#;
+    let (status, v) = http(addr, "POST", "/pd/api/v1/operators", split).await;
+    assert_eq!(status, 200, "{v}");
+    let answer = tokio::time::timeout(Duration::from_secs(10), answers.next())
+        .await
+        .expect("the split sent on the stream without another heartbeat")
+        .unwrap()
+        .unwrap();
+    assert_eq!(answer.region_id, 1);
+    assert_eq!(answer.target_peer.map(|p| p.id), Some(1));
+    assert_eq!(answer.region_epoch.map(|e| e.version), Some(1));
+    assert_eq!(
+        answer.split_region.expect("split").keys,
+        vec![b"m".to_vec()]
+    );
+    drop(tx);
+}

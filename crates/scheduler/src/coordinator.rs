@@ -49,6 +49,9 @@ pub struct Coordinator {
     cluster: Arc<SchedulerCluster>,
     schedulers: Mutex<Schedulers>,
     ops: Mutex<OperatorController>,
+    /// Regions whose operator was added since [`Coordinator::take_created_steps`] last
+    /// ran: their first step goes to the leader at once, not at its next heartbeat.
+    created: Mutex<Vec<u64>>,
 }
 
 impl std::fmt::Debug for Coordinator {
@@ -92,6 +95,7 @@ impl Coordinator {
                 rng: StdRng::seed_from_u64(seed),
             }),
             ops: Mutex::new(OperatorController::new()),
+            created: Mutex::new(Vec::new()),
         }
     }
 
@@ -173,6 +177,7 @@ impl Coordinator {
                     // The scheduler ignored `busy`; stop it for this tick.
                     break;
                 }
+                self.created.lock().push(region_id);
                 view.busy.insert(region_id);
                 slot.last_op_ms = Some(now);
                 added += 1;
@@ -189,14 +194,38 @@ impl Coordinator {
     /// touches no operator.
     pub fn region_heartbeat_with_operator(&self, info: RegionInfo) -> Result<Option<OpStep>> {
         self.cluster.region_heartbeat(info.clone())?;
+        Ok(self.step_for(&info, self.cluster.now_ms()))
+    }
+
+    /// The first steps of the operators added since the last call, each with the region as
+    /// its leader last reported it, to be sent to that leader now. PD sends an operator's
+    /// first step when it creates it: waiting for the leader's next heartbeat would cost a
+    /// heartbeat interval per operator, and a hibernating leader reports six times less
+    /// often. A step sent twice (here, then in a heartbeat's answer) is harmless: the
+    /// leader checks each against the region's epoch.
+    pub fn take_created_steps(&self) -> Vec<(RegionInfo, OpStep)> {
+        let ids = std::mem::take(&mut *self.created.lock());
+        if ids.is_empty() {
+            return Vec::new();
+        }
         let now = self.cluster.now_ms();
+        ids.into_iter()
+            .filter_map(|id| {
+                let info = self.cluster.get_region_by_id(id)?;
+                let step = self.step_for(&info, now)?;
+                Some((info, step))
+            })
+            .collect()
+    }
+
+    /// The next step of region `info`'s operator, if it has one, as of `info`; an operator
+    /// that `info` shows finished, obsolete or timed out ends (and is recorded).
+    fn step_for(&self, info: &RegionInfo, now: u64) -> Option<OpStep> {
         let mut ops = self.ops.lock();
         // Only a region with an operator pays for the bookkeeping below.
-        let Some(op) = ops.get(info.id()).map(ended_stub) else {
-            return Ok(None);
-        };
+        let op = ops.get(info.id()).map(ended_stub)?;
         let counts = ops.counters();
-        let step = ops.on_heartbeat(&info, now);
+        let step = ops.on_heartbeat(info, now);
         if !ops.has(info.id()) {
             let after = ops.counters();
             let outcome = if after.finished > counts.finished {
@@ -212,7 +241,7 @@ impl Coordinator {
                 ..op
             });
         }
-        Ok(step)
+        step
     }
 
     /// Records in the cluster's history the operators of `before` that `ops` no longer
@@ -238,7 +267,10 @@ impl Coordinator {
 
     /// Adds an operator made elsewhere (admin); hands it back if its region has one.
     pub fn add_operator(&self, op: Operator) -> std::result::Result<(), Operator> {
-        self.ops.lock().add(op)
+        let region_id = op.region_id;
+        self.ops.lock().add(op)?;
+        self.created.lock().push(region_id);
+        Ok(())
     }
 
     /// The operator in flight for region `id`.
