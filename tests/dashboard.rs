@@ -264,8 +264,9 @@ async fn the_dashboard_in_chromium_shows_the_clusters_stores_and_regions() {
     )
     .await;
 
-    // Writes into the middle region ["m", "z\x00\xff") until the page was loaded: its
-    // leader reports the flow with its heartbeats, and the region becomes the hottest.
+    // Writes into the middle region ["m", "z\x00\xff"), reading each key back, until the
+    // page was loaded: its leader reports both flows with its heartbeats (reads counted by
+    // the storage layer), and the region becomes the hottest.
     let client = tikv_client::RawClient::new(vec![pd.clone()]).await.unwrap();
     let writing = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
     let writer = {
@@ -274,7 +275,8 @@ async fn the_dashboard_in_chromium_shows_the_clusters_stores_and_regions() {
             let mut i = 0u64;
             while writing.load(std::sync::atomic::Ordering::Relaxed) {
                 let key = format!("n{:04}", i % 1000).into_bytes();
-                client.put(key, vec![b'v'; 1024]).await.unwrap();
+                client.put(key.clone(), vec![b'v'; 1024]).await.unwrap();
+                assert!(client.get(key).await.unwrap().is_some());
                 i += 1;
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
@@ -290,7 +292,7 @@ async fn the_dashboard_in_chromium_shows_the_clusters_stores_and_regions() {
         .and_then(|r| r["id"].as_u64())
         .unwrap();
     wait_for(
-        "write flow in the dashboard's data",
+        "write and read flow in the dashboard's data",
         Duration::from_secs(30),
         &pg,
         || async {
@@ -298,10 +300,11 @@ async fn the_dashboard_in_chromium_shows_the_clusters_stores_and_regions() {
             let hot = &s["regions"]["hot"][0];
             hot["id"].as_u64() == Some(middle)
                 && hot["load"]["bytes_written"].as_f64().unwrap_or(0.0) > 0.0
+                && hot["load"]["bytes_read"].as_f64().unwrap_or(0.0) > 0.0
         },
     )
     .await;
-    eprintln!("write flow reported after {:?}", t0.elapsed());
+    eprintln!("write and read flow reported after {:?}", t0.elapsed());
     let url = format!("http://{pd}/dashboard");
     let dom = run_chromium(&url, &["--dump-dom"]);
     let stores = get_json(&pd, "/pd/api/v1/stores").await;
@@ -329,7 +332,7 @@ async fn the_dashboard_in_chromium_shows_the_clusters_stores_and_regions() {
         assert!(dom.contains(addr), "store {addr} missing from the page");
     }
     assert!(
-        dom.contains(r"z\x00\xFF"),
+        dom.contains(r"z\x00\xff"),
         "the split key is not shown escaped"
     );
     // The status line turns red (class "err") when a refresh fails.

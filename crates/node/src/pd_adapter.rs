@@ -47,6 +47,8 @@ pub fn region_heartbeat_to_pb(hb: &RegionHeartbeat) -> pdpb::RegionHeartbeatRequ
         approximate_keys: hb.approximate_keys,
         bytes_written: hb.bytes_written,
         keys_written: hb.keys_written,
+        bytes_read: hb.bytes_read,
+        keys_read: hb.keys_read,
         interval: flow_interval(hb.flow_interval),
         ..Default::default()
     }
@@ -180,10 +182,13 @@ mod tests {
             approximate_keys: 10,
             bytes_written: 4096,
             keys_written: 4,
+            bytes_read: 512,
+            keys_read: 2,
             flow_interval: std::time::Duration::from_millis(1_900),
         };
         let pb = region_heartbeat_to_pb(&hb);
         assert_eq!((pb.bytes_written, pb.keys_written), (4096, 4));
+        assert_eq!((pb.bytes_read, pb.keys_read), (512, 2));
         let iv = pb.interval.unwrap();
         assert_eq!(iv.end_timestamp - iv.start_timestamp, 2);
         assert_eq!(pb.region.as_ref(), Some(&region));

@@ -96,18 +96,14 @@ pub(crate) fn traffic_from_heartbeat(req: &pdpb::RegionHeartbeatRequest) -> Traf
     }
 }
 
-/// `key` as text a person can read and compare: printable ASCII as is, `\` doubled, every
-/// other byte as `\xNN`.
+/// `key` as text a person can read and compare, spelt as in the logs and `tessera ctl`
+/// ([`codec::escape`]); the empty key (an open region bound) stays empty, for the page to
+/// show as unbounded.
 pub fn escape_key(key: &[u8]) -> String {
-    let mut s = String::with_capacity(key.len());
-    for &b in key {
-        match b {
-            b'\\' => s.push_str("\\\\"),
-            0x20..=0x7e => s.push(b as char),
-            _ => s.push_str(&format!("\\x{b:02X}")),
-        }
+    if key.is_empty() {
+        return String::new();
     }
-    s
+    codec::escape::escape(key)
 }
 
 fn rates_json(r: &Rates) -> Value {
@@ -263,8 +259,8 @@ mod tests {
     #[test]
     fn keys_are_escaped_text() {
         assert_eq!(escape_key(b"user42"), "user42");
-        assert_eq!(escape_key(b"a\x00\xff\\z"), "a\\x00\\xFF\\\\z");
-        assert_eq!(escape_key(b"t\x80\n<b>"), "t\\x80\\x0A<b>");
+        assert_eq!(escape_key(b"a\x00\xff\\z"), "a\\x00\\xff\\\\z");
+        assert_eq!(escape_key(b"t\x80\n<b>"), "t\\x80\\x0a<b>");
         assert_eq!(escape_key(b""), "");
     }
 

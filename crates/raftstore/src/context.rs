@@ -68,6 +68,8 @@ pub struct PollContext<E: Engine, T: Transport> {
     pub store_meta: crate::store_meta::StoreMeta,
     /// What the local reader may serve: one delegate per region this store leads.
     pub read_delegates: std::sync::Arc<crate::local_reader::ReadDelegates>,
+    /// Reads served per region by the storage layer, taken by leaders' heartbeats.
+    pub read_flow: std::sync::Arc<crate::read_flow::ReadFlow>,
 
     /// Log writes staged this round.
     pub log_batch: LogWriteBatch,

@@ -46,6 +46,7 @@ pub mod msg;
 pub mod operation;
 pub mod peer;
 pub mod poller;
+pub mod read_flow;
 pub mod region_snapshot;
 pub mod router;
 pub mod scheduler_client;

@@ -542,6 +542,11 @@ impl<E: Engine, T: Transport> Poller<E, T> {
     /// Sends the store's numbers to the pd worker, which adds the filesystem's capacity
     /// and free space (a `statvfs` there, off the poller's round).
     fn store_heartbeat(&mut self) {
+        // Read flow of regions this store no longer leads would never be reported.
+        let peers = &self.peers;
+        self.ctx
+            .read_flow
+            .retain(|id| peers.get(&id).is_some_and(|p| p.is_leader()));
         let hb = crate::scheduler_client::StoreHeartbeat {
             store_id: self.ctx.store_id,
             region_count: self.peers.len() as u64,

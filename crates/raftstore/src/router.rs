@@ -34,6 +34,9 @@ pub struct Router<S> {
     /// Serves reads under a valid leader lease on the caller's thread (the handle the
     /// store gives out for client requests has one).
     local: Option<Arc<dyn LocalRead<S>>>,
+    /// Where the storage layer counts what its reads returned (see
+    /// [`crate::read_flow`]); set on the handle given out for client requests.
+    read_flow: Option<Arc<crate::read_flow::ReadFlow>>,
 }
 
 /// The poller's receiving half of a [`Router`].
@@ -50,6 +53,7 @@ impl<S> Clone for Router<S> {
             tx: self.tx.clone(),
             input: self.input.clone(),
             local: self.local.clone(),
+            read_flow: self.read_flow.clone(),
         }
     }
 }
@@ -58,6 +62,19 @@ impl<S: Send + 'static> Router<S> {
     /// Lets this handle (and its clones) answer lease-covered reads itself.
     pub fn set_local_reader(&mut self, reader: Arc<dyn LocalRead<S>>) {
         self.local = Some(reader);
+    }
+
+    /// Lets this handle (and its clones) count reads for the leaders' heartbeats.
+    pub fn set_read_flow(&mut self, flow: Arc<crate::read_flow::ReadFlow>) {
+        self.read_flow = Some(flow);
+    }
+
+    /// Counts a read of `keys` keys, `bytes` bytes of keys and values, from `region_id`
+    /// (nothing without a read flow: the store's own handles, test routers).
+    pub fn record_read(&self, region_id: u64, bytes: u64, keys: u64) {
+        if let Some(f) = &self.read_flow {
+            f.record(region_id, bytes, keys);
+        }
     }
 
     /// Creates a router whose outside input holds at most `capacity` messages, and the
@@ -70,6 +87,7 @@ impl<S: Send + 'static> Router<S> {
                 tx,
                 input: input_tx,
                 local: None,
+                read_flow: None,
             },
             Mailbox { notices, input },
         )

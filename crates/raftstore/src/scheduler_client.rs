@@ -42,6 +42,10 @@ pub struct RegionHeartbeat {
     pub bytes_written: u64,
     /// Keys put or deleted over `flow_interval`.
     pub keys_written: u64,
+    /// Bytes of keys and values read from the region over `flow_interval`.
+    pub bytes_read: u64,
+    /// Keys read over `flow_interval`.
+    pub keys_read: u64,
     /// Time since the previous report (zero: no flow measured, e.g. a region just split off).
     pub flow_interval: std::time::Duration,
 }

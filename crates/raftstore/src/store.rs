@@ -152,17 +152,19 @@ impl<E: Engine> Store<E> {
         scheduler.set_operator_sink(Arc::new(move |op: PushedOperator| {
             crate::worker::pd::execute_operator(&sink_router, op)
         }));
-        let mut pd_runner = PdRunner::new(scheduler, router.clone())
-            .with_disk(cfg.data_dir.clone(), cfg.capacity);
+        let mut pd_runner =
+            PdRunner::new(scheduler, router.clone()).with_disk(cfg.data_dir.clone(), cfg.capacity);
         threads.push(worker::spawn("pd-worker", pd_rx, move |t| {
             pd_runner.handle(t)
         }));
 
         let read_delegates = Arc::new(crate::local_reader::ReadDelegates::default());
+        let read_flow = Arc::new(crate::read_flow::ReadFlow::default());
         let reader_engine = engine.clone();
-        // Only the handle given out for client requests reads locally; the store's own
-        // threads never send reads.
+        // Only the handle given out for client requests reads locally (and counts what
+        // its reads return); the store's own threads never send reads.
         let mut client_router = router.clone();
+        client_router.set_read_flow(read_flow.clone());
         client_router.set_local_reader(Arc::new(crate::local_reader::LocalReader::new(
             read_delegates.clone(),
             store_id,
@@ -171,6 +173,7 @@ impl<E: Engine> Store<E> {
         )));
         let ctx = PollContext {
             read_delegates,
+            read_flow,
             kv_wb: engine.write_batch(),
             cfg,
             store_id,

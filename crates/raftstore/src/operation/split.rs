@@ -369,13 +369,14 @@ impl<E: Engine> Peer<E> {
         // to make a rate of: the flow keeps counting toward the next regular report.
         let now = std::time::Instant::now();
         let elapsed = now.duration_since(self.flow_since.get());
-        let (bytes_written, keys_written, flow_interval) =
+        let (bytes_written, keys_written, bytes_read, keys_read, flow_interval) =
             if elapsed >= std::time::Duration::from_secs(1) {
                 self.flow_since.set(now);
                 let (b, k) = self.written.replace((0, 0));
-                (b, k, elapsed)
+                let (rb, rk) = ctx.read_flow.take(self.region_id());
+                (b, k, rb, rk, elapsed)
             } else {
-                (0, 0, std::time::Duration::ZERO)
+                (0, 0, 0, 0, std::time::Duration::ZERO)
             };
         let hb = RegionHeartbeat {
             region: self.region().clone(),
@@ -388,6 +389,8 @@ impl<E: Engine> Peer<E> {
             approximate_keys: self.approximate_keys.unwrap_or(0),
             bytes_written,
             keys_written,
+            bytes_read,
+            keys_read,
             flow_interval,
         };
         let _ = ctx.pd_task.try_send(PdTask::RegionHeartbeat(hb));

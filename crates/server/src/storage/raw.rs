@@ -212,7 +212,21 @@ impl<S: Snapshot> RawStorage<S> {
         let cf = validate::raw_cf(&self.cfg, cf)?;
         let snap = self.kv.snapshot(ctx).await?;
         let stored = snap.get(cf, &self.keys.stored(&key))?;
-        visible(&key, stored, value::now_secs())
+        let v = visible(&key, stored, value::now_secs())?;
+        if let Some(v) = &v {
+            let bytes = (key.len() + v.len()) as u64;
+            self.kv.router().record_read(ctx.region_id, bytes, 1);
+        }
+        Ok(v)
+    }
+
+    /// Counts what a read returned toward its region's read flow, which the leader
+    /// reports to the scheduler (`raftstore::read_flow`).
+    fn note_read(&self, ctx: &Context, pairs: &[KvPair]) {
+        let bytes: usize = pairs.iter().map(|(k, v)| k.len() + v.len()).sum();
+        self.kv
+            .router()
+            .record_read(ctx.region_id, bytes as u64, pairs.len() as u64);
     }
 
     /// The visible pairs among `keys`, in request order; missing keys are left out.
@@ -247,6 +261,7 @@ impl<S: Snapshot> RawStorage<S> {
             Ok(out)
         })
         .await
+        .inspect(|out| self.note_read(ctx, out))
     }
 
     /// Seconds left before `key` expires: `Some(0)` if it has no TTL, `None` if it is
@@ -303,6 +318,7 @@ impl<S: Snapshot> RawStorage<S> {
             Ok(out)
         })
         .await
+        .inspect(|out| self.note_read(ctx, out))
     }
 
     /// Up to `each_limit` pairs of each range, concatenated in request order, from one
@@ -362,6 +378,7 @@ impl<S: Snapshot> RawStorage<S> {
             Ok(out)
         })
         .await
+        .inspect(|out| self.note_read(ctx, out))
     }
 
     /// RawChecksum over `ranges` (forward, `[start, end)`, CF default) of the region.

@@ -350,7 +350,21 @@ impl<S: engine::Snapshot> TxnStorage<S> {
         commands::get::check_memory_locks(&self.cm, &req)?;
         let (snap, _) = self.snapshot(&ctx).await?;
         check_in_region(snap.region(), &[Key::from_raw(&req.key)])?;
-        Ok(commands::get::process(&snap, &req)?)
+        let resp = commands::get::process(&snap, &req)?;
+        if !resp.not_found {
+            let bytes = (req.key.len() + resp.value.len()) as u64;
+            self.kv.router().record_read(ctx.region_id, bytes, 1);
+        }
+        Ok(resp)
+    }
+
+    /// Counts the pairs a read returned toward its region's read flow, which the leader
+    /// reports to the scheduler (`raftstore::read_flow`).
+    fn note_read(&self, ctx: &Context, pairs: &[KvPair]) {
+        let bytes: usize = pairs.iter().map(|p| p.key.len() + p.value.len()).sum();
+        self.kv
+            .router()
+            .record_read(ctx.region_id, bytes as u64, pairs.len() as u64);
     }
 
     /// KvBatchGet: the values of `keys` at `version` (missing keys left out).
@@ -368,6 +382,7 @@ impl<S: engine::Snapshot> TxnStorage<S> {
         })
         .await?;
         check_response_bytes(&resp.pairs, limit)?;
+        self.note_read(&ctx, &resp.pairs);
         Ok(resp)
     }
 
@@ -392,6 +407,7 @@ impl<S: engine::Snapshot> TxnStorage<S> {
         let limit = self.cfg.max_response_bytes;
         let resp = run(true, move || commands::scan::process(&snap, &req)).await?;
         check_response_bytes(&resp.pairs, limit)?;
+        self.note_read(&ctx, &resp.pairs);
         Ok(resp)
     }
 
