@@ -207,7 +207,8 @@ impl<E: Engine> Peer<E> {
                     _ => 0,
                 };
                 let (b, k) = self.written.get();
-                self.written.set((b + bytes as u64, k + u64::from(bytes > 0)));
+                self.written
+                    .set((b + bytes as u64, k + u64::from(bytes > 0)));
             }
             match (cmd_type, &r.put, &r.delete, &r.delete_range) {
                 (CmdType::Put, Some(p), _, _) => {
