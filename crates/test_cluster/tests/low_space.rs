@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use proto::raft_serverpb::PeerState;
-use scheduler::ScheduleConfig;
+use scheduler::{ScheduleConfig, SchedulerLimits};
 use test_cluster::pd::CoreScheduler;
 use test_cluster::scenario::scenario_lock;
 use test_cluster::scheduler::MockScheduler;
@@ -74,6 +74,19 @@ fn replicas_avoid_a_store_low_on_space_and_reach_one_with_room() {
     // nothing to gain from moving them until the stores below have reported their space.
     cluster.run_on_stores(&[1, 2, 3], &keys);
     core.bootstrap(&[1, 2, 3], &cluster.cached_regions());
+    // Balance-region waits until stores 4 and 5 have reported their disks: a store the
+    // scheduler has registered but not heard from has capacity 0 ("unknown", which
+    // counts as room), and as the emptiest store store 4 would be its natural target.
+    let balance_region = |max_per_tick| {
+        let limits = SchedulerLimits {
+            min_interval_ms: 0,
+            max_per_tick,
+        };
+        assert!(core
+            .coordinator()
+            .set_limits(scheduler::schedulers::balance_region::NAME, limits));
+    };
+    balance_region(0);
     core.add_store(4);
     core.add_store(5);
     cluster.cfg.capacity = TINY;
@@ -105,6 +118,8 @@ fn replicas_avoid_a_store_low_on_space_and_reach_one_with_room() {
         core.cluster().get_store(4).unwrap().stats,
         core.cluster().get_store(5).unwrap().stats
     );
+    // Its default limit: one move per round.
+    balance_region(1);
 
     // Data in every region, so each has a size for balance-region to weigh.
     for i in 0..regions {
