@@ -42,6 +42,15 @@ pub fn escape(bytes: &[u8]) -> String {
     Escaped(bytes).to_string()
 }
 
+/// Like [`escape`], but the empty key stays empty: for a page or a table that shows an
+/// empty key its own way (an open region bound, an empty cell) rather than as `""`.
+pub fn escape_bare(bytes: &[u8]) -> String {
+    if bytes.is_empty() {
+        return String::new();
+    }
+    escape(bytes)
+}
+
 /// A key range `[start, end)` where an empty end means "to the end of the key space",
 /// printed as `[start, end)` with both keys escaped and an open end as `+inf`.
 #[derive(Clone, Copy)]
@@ -116,6 +125,8 @@ mod tests {
         assert_eq!(escape(b"a\\b\"c"), "a\\\\b\\\"c");
         assert_eq!(escape(b"\n"), "\\x0a");
         assert_eq!(escape(b""), "\"\"");
+        assert_eq!(escape_bare(b""), "");
+        assert_eq!(escape_bare(b"a\x01"), "a\\x01");
     }
 
     #[test]

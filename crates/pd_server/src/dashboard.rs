@@ -100,10 +100,7 @@ pub(crate) fn traffic_from_heartbeat(req: &pdpb::RegionHeartbeatRequest) -> Traf
 /// ([`codec::escape`]); the empty key (an open region bound) stays empty, for the page to
 /// show as unbounded.
 pub fn escape_key(key: &[u8]) -> String {
-    if key.is_empty() {
-        return String::new();
-    }
-    codec::escape::escape(key)
+    codec::escape::escape_bare(key)
 }
 
 fn rates_json(r: &Rates) -> Value {

@@ -8,16 +8,7 @@ use serde_json::{json, Value};
 /// so a key seen in a log line matches what `ctl` prints. Tabs and newlines are escaped,
 /// which keeps `scan`'s `key<TAB>value` lines unambiguous.
 pub fn escape(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(bytes.len());
-    for &b in bytes {
-        match b {
-            b'\\' => out.push_str("\\\\"),
-            b'"' => out.push_str("\\\""),
-            0x20..=0x7e => out.push(b as char),
-            _ => out.push_str(&format!("\\x{b:02x}")),
-        }
-    }
-    out
+    codec::escape::escape_bare(bytes)
 }
 
 /// Bytes as upper-case hex, the spelling the scheduler's API uses for region keys.
