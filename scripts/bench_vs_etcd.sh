@@ -52,6 +52,8 @@
 #   BENCH_PORT_BASE    first loopback port used (default 32379): etcd clients on base..base+2,
 #                      etcd peers on base+10..base+12, Tessera's PD on base+100
 #   BENCH_API_VERSION  TiKV API version for the playground and the client (default 1)
+#   BENCH_POLLERS      raft pollers per store (`playground --store-pool-size`; default 0:
+#                      one per four cores, at least one)
 #   BENCH_SETTLE       seconds to wait after the stores registered (default 3)
 #   BENCH_RUN_TIMEOUT  seconds a run may take beyond duration + warm-up, preload included,
 #                      before it is stopped and counted as failed (default 180)
@@ -75,6 +77,7 @@ TXN_MODES="${BENCH_TXN_MODES-async-commit one-pc}"
 ONLY="${BENCH_ONLY:-both}"
 PORT_BASE="${BENCH_PORT_BASE:-32379}"
 API_VERSION="${BENCH_API_VERSION:-1}"
+POLLERS="${BENCH_POLLERS:-0}"
 SETTLE="${BENCH_SETTLE:-3}"
 RUN_TIMEOUT_EXTRA="${BENCH_RUN_TIMEOUT:-180}"
 TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
@@ -367,7 +370,7 @@ fi
 start_tessera() {
     local body
     setsid "$TESSERA" playground --dir "$WORK/tessera-$1" --pd-addr "127.0.0.1:$PD_PORT" --stores 3 \
-        --api-version "$API_VERSION" >"$WORK/tessera-$1.log" 2>&1 &
+        --api-version "$API_VERSION" --store-pool-size "$POLLERS" >"$WORK/tessera-$1.log" 2>&1 &
     TESSERA_PID=$!
     PIDS+=("$TESSERA_PID")
     for _ in $(seq 1 120); do

@@ -58,6 +58,10 @@ pub struct PlaygroundFlags {
     /// Mutual TLS everywhere, with a CA and certificates generated into `<dir>/tls`.
     #[arg(long)]
     pub tls: bool,
+    /// Raft poller threads per store (`[raftstore] store_pool_size`); 0 = one per four
+    /// cores, at least one.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=64))]
+    pub store_pool_size: u64,
 }
 
 /// How the playground's own clients reach a TLS cluster: loaded for its HTTP calls, and
@@ -263,12 +267,14 @@ region_max_size_mb = {max}
 split_check_interval_ms = 1000
 region_heartbeat_interval_ms = 2000
 store_heartbeat_interval_ms = 2000
+store_pool_size = {pollers}
 {security}"#,
         pd = flags.pd_addr,
         pd_dir = dir.join("pd"),
         replicas = flags.stores.min(3),
         api = flags.api_version,
         max = split + split / 2,
+        pollers = flags.store_pool_size,
     )
 }
 

@@ -166,6 +166,10 @@ pub struct RaftstoreConfig {
     /// the scheduler stops placing replicas on a store whose free space runs low
     /// (`pd.low_space_ratio`).
     pub capacity_mb: u64,
+    /// Raft poller threads per store (TiKV's `store-pool-size`); 0 = one per four cores, at
+    /// least one.
+    #[serde(alias = "store-pool-size")]
+    pub store_pool_size: usize,
 }
 
 impl Default for RaftstoreConfig {
@@ -183,6 +187,7 @@ impl Default for RaftstoreConfig {
             raft_entry_max_size: d.raft_entry_max_size,
             hibernate_regions: d.hibernate_regions,
             capacity_mb: d.capacity >> 20,
+            store_pool_size: d.store_pool_size,
         }
     }
 }
@@ -231,6 +236,7 @@ impl RaftstoreConfig {
         c.max_leader_lease = c.default_leader_lease();
         c.raft_entry_max_size = positive("raft_entry_max_size", self.raft_entry_max_size)?;
         c.hibernate_regions = self.hibernate_regions;
+        c.store_pool_size = self.store_pool_size;
         c.capacity = self
             .capacity_mb
             .checked_mul(1 << 20)

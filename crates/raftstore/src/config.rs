@@ -52,7 +52,11 @@ pub struct Config {
     /// How often the store reports itself to the scheduler.
     pub store_heartbeat_tick_interval: Duration,
 
-    /// Most messages the poller takes from its mailbox in one round.
+    /// Raft poller threads (TiKV's `store-pool-size`); 0 picks a number from the cores
+    /// (see [`Config::pollers`]). Regions are spread over them by id; they share the log
+    /// writer, so their log writes still meet in one fsync per round.
+    pub store_pool_size: usize,
+    /// Most messages a poller takes from its mailbox in one round.
     pub max_batch_messages: usize,
     /// Most client commands and raft messages from other stores waiting in the store's
     /// mailbox. Past it a command is answered `ServerIsBusy` at once and a raft message is
@@ -85,6 +89,9 @@ pub struct Config {
     pub capacity: u64,
 }
 
+/// Most poller threads a store runs.
+pub const MAX_POLLERS: usize = 64;
+
 impl Default for Config {
     fn default() -> Self {
         Config {
@@ -109,6 +116,7 @@ impl Default for Config {
             region_split_keys: 960_000,
             region_heartbeat_tick_interval: Duration::from_secs(10),
             store_heartbeat_tick_interval: Duration::from_secs(10),
+            store_pool_size: 0,
             max_batch_messages: 4096,
             // A heartbeat round of 10,000 regions from one other store fits with room.
             max_mailbox_messages: 32 * 1024,
@@ -140,6 +148,9 @@ impl Config {
             raft_max_election_timeout_ticks: 0,
             max_leader_lease: Duration::from_millis(405),
             hibernate_regions: false,
+            // Two pollers whatever the machine: every scenario then runs regions on both,
+            // with splits starting peers across them.
+            store_pool_size: 2,
             ..Config::default()
         }
     }
@@ -148,6 +159,18 @@ impl Config {
     /// 1) * raft_base_tick_interval`, leaving room for clock rate differences.
     pub fn default_leader_lease(&self) -> Duration {
         self.raft_base_tick_interval * (self.raft_election_timeout_ticks.max(1) as u32 - 1) * 9 / 10
+    }
+
+    /// The number of poller threads to run: `store_pool_size`, or one per four cores
+    /// (at least one, at most eight). A poller's round costs a fraction of the gRPC work
+    /// around it (see docs/performance.md), so a small machine gains nothing from a second
+    /// poller, and a big one should not spend its cores on idle pollers.
+    pub fn pollers(&self) -> usize {
+        if self.store_pool_size > 0 {
+            return self.store_pool_size;
+        }
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        (cores / 4).clamp(1, 8)
     }
 
     /// Number of base ticks in `interval` (at least one).
@@ -194,6 +217,11 @@ impl Config {
         }
         if self.raft_log_gc_count_limit == 0 {
             return Err("raft_log_gc_count_limit must be positive".into());
+        }
+        if self.store_pool_size > MAX_POLLERS {
+            return Err(format!(
+                "store_pool_size must be at most {MAX_POLLERS} (0 picks one from the cores)"
+            ));
         }
         if self.max_mailbox_messages == 0 {
             return Err("max_mailbox_messages must be positive".into());

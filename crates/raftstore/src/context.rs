@@ -65,7 +65,7 @@ pub struct PollContext<E: Engine, T: Transport> {
     /// Peers created by splits applied this round, to start after the KV batch is written.
     pub new_split_peers: Vec<NewSplitPeer>,
     /// Regions hosted by this store and their ranges.
-    pub store_meta: crate::store_meta::StoreMeta,
+    pub store_meta: crate::store_meta::SharedStoreMeta,
     /// What the local reader may serve: one delegate per region this store leads.
     pub read_delegates: std::sync::Arc<crate::local_reader::ReadDelegates>,
     /// Reads served per region by the storage layer, taken by leaders' heartbeats.

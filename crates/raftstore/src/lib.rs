@@ -2,21 +2,24 @@
 //!
 //! # What it owns
 //! Everything between "a command for region R arrived" and "it is durable, replicated,
-//! applied and answered": peers (one per region), the poller that drives them, the log
-//! writer, apply, the admin operations that change regions (split, conf change, leader
+//! applied and answered": peers (one per region), the pollers that drive them
+//! (`store_pool_size` threads, each region on one of them), the log writer, apply, the admin operations that change regions (split, conf change, leader
 //! transfer, log compaction; one file each in [`operation`]), and the store's workers
 //! (region/snapshot, raft-log-gc, split-check, scheduler).
 //!
 //! # How data moves
 //! ```text
 //! Router ──► poller mailbox ──► Peer::on_command ──► RawNode::propose
-//!                                   │                      │
-//!   Transport ◄── leader msgs ◄─────┴── Ready ─────────────┘
+//!  (region id hashed to          │                      │
+//!   one of the pollers)          │                      │
+//!   Transport ◄── leader msgs ◄──┴── Ready ─────────────┘
 //!                                   │
+//!      new entries + hard state ──► ONE raft-engine batch ──► log writer (one fsync for
+//!                                   │                         every poller's rounds)
+//!      leader msgs flushed ◄────────┤ (before the KV write: replication and the fsync
+//!                                   │  overlap with it)
 //!      committed entries ──► apply into ONE KV batch per round ──► engine.write
 //!                                   │                                   │
-//!      new entries + hard state ──► ONE raft-engine batch ──► log writer (one fsync)
-//!                                                                       │
 //!      callbacks fire after the KV write ◄──────────────────────────────┘
 //!      persisted notices ──► on_persist_ready ──► more commits ──► apply
 //! ```

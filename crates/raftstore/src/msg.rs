@@ -191,6 +191,9 @@ pub enum PeerMsg<S> {
     },
     /// Start an election now (a fresh single-voter region, or an operator's request).
     Campaign,
+    /// A split applied on another poller of this store created this region: start its
+    /// peer (the split's region states are already written).
+    StartSplitPeer(Box<crate::context::NewSplitPeer>),
 }
 
 /// Persistence progress reported by the log writer for one peer.
@@ -231,6 +234,7 @@ impl<S> fmt::Debug for PeerMsg<S> {
             PeerMsg::Campaign => write!(f, "Campaign"),
             PeerMsg::SplitCheckResult { .. } => write!(f, "SplitCheckResult"),
             PeerMsg::AskSplit { .. } => write!(f, "AskSplit"),
+            PeerMsg::StartSplitPeer(_) => write!(f, "StartSplitPeer"),
         }
     }
 }

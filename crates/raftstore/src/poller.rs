@@ -1,4 +1,10 @@
-//! The raft poller: one thread that drives every peer of the store in rounds.
+//! The raft poller: a thread that drives its share of the store's peers in rounds.
+//!
+//! A store runs `store_pool_size` pollers; each region lives on the poller its id hashes to
+//! ([`crate::router::poller_of`]). Pollers share the log writer (their rounds' log writes
+//! merge into one fsync), the KV engine, the workers and the store's index of region
+//! ranges ([`crate::store_meta::SharedStoreMeta`]). Poller 0 also sends the store's
+//! heartbeat.
 //!
 //! A round:
 //! 1. wait for a message or the next tick, then drain the mailbox (bounded batch);
@@ -7,9 +13,11 @@
 //! 4. for every peer touched: issue pending read-index requests and handle its Ready,
 //!    which sends leader messages, applies committed entries into one KV batch and stages
 //!    log writes into one raft-engine batch;
-//! 5. write the KV batch once, then fire callbacks and serve reads that became safe;
-//! 6. hand the staged log writes to the log writer (one fsync for all regions) and flush
-//!    the transport (one batch per destination store).
+//! 5. hand the staged log writes to the log writer (one fsync for all regions) and flush
+//!    the transport (one batch per destination store), so replication and the fsync run
+//!    while this thread writes the KV batch;
+//! 6. write the KV batch once, then fire callbacks and serve reads that became safe;
+//! 7. hand over what applying produced (new split peers' messages, cleanups).
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::time::Instant;
@@ -32,6 +40,8 @@ use raft::eraftpb::MessageType;
 
 /// Owns the peers of a store and runs rounds until told to stop.
 pub struct Poller<E: Engine, T: Transport> {
+    /// This poller's index among the store's pollers.
+    index: usize,
     ctx: PollContext<E, T>,
     peers: HashMap<u64, Peer<E>>,
     mailbox: Mailbox<E::Snapshot>,
@@ -67,6 +77,7 @@ const MAX_EARLY_SPLIT_VOTES: usize = 256;
 impl<E: Engine, T: Transport> Poller<E, T> {
     /// Creates a poller over `peers`.
     pub fn new(
+        index: usize,
         ctx: PollContext<E, T>,
         peers: HashMap<u64, Peer<E>>,
         mailbox: Mailbox<E::Snapshot>,
@@ -77,6 +88,7 @@ impl<E: Engine, T: Transport> Poller<E, T> {
         let store_heartbeat_ticks = ctx.cfg.ticks(ctx.cfg.store_heartbeat_tick_interval);
         let leader_watch = LeaderStoreWatch::new(LeaderStoreWatch::interval_for(&ctx.cfg));
         Poller {
+            index,
             ctx,
             peers,
             mailbox,
@@ -140,7 +152,7 @@ impl<E: Engine, T: Transport> Poller<E, T> {
             if Instant::now() >= next_tick {
                 self.tick_all();
                 gauge_ticks += 1;
-                if gauge_ticks.is_multiple_of(10) {
+                if self.index == 0 && gauge_ticks.is_multiple_of(10) {
                     self.update_region_gauges();
                 }
                 next_tick += tick;
@@ -174,10 +186,11 @@ impl<E: Engine, T: Transport> Poller<E, T> {
     }
 
     fn handle_peer_msg(&mut self, region_id: u64, msg: PeerMsg<E::Snapshot>) {
-        if let PeerMsg::RaftMessage(m) = msg {
-            self.on_raft_message(*m);
-            return;
-        }
+        let msg = match msg {
+            PeerMsg::RaftMessage(m) => return self.on_raft_message(*m),
+            PeerMsg::StartSplitPeer(n) => return self.start_split_peer(*n),
+            other => other,
+        };
         let Some(peer) = self.peers.get_mut(&region_id) else {
             match msg {
                 PeerMsg::RaftCommand(cmd) => {
@@ -199,7 +212,9 @@ impl<E: Engine, T: Transport> Poller<E, T> {
             count_wakeup(&self.stats, true, false);
         }
         match msg {
-            PeerMsg::RaftMessage(_) => unreachable!("handled by on_raft_message"),
+            PeerMsg::RaftMessage(_) | PeerMsg::StartSplitPeer(_) => {
+                unreachable!("handled above")
+            }
             PeerMsg::RaftCommand(cmd) => peer.on_command(&mut self.ctx, cmd),
             PeerMsg::SnapshotGenerated { snapshot } => {
                 let waiting = peer.storage().on_snapshot_generated(snapshot.map(|s| *s));
@@ -447,6 +462,20 @@ impl<E: Engine, T: Transport> Poller<E, T> {
                     return false;
                 }
             }
+            Ok(Some(st))
+                if st.state == PeerState::Normal as i32
+                    && st
+                        .region
+                        .as_ref()
+                        .is_some_and(|r| r.peers.iter().any(|p| p.id == msg.to_peer.id)) =>
+            {
+                // A split applied on another poller of this store made this region, and
+                // its peer is on its way here (`StartSplitPeer`): a peer made now from
+                // the message would start without the split's state. Keep a vote for
+                // the peer the split starts.
+                self.keep_early_split_vote(msg);
+                return false;
+            }
             Ok(_) => {}
             Err(e) => {
                 tracing::error!("store {}: reading region state: {e}", self.ctx.store_id);
@@ -463,15 +492,7 @@ impl<E: Engine, T: Transport> Poller<E, T> {
                 // The new region's first leader campaigns as soon as it applied the split:
                 // keep its vote for the peer the split will create here, or the region stays
                 // leaderless for a whole election timeout after every split.
-                if matches!(
-                    m.get_msg_type(),
-                    MessageType::MsgRequestVote | MessageType::MsgRequestPreVote
-                ) {
-                    if self.early_split_votes.len() >= MAX_EARLY_SPLIT_VOTES {
-                        self.early_split_votes.pop_front();
-                    }
-                    self.early_split_votes.push_back(msg.clone());
-                }
+                self.keep_early_split_vote(msg);
                 return false;
             }
         }
@@ -494,6 +515,20 @@ impl<E: Engine, T: Transport> Poller<E, T> {
                 tracing::error!("store {}: creating peer failed: {e}", self.ctx.store_id);
                 false
             }
+        }
+    }
+
+    /// Keeps `msg`, if it is a vote, for the peer a split will start (bounded: the oldest
+    /// goes first).
+    fn keep_early_split_vote(&mut self, msg: &RaftMessage) {
+        if matches!(
+            msg.message.get_msg_type(),
+            MessageType::MsgRequestVote | MessageType::MsgRequestPreVote
+        ) {
+            if self.early_split_votes.len() >= MAX_EARLY_SPLIT_VOTES {
+                self.early_split_votes.pop_front();
+            }
+            self.early_split_votes.push_back(msg.clone());
         }
     }
 
@@ -529,27 +564,36 @@ impl<E: Engine, T: Transport> Poller<E, T> {
         }
     }
 
-    /// Sets `tikv_raftstore_region_count` (counting leaders walks every peer, which is
-    /// cheap at one call every ten ticks even for 10,000 regions).
+    /// Sets `tikv_raftstore_region_count` from every poller's last tick.
     fn update_region_gauges(&self) {
-        let leaders = self.peers.values().filter(|p| p.is_leader()).count();
+        let Some(stats) = &self.stats else {
+            return;
+        };
+        let t = stats.poller_totals();
         let g = &crate::metrics::REGION_COUNT;
-        g.with_label_values(&["region"])
-            .set(self.peers.len() as i64);
-        g.with_label_values(&["leader"]).set(leaders as i64);
+        g.with_label_values(&["region"]).set(t.peers as i64);
+        g.with_label_values(&["leader"]).set(t.leaders as i64);
     }
 
     /// Sends the store's numbers to the pd worker, which adds the filesystem's capacity
     /// and free space (a `statvfs` there, off the poller's round).
     fn store_heartbeat(&mut self) {
-        // Read flow of regions this store no longer leads would never be reported.
-        let peers = &self.peers;
-        self.ctx
-            .read_flow
-            .retain(|id| peers.get(&id).is_some_and(|p| p.is_leader()));
+        // Read flow of regions this store no longer leads would never be reported. Each
+        // poller drops that of its own regions.
+        let (peers, router, me) = (&self.peers, &self.ctx.router, self.index);
+        self.ctx.read_flow.retain(|id| {
+            router.poller_index(id) != me || peers.get(&id).is_some_and(|p| p.is_leader())
+        });
+        if self.index != 0 {
+            return;
+        }
+        let region_count = match &self.stats {
+            Some(s) => s.poller_totals().peers,
+            None => self.peers.len() as u64,
+        };
         let hb = crate::scheduler_client::StoreHeartbeat {
             store_id: self.ctx.store_id,
-            region_count: self.peers.len() as u64,
+            region_count,
             used_size: self.ctx.engine.disk_usage() + self.ctx.raft_engine.used_size(),
             ..Default::default()
         };
@@ -559,7 +603,8 @@ impl<E: Engine, T: Transport> Poller<E, T> {
             .try_send(crate::worker::pd::PdTask::StoreHeartbeat(hb));
     }
 
-    /// Starts the peers that splits applied this round created.
+    /// Starts the peers that splits applied this round created: here, or on the poller
+    /// that hosts the new region.
     fn create_split_peers(&mut self) {
         // Crash window: the split's region states are written, its new peers not started.
         fail::fail_point!(
@@ -569,34 +614,54 @@ impl<E: Engine, T: Transport> Poller<E, T> {
         );
         for n in std::mem::take(&mut self.ctx.new_split_peers) {
             let region_id = n.region.id;
-            if let Some(existing) = self.peers.get(&region_id) {
-                if existing.storage().is_initialized() {
-                    continue;
-                }
-                // An uninitialized peer created by an early message is replaced; it holds
-                // no data.
-                self.peers.remove(&region_id);
-            }
-            if let Err(e) = self.create_peer(n.region, n.peer, false) {
-                // Its ids were checked when the split was applied: what is left is the
-                // engines failing to read the state the split just wrote.
-                crate::fatal::fatal(format_args!(
-                    "store {}: starting split peer of region {region_id} failed: {e}",
+            if self.ctx.router.poller_index(region_id) == self.index {
+                self.start_split_peer(n);
+            } else if self
+                .ctx
+                .router
+                .send(region_id, PeerMsg::StartSplitPeer(Box::new(n)))
+                .is_err()
+            {
+                // The store is stopping; the split's state is on disk and the peer
+                // starts with the store next time.
+                tracing::info!(
+                    "store {}: stopping before region {region_id}'s peer started",
                     self.ctx.store_id
-                ));
+                );
             }
-            let peer = self.peers.get_mut(&region_id).expect("just created");
-            if let Some((size, keys)) = n.estimate {
-                peer.approximate_size = Some(size);
-                peer.approximate_keys = Some(keys);
-                peer.size_is_estimate = true;
-            }
-            if n.campaign {
-                let _ = peer.raft_group.campaign();
-            }
-            self.touched.insert(region_id);
-            self.replay_early_split_votes(region_id);
         }
+    }
+
+    /// Starts the peer of a region a split created on this store.
+    fn start_split_peer(&mut self, n: crate::context::NewSplitPeer) {
+        let region_id = n.region.id;
+        if let Some(existing) = self.peers.get(&region_id) {
+            if existing.storage().is_initialized() {
+                return;
+            }
+            // An uninitialized peer created by an early message is replaced; it holds
+            // no data.
+            self.peers.remove(&region_id);
+        }
+        if let Err(e) = self.create_peer(n.region, n.peer, false) {
+            // Its ids were checked when the split was applied: what is left is the
+            // engines failing to read the state the split just wrote.
+            crate::fatal::fatal(format_args!(
+                "store {}: starting split peer of region {region_id} failed: {e}",
+                self.ctx.store_id
+            ));
+        }
+        let peer = self.peers.get_mut(&region_id).expect("just created");
+        if let Some((size, keys)) = n.estimate {
+            peer.approximate_size = Some(size);
+            peer.approximate_keys = Some(keys);
+            peer.size_is_estimate = true;
+        }
+        if n.campaign {
+            let _ = peer.raft_group.campaign();
+        }
+        self.touched.insert(region_id);
+        self.replay_early_split_votes(region_id);
     }
 
     /// Hands the votes that arrived before the split created `region_id` to its new peer.
@@ -627,8 +692,10 @@ impl<E: Engine, T: Transport> Poller<E, T> {
         let hibernate = self.ctx.cfg.hibernate_regions;
         let look = self.leader_watch.on_tick();
         let mut asleep = 0u64;
+        let mut leaders = 0u64;
         let mut sleeping_followers: HashMap<u64, Vec<u64>> = HashMap::new();
         for (id, peer) in self.peers.iter_mut() {
+            leaders += u64::from(peer.is_leader());
             if peer.hibernation.asleep {
                 // No raft tick, log GC or split check: nothing changes in a sleeping
                 // region. Its leader still reports it to the scheduler, less often.
@@ -674,9 +741,14 @@ impl<E: Engine, T: Transport> Poller<E, T> {
             self.touched.insert(*id);
         }
         if let Some(stats) = &self.stats {
-            stats
-                .hibernated_peers
-                .store(asleep, std::sync::atomic::Ordering::Relaxed);
+            stats.set_poller_gauges(
+                self.index,
+                crate::stats::PollerGauges {
+                    peers: self.peers.len() as u64,
+                    leaders,
+                    asleep,
+                },
+            );
         }
         if look && !sleeping_followers.is_empty() {
             self.check_leader_stores(sleeping_followers);
@@ -694,6 +766,12 @@ impl<E: Engine, T: Transport> Poller<E, T> {
                 peer.handle_ready(&mut self.ctx);
             }
         }
+        // Before the KV write: the followers receive the new entries and the log writer
+        // starts its fsync while this thread writes the applied data. Neither waits on the
+        // KV batch: what it holds is already committed, and a crash before it is written
+        // replays it from the log.
+        self.ctx.submit_log_writes();
+        self.ctx.transport.flush();
         let kv_start = Instant::now();
         let flushed = self.ctx.flush_kv();
         let kv_done = Instant::now();
@@ -727,6 +805,7 @@ impl<E: Engine, T: Transport> Poller<E, T> {
             }
         }
         self.destroy_ready_peers(&touched);
+        // What applying produced: split peers' campaigns, tombstones, log cleanups.
         self.ctx.submit_log_writes();
         self.ctx.transport.flush();
         for id in touched {

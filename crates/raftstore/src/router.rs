@@ -1,11 +1,15 @@
 //! The way into a store: the mailbox feeding its raft poller, and the local reader that
 //! answers reads a valid leader lease covers without it (see [`crate::local_reader`]).
 //!
-//! All peers of a store live in one poller thread; the router is the sending half of its
-//! mailbox. Commands for a region the store does not host come back as `RegionNotFound`
-//! from the poller, so the router itself needs no region registry.
+//! The peers of a store are spread over its pollers (`store_pool_size` threads) by a hash
+//! of the region id, and the router is the sending half of every poller's mailbox: a
+//! message for region R always goes to poller `poller_of(R)`, so a region's messages stay
+//! in order and no region ever runs on two threads. Commands for a region the store does
+//! not host come back as `RegionNotFound` from that poller, so the router needs no region
+//! registry: a region created by a split or a raft message is hosted by the poller its id
+//! hashes to.
 //!
-//! The mailbox has two queues. What comes from outside — client commands and raft
+//! Each mailbox has two queues. What comes from outside — client commands and raft
 //! messages from other stores — goes into a bounded queue: when it is full a command is
 //! answered `ServerIsBusy` at once (clients back off and retry) and a raft message is
 //! dropped (raft sends it again), so an overloaded store neither blocks its callers nor
@@ -22,15 +26,15 @@ use crossbeam_channel::{Receiver, Sender, TrySendError};
 use proto::raft_cmdpb::RaftCmdRequest;
 
 use crate::local_reader::LocalRead;
-use crate::msg::{Callback, CmdResponse, PeerMsg, PollerMsg, RaftCommand, RaftMessage, StoreMsg};
+use crate::msg::{
+    Callback, CmdResponse, PeerMsg, Persisted, PollerMsg, RaftCommand, RaftMessage, StoreMsg,
+};
 use crate::{Error, Result};
 
-/// Cheap-to-clone handle that delivers messages to a store's poller.
+/// Cheap-to-clone handle that delivers messages to a store's pollers.
 pub struct Router<S> {
-    /// The store's own notices (never refused).
-    tx: Sender<PollerMsg<S>>,
-    /// Client commands and raft messages from other stores (bounded).
-    input: Sender<PollerMsg<S>>,
+    /// The sending halves of every poller's mailbox, by poller index.
+    pollers: Arc<[Senders<S>]>,
     /// Serves reads under a valid leader lease on the caller's thread (the handle the
     /// store gives out for client requests has one).
     local: Option<Arc<dyn LocalRead<S>>>,
@@ -39,7 +43,15 @@ pub struct Router<S> {
     read_flow: Option<Arc<crate::read_flow::ReadFlow>>,
 }
 
-/// The poller's receiving half of a [`Router`].
+/// The two queues into one poller.
+struct Senders<S> {
+    /// The store's own notices (never refused).
+    tx: Sender<PollerMsg<S>>,
+    /// Client commands and raft messages from other stores (bounded).
+    input: Sender<PollerMsg<S>>,
+}
+
+/// A poller's receiving half of a [`Router`].
 pub struct Mailbox<S> {
     /// The store's own notices; served first.
     pub notices: Receiver<PollerMsg<S>>,
@@ -50,12 +62,23 @@ pub struct Mailbox<S> {
 impl<S> Clone for Router<S> {
     fn clone(&self) -> Self {
         Router {
-            tx: self.tx.clone(),
-            input: self.input.clone(),
+            pollers: self.pollers.clone(),
             local: self.local.clone(),
             read_flow: self.read_flow.clone(),
         }
     }
+}
+
+/// The poller among `pollers` that hosts `region_id`.
+///
+/// Region ids are handed out in steps (a split takes a region id and one id per peer), so
+/// `id % n` would put every region on one poller; a multiplicative hash spreads them.
+pub fn poller_of(region_id: u64, pollers: usize) -> usize {
+    if pollers <= 1 {
+        return 0;
+    }
+    let h = region_id.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    ((h >> 32) % pollers as u64) as usize
 }
 
 impl<S: Send + 'static> Router<S> {
@@ -77,41 +100,100 @@ impl<S: Send + 'static> Router<S> {
         }
     }
 
-    /// Creates a router whose outside input holds at most `capacity` messages, and the
-    /// mailbox its poller reads.
+    /// Creates a router for one poller whose outside input holds at most `capacity`
+    /// messages, and the mailbox that poller reads.
     pub fn new(capacity: usize) -> (Router<S>, Mailbox<S>) {
-        let (tx, notices) = crossbeam_channel::unbounded();
-        let (input_tx, input) = crossbeam_channel::bounded(capacity.max(1));
-        (
-            Router {
-                tx,
-                input: input_tx,
-                local: None,
-                read_flow: None,
-            },
-            Mailbox { notices, input },
-        )
+        let (router, mut mailboxes) = Router::with_pollers(1, capacity);
+        (router, mailboxes.pop().expect("one poller"))
+    }
+
+    /// Creates a router for `pollers` pollers (at least one), each with its own mailbox
+    /// whose outside input holds at most `capacity` messages.
+    pub fn with_pollers(pollers: usize, capacity: usize) -> (Router<S>, Vec<Mailbox<S>>) {
+        let mut senders = Vec::new();
+        let mut mailboxes = Vec::new();
+        for _ in 0..pollers.max(1) {
+            let (tx, notices) = crossbeam_channel::unbounded();
+            let (input, input_rx) = crossbeam_channel::bounded(capacity.max(1));
+            senders.push(Senders { tx, input });
+            mailboxes.push(Mailbox {
+                notices,
+                input: input_rx,
+            });
+        }
+        let router = Router {
+            pollers: senders.into(),
+            local: None,
+            read_flow: None,
+        };
+        (router, mailboxes)
+    }
+
+    /// How many pollers this store runs.
+    pub fn pollers(&self) -> usize {
+        self.pollers.len()
+    }
+
+    /// The index of the poller hosting `region_id`.
+    pub fn poller_index(&self, region_id: u64) -> usize {
+        poller_of(region_id, self.pollers.len())
+    }
+
+    fn senders(&self, region_id: u64) -> &Senders<S> {
+        &self.pollers[self.poller_index(region_id)]
     }
 
     /// Sends one of the store's own notices to the peer of `region_id`.
     pub fn send(&self, region_id: u64, msg: PeerMsg<S>) -> Result<()> {
-        self.tx
+        self.senders(region_id)
+            .tx
             .send(PollerMsg::Peer(region_id, msg))
             .map_err(|_| Error::StoreStopped)
     }
 
-    /// Sends a store-level message.
+    /// Sends a store-level message: `Stop` to every poller, each `Persisted` notice to the
+    /// poller of its region.
     pub fn send_store(&self, msg: StoreMsg) -> Result<()> {
-        self.tx
-            .send(PollerMsg::Store(msg))
-            .map_err(|_| Error::StoreStopped)
+        let n = self.pollers.len();
+        match msg {
+            StoreMsg::Persisted(list) if n > 1 => {
+                let mut by_poller: Vec<Vec<Persisted>> = (0..n).map(|_| Vec::new()).collect();
+                for p in list {
+                    by_poller[poller_of(p.region_id, n)].push(p);
+                }
+                for (i, list) in by_poller.into_iter().enumerate() {
+                    if !list.is_empty() {
+                        self.pollers[i]
+                            .tx
+                            .send(PollerMsg::Store(StoreMsg::Persisted(list)))
+                            .map_err(|_| Error::StoreStopped)?;
+                    }
+                }
+                Ok(())
+            }
+            StoreMsg::Persisted(list) => self.pollers[0]
+                .tx
+                .send(PollerMsg::Store(StoreMsg::Persisted(list)))
+                .map_err(|_| Error::StoreStopped),
+            StoreMsg::Stop => {
+                let mut sent = false;
+                for p in self.pollers.iter() {
+                    sent |= p.tx.send(PollerMsg::Store(StoreMsg::Stop)).is_ok();
+                }
+                if sent {
+                    Ok(())
+                } else {
+                    Err(Error::StoreStopped)
+                }
+            }
+        }
     }
 
     /// Delivers a raft message received from another store; `ServerIsBusy` (the message is
     /// dropped) when the mailbox is full.
     pub fn send_raft_message(&self, msg: RaftMessage) -> Result<()> {
         let region_id = msg.region_id;
-        match self.input.try_send(PollerMsg::Peer(
+        match self.senders(region_id).input.try_send(PollerMsg::Peer(
             region_id,
             PeerMsg::RaftMessage(Box::new(msg)),
         )) {
@@ -150,6 +232,7 @@ impl<S: Send + 'static> Router<S> {
             received,
         });
         let (e, msg) = match self
+            .senders(region_id)
             .input
             .try_send(PollerMsg::Peer(region_id, PeerMsg::RaftCommand(cmd)))
         {
@@ -159,6 +242,75 @@ impl<S: Send + 'static> Router<S> {
         };
         if let PollerMsg::Peer(_, PeerMsg::RaftCommand(cmd)) = msg {
             (cmd.callback)(CmdResponse::error(e));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn regions_spread_over_pollers_even_when_ids_come_in_steps() {
+        assert_eq!(poller_of(7, 1), 0);
+        assert_eq!(poller_of(7, 0), 0);
+        // A split takes a region id and three peer ids: region ids step by four.
+        for n in [2usize, 3, 4, 8] {
+            let mut counts = vec![0usize; n];
+            for id in (1..=4000u64).step_by(4) {
+                let p = poller_of(id, n);
+                assert!(p < n);
+                counts[p] += 1;
+            }
+            let fair = 1000 / n;
+            for c in &counts {
+                assert!(
+                    *c > fair * 3 / 4 && *c < fair * 5 / 4,
+                    "{n} pollers: {counts:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn persisted_notices_go_to_the_poller_of_their_region_and_stop_to_all() {
+        let (router, mailboxes) = Router::<()>::with_pollers(3, 8);
+        let list: Vec<Persisted> = (1..=30u64)
+            .map(|region_id| Persisted {
+                region_id,
+                peer_id: region_id,
+                ready_number: 1,
+            })
+            .collect();
+        router.send_store(StoreMsg::Persisted(list)).unwrap();
+        router.send_store(StoreMsg::Stop).unwrap();
+        let mut seen = 0;
+        for (i, mb) in mailboxes.iter().enumerate() {
+            let mut stopped = false;
+            for m in mb.notices.try_iter() {
+                match m {
+                    PollerMsg::Store(StoreMsg::Persisted(l)) => {
+                        assert!(!stopped);
+                        for p in l {
+                            assert_eq!(poller_of(p.region_id, 3), i);
+                            seen += 1;
+                        }
+                    }
+                    PollerMsg::Store(StoreMsg::Stop) => stopped = true,
+                    PollerMsg::Peer(..) => panic!("unexpected peer message"),
+                }
+            }
+            assert!(stopped, "poller {i} was not told to stop");
+        }
+        assert_eq!(seen, 30);
+        // Commands and raft messages go to the region's poller too.
+        for region_id in 1..=9u64 {
+            router.send(region_id, PeerMsg::Campaign).unwrap();
+            let mb = &mailboxes[router.poller_index(region_id)];
+            assert!(matches!(
+                mb.notices.try_recv(),
+                Ok(PollerMsg::Peer(id, PeerMsg::Campaign)) if id == region_id
+            ));
         }
     }
 }

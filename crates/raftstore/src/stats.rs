@@ -1,6 +1,6 @@
 //! Counters a store keeps about itself, shared with benchmarks, tests and (later) metrics.
 
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Monotonic counters of one store; read them with `load(Ordering::Relaxed)`.
 #[derive(Default, Debug)]
@@ -26,4 +26,70 @@ pub struct StoreStats {
     pub hibernated_peers: AtomicU64,
     /// Times a hibernated peer of this store woke up (a counter).
     pub hibernate_wakeups: AtomicU64,
+    /// Each poller's gauges at its last tick, by poller index.
+    pollers: parking_lot::Mutex<Vec<PollerGauges>>,
+}
+
+/// What one poller hosts, as of its last tick.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PollerGauges {
+    /// Peers on the poller.
+    pub peers: u64,
+    /// Of them, leaders.
+    pub leaders: u64,
+    /// Of them, hibernating.
+    pub asleep: u64,
+}
+
+impl StoreStats {
+    /// Records poller `index`'s gauges and refreshes the store-wide `hibernated_peers`.
+    pub fn set_poller_gauges(&self, index: usize, g: PollerGauges) {
+        let mut all = self.pollers.lock();
+        if all.len() <= index {
+            all.resize(index + 1, PollerGauges::default());
+        }
+        all[index] = g;
+        let asleep = all.iter().map(|g| g.asleep).sum();
+        self.hibernated_peers.store(asleep, Ordering::Relaxed);
+    }
+
+    /// Each poller's gauges as of its last tick, by poller index.
+    pub fn poller_gauges(&self) -> Vec<PollerGauges> {
+        self.pollers.lock().clone()
+    }
+
+    /// The sum of every poller's gauges.
+    pub fn poller_totals(&self) -> PollerGauges {
+        self.pollers
+            .lock()
+            .iter()
+            .fold(PollerGauges::default(), |a, g| PollerGauges {
+                peers: a.peers + g.peers,
+                leaders: a.leaders + g.leaders,
+                asleep: a.asleep + g.asleep,
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn poller_gauges_add_up_across_pollers() {
+        let s = StoreStats::default();
+        let g = |peers, leaders, asleep| PollerGauges {
+            peers,
+            leaders,
+            asleep,
+        };
+        s.set_poller_gauges(1, g(5, 2, 1));
+        s.set_poller_gauges(0, g(3, 1, 2));
+        assert_eq!(s.poller_totals(), g(8, 3, 3));
+        assert_eq!(s.hibernated_peers.load(Ordering::Relaxed), 3);
+        // A poller's new figures replace its old ones.
+        s.set_poller_gauges(1, g(4, 0, 0));
+        assert_eq!(s.poller_totals(), g(7, 1, 2));
+        assert_eq!(s.hibernated_peers.load(Ordering::Relaxed), 2);
+    }
 }

@@ -2,7 +2,8 @@
 //! the log writer and the workers.
 //!
 //! Threads of one store:
-//! - `raft-poller`: all peers (messages, ticks, Ready, apply);
+//! - `raft-poller-<store>-<i>`: `store_pool_size` pollers, each running the peers whose
+//!   region id hashes to it (messages, ticks, Ready, apply);
 //! - `raft-log-writer`: raft-engine writes and fsyncs for all regions;
 //! - `region-worker`: snapshot generate / apply, region data destroy;
 //! - `raft-gc-worker`: log compaction after syncing the KV engine.
@@ -56,7 +57,8 @@ impl<E: Engine> Store<E> {
         let ident = load_store_ident(&engine)?
             .ok_or_else(|| Error::Other("store is not bootstrapped".into()))?;
         let store_id = ident.store_id;
-        let (router, mailbox) = Router::new(cfg.max_mailbox_messages);
+        let pollers = cfg.pollers();
+        let (router, mailboxes) = Router::with_pollers(pollers, cfg.max_mailbox_messages);
         let (region_tx, region_rx) = crossbeam_channel::unbounded();
         let (gc_tx, gc_rx) = crossbeam_channel::unbounded();
         let (writer_tx, writer_rx) = crossbeam_channel::unbounded();
@@ -171,35 +173,42 @@ impl<E: Engine> Store<E> {
             move || reader_engine.snapshot(),
             stats.clone(),
         )));
-        let ctx = PollContext {
-            read_delegates,
-            read_flow,
-            kv_wb: engine.write_batch(),
-            cfg,
-            store_id,
-            engine,
-            raft_engine,
-            router: router.clone(),
-            transport,
-            region_scheduler: region_tx,
-            gc_scheduler: gc_tx,
-            writer: writer_tx,
-            store_meta,
-            split_check_scheduler: split_tx,
-            pd_task: pd_tx,
-            new_split_peers: Vec::new(),
-            log_batch: LogWriteBatch::default(),
-            write_tasks: Vec::new(),
-            need_sync: false,
-            callbacks: Vec::new(),
-        };
-        let poller = Poller::new(ctx, peers, mailbox).with_stats(stats.clone());
-        threads.push(
-            std::thread::Builder::new()
-                .name(format!("raft-poller-{store_id}"))
-                .spawn(move || poller.run())
-                .map_err(|e| Error::Other(format!("spawning the poller: {e}")))?,
-        );
+        let store_meta = crate::store_meta::SharedStoreMeta::new(store_meta);
+        let mut shares: Vec<HashMap<u64, Peer<E>>> = (0..pollers).map(|_| HashMap::new()).collect();
+        for (id, peer) in peers {
+            shares[router.poller_index(id)].insert(id, peer);
+        }
+        for (index, (mailbox, peers)) in mailboxes.into_iter().zip(shares).enumerate() {
+            let ctx = PollContext {
+                read_delegates: read_delegates.clone(),
+                read_flow: read_flow.clone(),
+                kv_wb: engine.write_batch(),
+                cfg: cfg.clone(),
+                store_id,
+                engine: engine.clone(),
+                raft_engine: raft_engine.clone(),
+                router: router.clone(),
+                transport: transport.clone(),
+                region_scheduler: region_tx.clone(),
+                gc_scheduler: gc_tx.clone(),
+                writer: writer_tx.clone(),
+                store_meta: store_meta.clone(),
+                split_check_scheduler: split_tx.clone(),
+                pd_task: pd_tx.clone(),
+                new_split_peers: Vec::new(),
+                log_batch: LogWriteBatch::default(),
+                write_tasks: Vec::new(),
+                need_sync: false,
+                callbacks: Vec::new(),
+            };
+            let poller = Poller::new(index, ctx, peers, mailbox).with_stats(stats.clone());
+            threads.push(
+                std::thread::Builder::new()
+                    .name(format!("raft-poller-{store_id}-{index}"))
+                    .spawn(move || poller.run())
+                    .map_err(|e| Error::Other(format!("spawning a poller: {e}")))?,
+            );
+        }
         Ok(Store {
             store_id,
             router: client_router,

@@ -1,6 +1,10 @@
 //! What the store knows about the regions it hosts: each region and the key ranges they
 //! cover, so a new peer (from a split, a snapshot or a raft message) can be checked for
 //! overlap with the regions already here.
+//!
+//! Every poller of the store shares one [`SharedStoreMeta`]: a split applied on one poller
+//! creates a region another poller hosts, and a raft message arriving at that other poller
+//! must already see the new range (or it would create a peer over it).
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -68,6 +72,45 @@ impl StoreMeta {
             .next()?;
         let r = &self.regions[id];
         crate::util::key_in_region(key, r).then_some(r)
+    }
+}
+
+/// The store's [`StoreMeta`], shared by its pollers; each call takes the lock once.
+#[derive(Clone, Default)]
+pub struct SharedStoreMeta(std::sync::Arc<parking_lot::Mutex<StoreMeta>>);
+
+impl SharedStoreMeta {
+    /// Wraps `meta`.
+    pub fn new(meta: StoreMeta) -> Self {
+        SharedStoreMeta(std::sync::Arc::new(parking_lot::Mutex::new(meta)))
+    }
+
+    /// See [`StoreMeta::set_region`].
+    pub fn set_region(&self, region: &metapb::Region) {
+        self.0.lock().set_region(region)
+    }
+
+    /// Forgets `region_id` if the store still records it with `start_key` (a region's
+    /// start never changes while it lives; a different start means a newer incarnation
+    /// recorded it, whose range must stay).
+    pub fn remove_if_starts_at(&self, region_id: u64, start_key: &[u8]) {
+        let mut m = self.0.lock();
+        if m.regions
+            .get(&region_id)
+            .is_some_and(|r| r.start_key == start_key)
+        {
+            m.remove(region_id);
+        }
+    }
+
+    /// See [`StoreMeta::overlapping`].
+    pub fn overlapping(&self, start: &[u8], end: &[u8], except: u64) -> Vec<u64> {
+        self.0.lock().overlapping(start, end, except)
+    }
+
+    /// See [`StoreMeta::region_for_key`] (a copy of the region).
+    pub fn region_for_key(&self, key: &[u8]) -> Option<metapb::Region> {
+        self.0.lock().region_for_key(key).cloned()
     }
 }
 

@@ -40,8 +40,18 @@ fn peer(id: u64, store_id: u64) -> Peer {
     }
 }
 
-fn poller_of(store: u64) -> String {
-    format!("raft-poller-{store}")
+/// Whether thread `t` is one of store `store`'s pollers (`raft-poller-<store>-<index>`).
+fn is_poller_of(t: &str, store: u64) -> bool {
+    poller_store(t) == Some(store)
+}
+
+/// The store whose poller thread `t` is.
+fn poller_store(t: &str) -> Option<u64> {
+    t.strip_prefix("raft-poller-")?
+        .split('-')
+        .next()?
+        .parse()
+        .ok()
 }
 
 /// A crash armed at one fail point: the first `count` threads that reach it and whose name
@@ -186,7 +196,7 @@ fn crash_after_tombstone_before_data_deleted_restarts_clean() {
     rounds(|| {
         let (cluster, mut acked) = cluster_with_data(raftstore::Config::for_tests(), 20);
         cluster.must_get_equal(3, b"k019", b"first");
-        let crash = Crash::arm("peer_destroy_after_tombstone", 1, |t| t == poller_of(3));
+        let crash = Crash::arm("peer_destroy_after_tombstone", 1, |t| is_poller_of(t, 3));
         cluster.must_remove_peer(1, peer(3, 3));
         crash.wait(1);
         // The window is real: the tombstone is on disk and the data is still there.
@@ -222,7 +232,7 @@ fn crash_after_own_removal_before_tombstone_restarts_clean() {
     rounds(|| {
         let (cluster, mut acked) = cluster_with_data(raftstore::Config::for_tests(), 20);
         cluster.must_get_equal(3, b"k019", b"first");
-        let crash = Crash::arm("peer_destroy_before_tombstone", 1, |t| t == poller_of(3));
+        let crash = Crash::arm("peer_destroy_before_tombstone", 1, |t| is_poller_of(t, 3));
         cluster.must_remove_peer(1, peer(3, 3));
         crash.wait(1);
         let on_disk = cluster.region_state(3, 1).expect("region state");
@@ -268,7 +278,7 @@ fn leader_crash_while_applying_conf_change_restarts_clean() {
     let _s = fail::FailScenario::setup();
     rounds(|| {
         let (cluster, mut acked) = cluster_with_data(raftstore::Config::for_tests(), 20);
-        let crash = Crash::arm("conf_change_applied", 1, |t| t == poller_of(1));
+        let crash = Crash::arm("conf_change_applied", 1, |t| is_poller_of(t, 1));
         std::thread::scope(|s| {
             // The leader dies applying the removal; the others finish it.
             let op = s.spawn(|| cluster.must_remove_peer(1, peer(3, 3)));
@@ -289,7 +299,7 @@ fn split_crash(crashed: u64) {
     let (cluster, mut acked) = cluster_with_data(raftstore::Config::for_tests(), 20);
     cluster.must_get_equal(crashed, b"k019", b"first");
     let crash = Crash::arm("split_before_new_peers", 1, move |t| {
-        t == poller_of(crashed)
+        is_poller_of(t, crashed)
     });
     cluster.must_split(1, b"k010");
     crash.wait(1);
@@ -323,10 +333,7 @@ fn every_replica_crashes_after_split_applied_and_restarts_clean() {
             let op = s.spawn(|| cluster.must_split(1, b"k010"));
             for k in 1..=3 {
                 let hits = crash.wait(k);
-                let store: u64 = hits[k - 1]
-                    .trim_start_matches("raft-poller-")
-                    .parse()
-                    .expect("store id in the poller's name");
+                let store = poller_store(&hits[k - 1]).expect("store id in the poller's name");
                 restart(&cluster, &[store]);
             }
             op.join().expect("the split is seen");
@@ -408,7 +415,7 @@ fn leader_crash_while_applying_log_truncation_restarts_clean() {
         let mut cfg = raftstore::Config::for_tests();
         cfg.raft_log_gc_count_limit = 10;
         let (cluster, mut acked) = cluster_with_data(cfg, 0);
-        let crash = Crash::arm("compact_log_applied", 1, |t| t == poller_of(1));
+        let crash = Crash::arm("compact_log_applied", 1, |t| is_poller_of(t, 1));
         let mut i = 0;
         while crash.hits.lock().unwrap().is_empty() {
             // Writes go on while store 1 dies: the client retries on the new leader.
@@ -445,9 +452,9 @@ fn lagging_store_3() -> (Cluster, Acknowledged) {
     (cluster, acked)
 }
 
-fn snapshot_crash(point: &'static str, thread: &'static str) {
+fn snapshot_crash(point: &'static str, thread: impl Fn(&str) -> bool + Send + Sync + 'static) {
     let (cluster, mut acked) = lagging_store_3();
-    let crash = Crash::arm(point, 1, move |t| t == thread);
+    let crash = Crash::arm(point, 1, thread);
     cluster.clear_filters();
     crash.wait(1);
     drop(crash);
@@ -467,7 +474,7 @@ fn crash_after_snapshot_data_written_before_log_reset_restarts_clean() {
     let _s = fail::FailScenario::setup();
     rounds(|| {
         // Only store 3 applies a snapshot here, so the region worker that reaches it is its own.
-        snapshot_crash("region_snapshot_after_kv_write", "region-worker");
+        snapshot_crash("region_snapshot_after_kv_write", |t| t == "region-worker");
     });
 }
 
@@ -475,7 +482,9 @@ fn crash_after_snapshot_data_written_before_log_reset_restarts_clean() {
 fn crash_after_snapshot_applied_before_peer_update_restarts_clean() {
     let _s = fail::FailScenario::setup();
     rounds(|| {
-        snapshot_crash("snapshot_applied_before_peer_update", "raft-poller-3");
+        snapshot_crash("snapshot_applied_before_peer_update", |t| {
+            is_poller_of(t, 3)
+        });
     });
 }
 

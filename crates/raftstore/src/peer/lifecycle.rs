@@ -203,14 +203,8 @@ impl<E: Engine> Peer<E> {
                 start_key: region.start_key.clone(),
                 end_key: region.end_key.clone(),
             });
-            if ctx
-                .store_meta
-                .regions
-                .get(&region_id)
-                .is_some_and(|r| r.start_key == region.start_key)
-            {
-                ctx.store_meta.remove(region_id);
-            }
+            ctx.store_meta
+                .remove_if_starts_at(region_id, &region.start_key);
         }
         for p in self.proposals.drain(..) {
             (p.callback)(CmdResponse::error(Error::RegionNotFound(region_id)));

@@ -108,8 +108,8 @@ impl<E: Engine> Peer<E> {
                 while !next.is_empty() && (regions.len() as u64) <= gap {
                     match ctx.store_meta.region_for_key(&next) {
                         Some(r) if r.start_key == next => {
-                            regions.push(r.clone());
                             next = r.end_key.clone();
+                            regions.push(r);
                         }
                         _ => break,
                     }
