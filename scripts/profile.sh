@@ -25,6 +25,8 @@
 #   PROFILE_TOP        functions listed per table (default 25)
 #   PROFILE_PORT_BASE  the playground's PD port (default 33479; stores pick free ports)
 #   PROFILE_KEEP       1: keep the work directory (perf.data files, logs)
+#   PROFILE_POLLERS    raft pollers per store (`playground --store-pool-size`; default 0:
+#                      one per four cores, at least one)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -74,7 +76,8 @@ trap cleanup EXIT
 
 log "starting the playground (PD 127.0.0.1:$PD_PORT, data in $WORK/cluster)"
 setsid "$TESSERA" playground --dir "$WORK/cluster" --pd-addr "127.0.0.1:$PD_PORT" --stores 3 \
-    --store-port $((PD_PORT + 10)) >"$WORK/playground.log" 2>&1 &
+    --store-port $((PD_PORT + 10)) --store-pool-size "${PROFILE_POLLERS:-0}" \
+    >"$WORK/playground.log" 2>&1 &
 PLAYGROUND_PID=$!
 up=0
 for _ in $(seq 1 120); do
