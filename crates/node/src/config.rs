@@ -152,9 +152,10 @@ pub struct RaftstoreConfig {
     pub raft_base_tick_ms: u64,
     /// Ticks between a leader's heartbeats.
     pub raft_heartbeat_ticks: u64,
-    /// Ticks without hearing from a leader before a follower campaigns (raft randomises it
-    /// up to twice this). A dead leader is replaced after this long; the leader lease (90% of
-    /// one tick less) is derived from it.
+    /// Ticks a follower refuses votes after hearing from its leader; it campaigns one tick
+    /// later at the earliest (raft randomises it up to 5/3 of this). A dead leader is
+    /// replaced after about this long; the leader lease (90% of one tick less) is derived
+    /// from it.
     pub raft_election_timeout_ticks: u64,
     /// Largest raft entry (bytes); larger writes are refused with RaftEntryTooLarge.
     pub raft_entry_max_size: u64,
@@ -230,9 +231,10 @@ impl RaftstoreConfig {
             self.raft_election_timeout_ticks,
         )?
         .min(1 << 20) as usize;
-        // Keep the default's spread of the randomised timeout (16 / 10).
+        // Keep the default's spread of the randomised timeout (10 / 6): followers campaign
+        // from one tick past the timeout up to this (exclusive).
         c.raft_max_election_timeout_ticks =
-            (c.raft_election_timeout_ticks * 8 / 5).max(c.raft_election_timeout_ticks + 2);
+            (c.raft_election_timeout_ticks * 5 / 3).max(c.raft_election_timeout_ticks + 2);
         c.max_leader_lease = c.default_leader_lease();
         c.raft_entry_max_size = positive("raft_entry_max_size", self.raft_entry_max_size)?;
         c.hibernate_regions = self.hibernate_regions;
@@ -253,7 +255,21 @@ mod tests {
     #[test]
     fn defaults_are_valid_and_bad_fields_are_named() {
         ServerConfig::default().validate().unwrap();
-        RaftstoreConfig::default().to_raftstore().unwrap();
+        // The file's defaults give raftstore's own raft timing and lease.
+        let c = RaftstoreConfig::default().to_raftstore().unwrap();
+        let d = raftstore::Config::default();
+        assert_eq!(
+            (
+                c.raft_election_timeout_ticks,
+                c.raft_max_election_timeout_ticks,
+                c.max_leader_lease
+            ),
+            (
+                d.raft_election_timeout_ticks,
+                d.raft_max_election_timeout_ticks,
+                d.max_leader_lease
+            )
+        );
         let bad = ServerConfig {
             api_version: 3,
             ..Default::default()

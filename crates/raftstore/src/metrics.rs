@@ -191,6 +191,17 @@ pub static POLLER_ROUND: LazyLock<Histogram> = LazyLock::new(|| {
     .expect("registering poller round duration")
 });
 
+/// Elections this store's peers won. A split's first leaders and operators' leader
+/// transfers count too; a rise without either (under load, say) means followers stopped
+/// hearing their leader in time.
+pub static LEADERS_ELECTED: LazyLock<IntCounter> = LazyLock::new(|| {
+    register_int_counter!(
+        "tessera_raftstore_leaders_elected_total",
+        "Times a peer of this store became the leader of its region"
+    )
+    .expect("registering leaders elected")
+});
+
 /// Regions and leaders hosted, as TiKV's `tikv_raftstore_region_count{type}`.
 pub static REGION_COUNT: LazyLock<IntGaugeVec> = LazyLock::new(|| {
     register_int_gauge_vec!(

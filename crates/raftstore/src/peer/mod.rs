@@ -122,6 +122,13 @@ impl<E: Engine> Peer<E> {
         let raft_cfg = raft::Config {
             id: meta.id,
             election_tick: cfg.raft_election_timeout_ticks,
+            // One tick past the election timeout: a follower ignores votes until it has
+            // gone a whole election timeout without its leader (check-quorum, below), and
+            // the other followers' tick counters may lag ours by one. A candidate whose
+            // timer fired at exactly the timeout was ignored by them and had to wait a
+            // whole new timeout: after a leader died, writes stopped for 1.06 s instead
+            // of about 0.55 s in one run of two.
+            min_election_tick: cfg.raft_election_timeout_ticks + 1,
             max_election_tick: cfg.raft_max_election_timeout_ticks,
             heartbeat_tick: cfg.raft_heartbeat_ticks,
             applied,

@@ -288,6 +288,7 @@ impl<E: Engine> Peer<E> {
                 .fail_all(|| Error::NotLeader { region_id, leader });
         } else {
             tracing::debug!("{} became leader at term {}", self.tag, self.term());
+            crate::metrics::LEADERS_ELECTED.inc();
             // Tell the scheduler at once, so clients asking it find the new leader now
             // rather than at the next heartbeat interval.
             self.heartbeat_pd(ctx);
