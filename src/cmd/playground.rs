@@ -470,9 +470,11 @@ async fn demo(flags: &PlaygroundFlags, tls: Option<&ClientTls>) -> Result<(), St
         .map(|w| {
             let (client, done, errors) = (client.clone(), done.clone(), errors.clone());
             tokio::spawn(async move {
+                let mut latencies = bench::stats::Latencies::new();
                 for i in 0..per_writer {
                     let key = demo_key(w, i);
                     let value = demo_value(w, i);
+                    let started = Instant::now();
                     loop {
                         match client.put(key.clone(), value.clone()).await {
                             Ok(()) => break,
@@ -485,13 +487,17 @@ async fn demo(flags: &PlaygroundFlags, tls: Option<&ClientTls>) -> Result<(), St
                             }
                         }
                     }
+                    latencies.record(started.elapsed());
                     done.fetch_add(1, Ordering::Relaxed);
                 }
+                latencies
             })
         })
         .collect();
+    let seconds = Arc::new(std::sync::Mutex::new(Vec::new()));
     let progress = {
         let (done, pd, http_tls) = (done.clone(), pd.clone(), http_tls.clone());
+        let seconds = seconds.clone();
         tokio::spawn(async move {
             let mut last = 0;
             let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -506,12 +512,16 @@ async fn demo(flags: &PlaygroundFlags, tls: Option<&ClientTls>) -> Result<(), St
                     now - last,
                     region_count(&pd, http_tls.as_ref()).await
                 );
+                if let Ok(mut v) = seconds.lock() {
+                    v.push(now - last);
+                }
                 last = now;
             }
         })
     };
+    let mut latencies = bench::stats::Latencies::new();
     for t in tasks {
-        t.await.map_err(|e| format!("writer failed: {e}"))?;
+        latencies.merge(&t.await.map_err(|e| format!("writer failed: {e}"))?);
     }
     progress.abort();
     let secs = start.elapsed().as_secs_f64();
@@ -521,6 +531,26 @@ async fn demo(flags: &PlaygroundFlags, tls: Option<&ClientTls>) -> Result<(), St
         (per_writer * writers) as f64 / secs,
         errors.load(Ordering::Relaxed)
     );
+    let l = latencies.summary();
+    println!(
+        "put latency p50 {}  p99 {}  p999 {}  max {}",
+        bench::stats::format_us(l.p50_us),
+        bench::stats::format_us(l.p99_us),
+        bench::stats::format_us(l.p999_us),
+        bench::stats::format_us(l.max_us)
+    );
+    let series = seconds.lock().map(|v| v.clone()).unwrap_or_default();
+    if let Some(p) = bench::stats::PerSecond::of(&series) {
+        println!(
+            "puts per second: min {} (at {} s)  median {}  max {}; {} of {} s below half the median",
+            p.min,
+            p.min_at + 1,
+            p.median,
+            p.max,
+            p.below_half_median,
+            p.seconds
+        );
+    }
     // Splits are decided on the split check's interval: give the last ones a moment.
     tokio::time::sleep(Duration::from_secs(3)).await;
 

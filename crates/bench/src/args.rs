@@ -92,6 +92,11 @@ pub struct Args {
     /// one kind of transaction (compare mod_revision, then put), so the flag is tikv only.
     #[arg(long, value_enum)]
     pub txn_mode: Option<TxnMode>,
+    /// Stop once this many operations have been sent (all clients together), even if
+    /// --duration has not passed: e.g. `--workload load --max-ops 204800 --value-size 1024`
+    /// writes 200 MiB.
+    #[arg(long)]
+    pub max_ops: Option<u64>,
     /// Print the final result as one JSON line on stdout (progress then goes to stderr).
     #[arg(long)]
     pub json: bool,
@@ -122,6 +127,8 @@ pub struct Config {
     pub api_version: u8,
     /// The tikv target's transaction mode for txn-transfer; `None` for every other run.
     pub txn_mode: Option<TxnMode>,
+    /// Operations to send at most; `None`: as many as --duration allows.
+    pub max_ops: Option<u64>,
     pub json: bool,
     /// The tikv target's TLS files; `None`: plaintext.
     pub tls: Option<crate::bank::TlsPaths>,
@@ -156,6 +163,8 @@ pub enum ArgError {
     TxnModeMisplaced,
     #[error("--workload txn-transfer needs --keys of at least 2 accounts, got {0}")]
     TooFewAccounts(u64),
+    #[error("--max-ops must be at least 1")]
+    MaxOps,
 }
 
 impl Args {
@@ -204,6 +213,9 @@ impl Args {
             (_, _, Some(_)) => return Err(ArgError::TxnModeMisplaced),
             _ => None,
         };
+        if self.max_ops == Some(0) {
+            return Err(ArgError::MaxOps);
+        }
         let tls = match (self.ca_path, self.cert_path, self.key_path) {
             (None, None, None) => None,
             (Some(ca), Some(cert), Some(key)) if self.target == Target::Tikv => {
@@ -223,6 +235,7 @@ impl Args {
             warmup: Duration::from_secs_f64(self.warmup),
             api_version,
             txn_mode,
+            max_ops: self.max_ops,
             json: self.json,
             tls,
         })
@@ -297,6 +310,7 @@ mod tests {
         assert_eq!(c.api_version, 1);
         assert_eq!(c.txn_mode, None);
         assert!(!c.json);
+        assert_eq!(c.max_ops, None);
     }
 
     #[test]
@@ -321,9 +335,12 @@ mod tests {
             "1",
             "--api-version",
             "2",
+            "--max-ops",
+            "700",
             "--json",
         ])
         .unwrap();
+        assert_eq!(c.max_ops, Some(700));
         assert_eq!(c.target, Target::Tikv);
         assert_eq!(c.workload, Workload::ReadHeavy);
         assert_eq!(c.clients, 64);
@@ -356,6 +373,7 @@ mod tests {
     fn range_errors_name_the_flag() {
         assert_eq!(invalid(&["--clients", "0"]), ArgError::Clients(0));
         assert_eq!(invalid(&["--value-size", "0"]), ArgError::ValueSize(0));
+        assert_eq!(invalid(&["--max-ops", "0"]), ArgError::MaxOps);
         assert_eq!(
             invalid(&["--value-size", "9999999999"]),
             ArgError::ValueSize(9_999_999_999)

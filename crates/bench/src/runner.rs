@@ -66,17 +66,38 @@ async fn execute<B: Backend>(backend: &B, op: Op, value: &[u8]) -> Result<(), St
     }
 }
 
+/// How many operations the clients may still send (`--max-ops`), shared by all of them.
+#[derive(Clone)]
+struct Budget(Option<Arc<AtomicU64>>);
+
+impl Budget {
+    fn new(max_ops: Option<u64>) -> Budget {
+        Budget(max_ops.map(|n| Arc::new(AtomicU64::new(n))))
+    }
+
+    /// Takes one operation from the budget; `false` once it is spent.
+    fn take(&self) -> bool {
+        match &self.0 {
+            None => true,
+            Some(left) => left
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+                .is_ok(),
+        }
+    }
+}
+
 async fn client_loop<B: Backend>(
     backend: B,
     mut ops: OpGenerator,
     value: Vec<u8>,
     counters: Arc<Counters>,
+    budget: Budget,
     measure_from: Instant,
     end: Instant,
 ) -> ClientResult {
     let mut result = ClientResult::default();
     let end_tokio = tokio::time::Instant::from_std(end);
-    while Instant::now() < end {
+    while Instant::now() < end && budget.take() {
         let op = ops.next_op();
         let started = Instant::now();
         let outcome = tokio::select! {
@@ -116,13 +137,14 @@ async fn transfer_loop<B: Backend>(
     backend: B,
     mut ops: OpGenerator,
     counters: Arc<Counters>,
+    budget: Budget,
     measure_from: Instant,
     end: Instant,
 ) -> ClientResult {
     let mut result = ClientResult::default();
     let end_tokio = tokio::time::Instant::from_std(end);
     let cutoff = end_tokio + TRANSFER_GRACE;
-    'transfers: while Instant::now() < end {
+    'transfers: while Instant::now() < end && budget.take() {
         let transfer = ops.next_transfer();
         let started = Instant::now();
         let measured = started >= measure_from;
@@ -420,6 +442,15 @@ pub async fn run_with_stages<B: Backend>(
         ))
     });
 
+    // Successful operations in each whole second of the measured window.
+    let seconds = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let per_second = tokio::spawn(count_per_second(
+        counters.clone(),
+        measure_from,
+        end,
+        seconds.clone(),
+    ));
+    let budget = Budget::new(config.max_ops);
     // A fixed seed per client keeps runs comparable (the same key sequence for each target).
     let mut tasks = Vec::with_capacity(config.clients);
     for i in 0..config.clients {
@@ -435,6 +466,7 @@ pub async fn run_with_stages<B: Backend>(
                 client,
                 generator,
                 counters.clone(),
+                budget.clone(),
                 measure_from,
                 end,
             ))
@@ -444,6 +476,7 @@ pub async fn run_with_stages<B: Backend>(
                 generator,
                 make_value(config.value_size, i as u64),
                 counters.clone(),
+                budget.clone(),
                 measure_from,
                 end,
             ))
@@ -476,10 +509,15 @@ pub async fn run_with_stages<B: Backend>(
     if let Some(t) = progress_task {
         let _ = t.await;
     }
+    // Clients stop at `end`, or earlier once --max-ops is spent.
+    let stopped = Instant::now().min(end);
+    per_second.abort();
+    let per_second = seconds.lock().map(|v| v.clone()).unwrap_or_default();
 
-    // The window is [measure_from, end]; every client stopped by `end`.
-    let elapsed = end.saturating_duration_since(measure_from);
+    // The window is [measure_from, stopped].
+    let elapsed = stopped.saturating_duration_since(measure_from);
     let mut report = Report::new(config, &latencies, errors, first_error, elapsed);
+    report.per_second = crate::stats::PerSecond::of(&per_second);
     if let (Some(s), Some(before)) = (&scraper, before_window) {
         let after = s.scrape().await;
         if let Ok(before) = before.await {
@@ -504,6 +542,31 @@ pub async fn run_with_stages<B: Backend>(
         report.invariant = Some(Invariant::check(config.keys, read));
     }
     Ok(report)
+}
+
+/// Appends to `out` the successful operations of each whole second from `from` until
+/// `end` (or until aborted).
+async fn count_per_second(
+    counters: Arc<Counters>,
+    from: Instant,
+    end: Instant,
+    out: Arc<std::sync::Mutex<Vec<u64>>>,
+) {
+    let mut at = tokio::time::Instant::from_std(from);
+    sleep_until(at).await;
+    let mut last = counters.ops.load(Ordering::Relaxed);
+    loop {
+        at += Duration::from_secs(1);
+        if at.into_std() > end {
+            break;
+        }
+        sleep_until(at).await;
+        let now = counters.ops.load(Ordering::Relaxed);
+        if let Ok(mut v) = out.lock() {
+            v.push(now - last);
+        }
+        last = now;
+    }
 }
 
 #[cfg(test)]

@@ -279,6 +279,32 @@ async fn load_inserts_distinct_sequential_keys() {
 }
 
 #[tokio::test]
+async fn max_ops_stops_the_run_early() {
+    let b = MemBackend::new(Duration::from_micros(100));
+    let c = config(
+        "load",
+        &["--clients", "4", "--duration", "60", "--max-ops", "300"],
+    );
+    let r = run_with(b.clone(), &c, None).await.unwrap();
+    // Exactly the budget was sent, keys 0..300, and the run did not wait for --duration.
+    assert_eq!(b.store.puts.load(Ordering::Relaxed), 300);
+    assert_eq!(r.ops, 300);
+    let data = b.store.data.lock().unwrap();
+    assert_eq!(data.keys().last().unwrap(), &key_for(299));
+    assert!(r.elapsed_s < 30.0, "{}", r.elapsed_s);
+}
+
+#[tokio::test]
+async fn per_second_counts_cover_the_window() {
+    let b = MemBackend::new(Duration::from_micros(200));
+    let c = config("write", &["--clients", "2", "--duration", "2.5"]);
+    let r = run_with(b, &c, None).await.unwrap();
+    let p = r.per_second.expect("a 2.5 s run has two whole seconds");
+    assert_eq!(p.seconds, 2);
+    assert!(p.min > 0 && p.min <= p.median && p.median <= p.max, "{p:?}");
+}
+
+#[tokio::test]
 async fn errors_are_counted_not_fatal() {
     let b = MemBackend::new(Duration::ZERO);
     b.store.fail_every.store(4, Ordering::Relaxed);

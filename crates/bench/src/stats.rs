@@ -117,6 +117,42 @@ pub struct Report {
     /// `/metrics`), when their status ports could be scraped.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stages: Option<crate::cluster_metrics::StageBreakdown>,
+    /// Successful operations per whole second of the measured window: the slowest second
+    /// against the median shows stalls that the mean hides.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub per_second: Option<PerSecond>,
+}
+
+/// Throughput of each whole second of a run, summarized.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct PerSecond {
+    /// Whole seconds counted.
+    pub seconds: usize,
+    pub min: u64,
+    /// Which second (from 0, the first of the measured window) was the slowest.
+    pub min_at: usize,
+    pub median: u64,
+    pub max: u64,
+    /// Seconds below half the median.
+    pub below_half_median: usize,
+}
+
+impl PerSecond {
+    /// `None` for a run shorter than a second.
+    pub fn of(series: &[u64]) -> Option<PerSecond> {
+        let (min_at, &min) = series.iter().enumerate().min_by_key(|&(i, v)| (*v, i))?;
+        let mut sorted = series.to_vec();
+        sorted.sort_unstable();
+        let median = sorted[sorted.len() / 2];
+        Some(PerSecond {
+            seconds: series.len(),
+            min,
+            min_at,
+            median,
+            max: sorted[sorted.len() - 1],
+            below_half_median: series.iter().filter(|&&v| v * 2 < median).count(),
+        })
+    }
 }
 
 /// The bank's invariant after a txn-transfer run: every account is there and the balances
@@ -206,6 +242,7 @@ impl Report {
             latency: latencies.summary(),
             invariant: None,
             stages: None,
+            per_second: None,
         }
     }
 
@@ -278,6 +315,13 @@ impl fmt::Display for Report {
             format_us(l.max_us),
             format_us(l.mean_us.round() as u64)
         )?;
+        if let Some(p) = &self.per_second {
+            write!(
+                f,
+                "\n  per second: min {} (second {})  median {}  max {}  ({} of {} s below half the median)",
+                p.min, p.min_at, p.median, p.max, p.below_half_median, p.seconds
+            )?;
+        }
         if let Some(e) = &self.first_error {
             write!(f, "\n  first error: {e}")?;
         }
@@ -518,6 +562,23 @@ mod tests {
         let r = Report::new(&config(), &Latencies::new(), 0, None, Duration::ZERO);
         assert_eq!(r.ops_per_sec, 0.0);
         assert!(!r.to_json().contains("first_error"));
+    }
+
+    #[test]
+    fn per_second_finds_the_stall() {
+        assert_eq!(PerSecond::of(&[]), None);
+        let p = PerSecond::of(&[100, 90, 110, 30, 100, 40, 105]).unwrap();
+        assert_eq!(p.seconds, 7);
+        assert_eq!((p.min, p.min_at), (30, 3));
+        assert_eq!(p.median, 100);
+        assert_eq!(p.max, 110);
+        assert_eq!(p.below_half_median, 2);
+        let mut r = Report::new(&config(), &Latencies::new(), 0, None, Duration::ZERO);
+        r.per_second = Some(p);
+        assert!(r
+            .to_string()
+            .contains("per second: min 30 (second 3)  median 100"));
+        assert!(r.to_json().contains("\"below_half_median\":2"));
     }
 
     #[test]
