@@ -143,6 +143,7 @@ pub async fn start(cfg: &PdConfig) -> Result<RunningServer, StartError> {
         &cfg.data_dir,
         &engine::FjallConfig {
             cache_size: META_CACHE_BYTES,
+            ..Default::default()
         },
         META_MEMTABLE_BYTES,
     )

@@ -131,6 +131,7 @@ impl Cluster {
             &dir.join("kv"),
             &FjallConfig {
                 cache_size: 8 << 20,
+                ..Default::default()
             },
         )
         .expect("open kv engine");
