@@ -78,9 +78,19 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// 256 KiB that no compressor shrinks (both engines compress with lz4: a value of one
+/// repeated byte would never fill the disk), the same for the same `i`.
 fn value(i: u32) -> Vec<u8> {
     let mut v = format!("{i}:").into_bytes();
-    v.resize(256 * 1024, b'v');
+    let mut x = 0x9E37_79B9_7F4A_7C15u64 ^ u64::from(i);
+    while v.len() < 256 * 1024 {
+        // xorshift64
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        v.extend_from_slice(&x.to_le_bytes());
+    }
+    v.truncate(256 * 1024);
     v
 }
 
