@@ -283,6 +283,20 @@ impl Cluster {
             .unwrap_or_else(|| panic!("store {id} is not running (seed {})", self.seed))
     }
 
+    /// Waits until `f` holds, polling every 20 ms; fails the test, naming `what` and the
+    /// seed, after `timeout` (generous: scenario tests assert behaviour, not timing).
+    pub fn wait_until(&self, what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+        let deadline = std::time::Instant::now() + timeout;
+        while !f() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{what} never happened (seed {})",
+                self.seed
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Writer counters of a running store.
     pub fn stats(&self, id: u64) -> Arc<raftstore::StoreStats> {
         self.stores

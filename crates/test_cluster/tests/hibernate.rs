@@ -3,7 +3,7 @@
 //! stops while it sleeps, the followers notice, wake and elect a new leader.
 
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use test_cluster::Cluster;
 
@@ -29,16 +29,8 @@ fn wakeups(cluster: &Cluster, stores: &[u64]) -> u64 {
 }
 
 /// Waits (generously: this is no timing test) until `what` holds.
-fn wait_until(cluster: &Cluster, what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !f() {
-        assert!(
-            Instant::now() < deadline,
-            "{what} never happened (seed {})",
-            cluster.seed
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+fn wait_until(cluster: &Cluster, what: &str, f: impl FnMut() -> bool) {
+    cluster.wait_until(what, Duration::from_secs(30), f)
 }
 
 #[test]

@@ -3,7 +3,7 @@
 //! that hosts it; every region serves reads and writes wherever it lives, and a restarted
 //! store puts every region back on its poller.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use raftstore::router::poller_of;
 use test_cluster::scenario::scenario_lock;
@@ -17,27 +17,20 @@ fn key(i: usize) -> Vec<u8> {
 
 /// Waits until each of `stores` reports `regions` peers over its two pollers, none empty.
 fn wait_spread(cluster: &Cluster, stores: &[u64], regions: u64) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let gauges: Vec<_> = stores
-            .iter()
-            .map(|s| cluster.stats(*s).poller_gauges())
-            .collect();
-        let spread = gauges.iter().all(|g| {
-            g.len() == 2
-                && g.iter().all(|p| p.peers > 0)
-                && g.iter().map(|p| p.peers).sum::<u64>() == regions
-        });
-        if spread {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "regions not spread over both pollers: {gauges:?} (seed {})",
-            cluster.seed
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let spread = |g: &[raftstore::stats::PollerGauges]| {
+        g.len() == 2
+            && g.iter().all(|p| p.peers > 0)
+            && g.iter().map(|p| p.peers).sum::<u64>() == regions
+    };
+    cluster.wait_until(
+        "regions spread over both pollers of every store",
+        Duration::from_secs(10),
+        || {
+            stores
+                .iter()
+                .all(|s| spread(&cluster.stats(*s).poller_gauges()))
+        },
+    );
 }
 
 #[test]
