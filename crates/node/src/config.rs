@@ -171,6 +171,10 @@ pub struct RaftstoreConfig {
     /// least one.
     #[serde(alias = "store-pool-size")]
     pub store_pool_size: usize,
+    /// The raft log reclaims files once it holds more than this (MiB; TiKV's
+    /// `raft-engine.purge-threshold`): it deletes files whose entries were all compacted and
+    /// has the regions still holding many old entries compact their logs. At least 4.
+    pub raft_log_purge_threshold_mb: u64,
 }
 
 impl Default for RaftstoreConfig {
@@ -189,6 +193,7 @@ impl Default for RaftstoreConfig {
             hibernate_regions: d.hibernate_regions,
             capacity_mb: d.capacity >> 20,
             store_pool_size: d.store_pool_size,
+            raft_log_purge_threshold_mb: d.raft_log_purge_threshold >> 20,
         }
     }
 }
@@ -239,6 +244,15 @@ impl RaftstoreConfig {
         c.raft_entry_max_size = positive("raft_entry_max_size", self.raft_entry_max_size)?;
         c.hibernate_regions = self.hibernate_regions;
         c.store_pool_size = self.store_pool_size;
+        c.raft_log_purge_threshold = self
+            .raft_log_purge_threshold_mb
+            .checked_mul(1 << 20)
+            .ok_or_else(|| {
+                format!(
+                    "raftstore.raft_log_purge_threshold_mb {} is too large",
+                    self.raft_log_purge_threshold_mb
+                )
+            })?;
         c.capacity = self
             .capacity_mb
             .checked_mul(1 << 20)

@@ -127,7 +127,8 @@ impl Node {
             .map_err(|e| storage_err(format!("{}: {e}", exit_record::FILE_NAME)))?;
         let engine = FjallEngine::open(&kv_dir, &FjallConfig::default())
             .map_err(|e| storage_err(e.to_string()))?;
-        let raft_engine = RaftLogEngine::open(&raft_dir).map_err(|e| storage_err(e.to_string()))?;
+        let raft_engine = RaftLogEngine::open_with(&raft_dir, store_cfg.raft_log_purge_threshold)
+            .map_err(|e| storage_err(e.to_string()))?;
 
         let pd_cfg = pd_client::Config {
             runtime: Some(tokio::runtime::Handle::current()),

@@ -36,6 +36,14 @@ pub struct Config {
     pub raft_log_gc_size_limit: u64,
     /// Compact up to the slowest follower's match index once this many entries are behind it.
     pub raft_log_gc_threshold: u64,
+    /// Once the raft log's files hold more than this many bytes, raft-engine deletes the
+    /// files whose entries were all compacted, rewrites the few entries idle regions still
+    /// keep in old files, and names the regions with many old entries, whose leaders then
+    /// compact at once (TiKV's `raft-engine.purge-threshold`, 10 GB there).
+    pub raft_log_purge_threshold: u64,
+    /// How often the raft-log-gc worker asks the log engine to purge when no compaction
+    /// arrives (it also purges after every 64 compactions).
+    pub raft_log_purge_interval: Duration,
 
     /// How often the leader checks whether its region should split.
     pub split_region_check_tick_interval: Duration,
@@ -115,6 +123,8 @@ impl Default for Config {
             raft_log_gc_count_limit: 20_000,
             raft_log_gc_size_limit: 64 * 1024 * 1024,
             raft_log_gc_threshold: 50,
+            raft_log_purge_threshold: crate::storage::log_engine::DEFAULT_PURGE_THRESHOLD,
+            raft_log_purge_interval: Duration::from_secs(10),
             split_region_check_tick_interval: Duration::from_secs(10),
             region_max_size: 144 * 1024 * 1024,
             region_split_size: 96 * 1024 * 1024,
@@ -142,6 +152,7 @@ impl Config {
     pub fn for_tests() -> Self {
         Config {
             raft_log_gc_tick_interval: Duration::from_millis(50),
+            raft_log_purge_interval: Duration::from_millis(500),
             split_region_check_tick_interval: Duration::from_millis(100),
             region_heartbeat_tick_interval: Duration::from_millis(100),
             store_heartbeat_tick_interval: Duration::from_millis(500),
@@ -197,6 +208,12 @@ impl Config {
         }
         if self.raft_base_tick_interval.is_zero() {
             return Err("raft_base_tick_interval must be positive".into());
+        }
+        if self.raft_log_purge_threshold < crate::storage::log_engine::MIN_PURGE_THRESHOLD {
+            return Err(format!(
+                "raft_log_purge_threshold must be at least {} bytes",
+                crate::storage::log_engine::MIN_PURGE_THRESHOLD
+            ));
         }
         if self.raft_max_election_timeout_ticks != 0
             && self.raft_max_election_timeout_ticks <= self.raft_election_timeout_ticks + 1

@@ -191,6 +191,9 @@ pub enum PeerMsg<S> {
     },
     /// Start an election now (a fresh single-voter region, or an operator's request).
     Campaign,
+    /// The raft log engine needs this region's old entries gone to reclaim its files: the
+    /// leader compacts the log up to its applied index now (laggards get a snapshot).
+    ForceCompactLog,
     /// A split applied on another poller of this store created this region: start its
     /// peer (the split's region states are already written).
     StartSplitPeer(Box<crate::context::NewSplitPeer>),
@@ -232,6 +235,7 @@ impl<S> fmt::Debug for PeerMsg<S> {
             PeerMsg::SnapshotApplied { .. } => write!(f, "SnapshotApplied"),
             PeerMsg::SnapshotSent { .. } => write!(f, "SnapshotSent"),
             PeerMsg::Campaign => write!(f, "Campaign"),
+            PeerMsg::ForceCompactLog => write!(f, "ForceCompactLog"),
             PeerMsg::SplitCheckResult { .. } => write!(f, "SplitCheckResult"),
             PeerMsg::AskSplit { .. } => write!(f, "AskSplit"),
             PeerMsg::StartSplitPeer(_) => write!(f, "StartSplitPeer"),

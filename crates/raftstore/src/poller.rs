@@ -253,6 +253,7 @@ impl<E: Engine, T: Transport> Poller<E, T> {
                     tracing::debug!("{} campaign failed: {e}", peer.tag);
                 }
             }
+            PeerMsg::ForceCompactLog => peer.compact_log(&mut self.ctx, true),
         }
     }
 
@@ -718,7 +719,7 @@ impl<E: Engine, T: Transport> Poller<E, T> {
             peer.gc_tick_count += 1;
             if peer.gc_tick_count >= self.gc_ticks {
                 peer.gc_tick_count = 0;
-                peer.on_raft_log_gc_tick(&mut self.ctx);
+                peer.compact_log(&mut self.ctx, false);
             }
             peer.split_tick_count += 1;
             if peer.split_tick_count >= self.split_ticks {

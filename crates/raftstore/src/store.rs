@@ -132,6 +132,8 @@ impl<E: Engine> Store<E> {
         threads.push(raftlog_gc::spawn(
             engine.clone(),
             raft_engine.clone(),
+            router.clone(),
+            cfg.raft_log_purge_interval,
             gc_rx,
         ));
         let mut split_runner = SplitCheckRunner::new(

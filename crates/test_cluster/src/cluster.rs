@@ -135,7 +135,8 @@ impl Cluster {
             },
         )
         .expect("open kv engine");
-        let raft = RaftLogEngine::open(&dir.join("raft")).expect("open raft engine");
+        let raft = RaftLogEngine::open_with(&dir.join("raft"), self.cfg.raft_log_purge_threshold)
+            .expect("open raft engine");
         (kv, raft)
     }
 

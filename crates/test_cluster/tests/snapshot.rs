@@ -165,3 +165,55 @@ fn corrupt_or_truncated_snapshots_are_refused_and_sent_again() {
     }
     c.shutdown();
 }
+
+/// A region that went quiet with its entries in the raft log's oldest file would keep every
+/// later file on disk. Once the log passes its purge threshold, raft-engine names such a
+/// region and its leader compacts at once; the log then shrinks back under the threshold.
+#[test]
+fn a_quiet_region_does_not_keep_the_raft_log_from_shrinking() {
+    let _g = scenario_lock();
+    test_cluster::init_logging();
+    let mut cfg = raftstore::Config::for_tests();
+    cfg.raft_log_purge_threshold = raftstore::storage::log_engine::MIN_PURGE_THRESHOLD;
+    // Region "a" stays under this, so only the log engine's request compacts it.
+    cfg.raft_log_gc_threshold = 100;
+    let threshold = cfg.raft_log_purge_threshold;
+    let c = test_cluster::Cluster::new(3, cfg);
+    c.run_with_regions(&[b"m".to_vec()]);
+    for i in 0..60u32 {
+        c.must_put(format!("a{i:03}").as_bytes(), b"v");
+    }
+    let quiet = c.region_for_key(b"a000").unwrap().id;
+    let truncated_before: Vec<u64> = (1..=3).map(|s| c.truncated_index(s, quiet)).collect();
+    // Twice the threshold of incompressible values into the other region.
+    let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+    for i in 0..1024u32 {
+        let value: Vec<u8> = (0..8192)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        c.must_put(format!("z{i:05}").as_bytes(), &value);
+    }
+    let used = |s: u64| c.raft_engine(s).used_size();
+    // Region "a" holds about 65 entries, under its compaction threshold of 100: its log can
+    // only have been compacted on the log engine's request.
+    c.wait_until(
+        "the quiet region's log compacted on every store",
+        std::time::Duration::from_secs(60),
+        || (1..=3).all(|s| c.truncated_index(s, quiet) > truncated_before[s as usize - 1] + 50),
+    );
+    c.wait_until(
+        "every store's raft log back under its purge threshold",
+        std::time::Duration::from_secs(60),
+        || (1..=3).all(|s| used(s) <= threshold),
+    );
+    // Nothing was lost on the way.
+    for i in 0..60u32 {
+        c.must_get_equal(1, format!("a{i:03}").as_bytes(), b"v");
+    }
+    c.shutdown();
+}

@@ -17,12 +17,14 @@ use crate::transport::Transport;
 use crate::{Error, Result};
 
 impl<E: Engine> Peer<E> {
-    /// The leader's raft-log-gc tick: proposes a CompactLog when the log has grown enough.
+    /// The leader's raft-log-gc tick (`force` false) or the log engine's request to free
+    /// old files (`force` true, [`crate::PeerMsg::ForceCompactLog`]): proposes a CompactLog
+    /// when the log has grown enough.
     ///
     /// Normally the log is compacted only up to the slowest follower's match index, so no
-    /// one needs a snapshot; past the count or size limit it is compacted up to the applied
-    /// index regardless, and laggards catch up through a snapshot.
-    pub fn on_raft_log_gc_tick<T: Transport>(&mut self, ctx: &mut PollContext<E, T>) {
+    /// one needs a snapshot; when forced, or past the count or size limit, it is compacted up
+    /// to the applied index regardless, and laggards catch up through a snapshot.
+    pub fn compact_log<T: Transport>(&mut self, ctx: &mut PollContext<E, T>, force: bool) {
         if !self.is_leader() {
             return;
         }
@@ -40,7 +42,8 @@ impl<E: Engine> Peer<E> {
             .min()
             .unwrap_or(0);
         let count = applied + 1 - first;
-        let compact_idx = if count >= ctx.cfg.raft_log_gc_count_limit
+        let compact_idx = if force
+            || count >= ctx.cfg.raft_log_gc_count_limit
             || self.raft_log_size_hint >= ctx.cfg.raft_log_gc_size_limit
         {
             applied

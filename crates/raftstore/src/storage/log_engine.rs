@@ -24,6 +24,12 @@ impl raft_engine::MessageExt for EntryExt {
     }
 }
 
+/// Default for [`crate::Config::raft_log_purge_threshold`]: the log keeps at most about
+/// this much on disk, plus the files still holding uncompacted entries.
+pub const DEFAULT_PURGE_THRESHOLD: u64 = 256 * 1024 * 1024;
+/// Smallest purge threshold accepted: a log file is at least 1 MiB.
+pub const MIN_PURGE_THRESHOLD: u64 = 4 * 1024 * 1024;
+
 /// Shared handle to the store's raft log.
 #[derive(Clone)]
 pub struct RaftLogEngine {
@@ -31,12 +37,22 @@ pub struct RaftLogEngine {
 }
 
 impl RaftLogEngine {
-    /// Opens (or creates) the raft log under `dir`.
+    /// Opens (or creates) the raft log under `dir` with the default purge threshold.
     pub fn open(dir: &Path) -> Result<RaftLogEngine> {
+        Self::open_with(dir, DEFAULT_PURGE_THRESHOLD)
+    }
+
+    /// Opens (or creates) the raft log under `dir`; files are reclaimed once the log holds
+    /// more than `purge_threshold` bytes (see [`crate::Config::raft_log_purge_threshold`]).
+    pub fn open_with(dir: &Path, purge_threshold: u64) -> Result<RaftLogEngine> {
+        let purge_threshold = purge_threshold.max(MIN_PURGE_THRESHOLD);
+        // Files of an eighth of the threshold: a purge frees space in steps that small,
+        // and the active file (never purged) stays a small part of what is kept.
+        let target_file_size = (purge_threshold / 8).clamp(1 << 20, 64 << 20);
         let cfg = raft_engine::Config {
             dir: dir.to_string_lossy().into_owned(),
-            target_file_size: ReadableSize::mb(64),
-            purge_threshold: ReadableSize::gb(1),
+            target_file_size: ReadableSize(target_file_size),
+            purge_threshold: ReadableSize(purge_threshold),
             batch_compression_threshold: ReadableSize::kb(8),
             ..Default::default()
         };
@@ -106,7 +122,9 @@ impl RaftLogEngine {
         self.inner.compact_to(region_id, index)
     }
 
-    /// Lets raft-engine reclaim log files whose entries were all compacted.
+    /// Lets raft-engine reclaim log files whose entries were all compacted, once the log is
+    /// over its purge threshold. Returns the regions whose old entries keep files alive and
+    /// are too many to rewrite: their logs should be compacted now.
     pub fn purge_expired_files(&self) -> Result<Vec<u64>> {
         Ok(self.inner.purge_expired_files()?)
     }

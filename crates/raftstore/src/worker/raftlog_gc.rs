@@ -1,11 +1,28 @@
-//! The raft-log-gc worker: deletes log entries that a CompactLog made unnecessary.
+//! The raft-log-gc worker: deletes log entries that a CompactLog made unnecessary, and lets
+//! raft-engine reclaim the files that hold nothing else.
 //!
 //! Order matters for crash safety: the KV engine is synced first, so every entry removed from
 //! the log has its effect (and the truncated state saying it is gone) on disk.
+//!
+//! Reclaiming files: raft-engine deletes a log file only when every entry in it was
+//! compacted, and only once the whole log is over its purge threshold. A region that stopped
+//! taking writes a while ago may keep a few entries in an old file and so keep every later
+//! file alive. raft-engine copies such stragglers forward itself when they are few; when a
+//! region has many, it names the region, and this worker asks that region's peer to compact
+//! its log at once ([`PeerMsg::ForceCompactLog`]). The purge runs after every 64 compactions
+//! and, when no compaction comes, every `raft_log_purge_interval`, so an idle store reclaims
+//! space too.
+
+use std::time::Duration;
 
 use engine::Engine;
 
+use crate::msg::PeerMsg;
+use crate::router::Router;
 use crate::storage::RaftLogEngine;
+
+/// Compactions between two purges while compactions keep arriving.
+const TASKS_PER_PURGE: usize = 64;
 
 /// Delete a region's log entries below `end_index`.
 #[derive(Debug)]
@@ -20,15 +37,18 @@ pub struct GcTask {
 pub struct GcRunner<E: Engine> {
     engine: E,
     raft_engine: RaftLogEngine,
+    router: Option<Router<E::Snapshot>>,
     tasks_since_purge: usize,
 }
 
 impl<E: Engine> GcRunner<E> {
-    /// Creates the runner.
-    pub fn new(engine: E, raft_engine: RaftLogEngine) -> Self {
+    /// Creates the runner; regions that raft-engine asks to compact are told through
+    /// `router` (without one they are only logged).
+    pub fn new(engine: E, raft_engine: RaftLogEngine, router: Option<Router<E::Snapshot>>) -> Self {
         GcRunner {
             engine,
             raft_engine,
+            router,
             tasks_since_purge: 0,
         }
     }
@@ -59,31 +79,153 @@ impl<E: Engine> GcRunner<E> {
             );
         }
         self.tasks_since_purge += tasks.len();
-        if self.tasks_since_purge >= 64 {
-            self.tasks_since_purge = 0;
-            if let Err(e) = self.raft_engine.purge_expired_files() {
+        if self.tasks_since_purge >= TASKS_PER_PURGE {
+            self.purge();
+        }
+    }
+
+    /// Lets raft-engine reclaim files, and asks the regions it names to compact their logs.
+    /// Returns those regions.
+    pub fn purge(&mut self) -> Vec<u64> {
+        self.tasks_since_purge = 0;
+        let regions = match self.raft_engine.purge_expired_files() {
+            Ok(r) => r,
+            Err(e) => {
                 tracing::warn!("raft log gc: purging log files failed: {e}");
+                return Vec::new();
+            }
+        };
+        if !regions.is_empty() {
+            tracing::info!(
+                "raft log gc: {} regions keep old log files alive; asking them to compact",
+                regions.len()
+            );
+        }
+        if let Some(router) = &self.router {
+            for &region_id in &regions {
+                // A region gone since is fine: its log is deleted with it.
+                let _ = router.send(region_id, PeerMsg::ForceCompactLog);
             }
         }
+        regions
     }
 }
 
-/// Starts the worker thread; it drains its queue each time it wakes.
+/// Starts the worker thread; it drains its queue each time it wakes, and purges every
+/// `purge_interval` when idle.
 pub fn spawn<E: Engine>(
     engine: E,
     raft_engine: RaftLogEngine,
+    router: Router<E::Snapshot>,
+    purge_interval: Duration,
     rx: crossbeam_channel::Receiver<GcTask>,
 ) -> std::thread::JoinHandle<()> {
     std::thread::Builder::new()
         .name("raft-gc-worker".into())
         .spawn(move || {
-            let mut runner = GcRunner::new(engine, raft_engine);
-            while let Ok(first) = rx.recv() {
-                let mut batch = vec![first];
-                batch.extend(rx.try_iter());
-                runner.handle_batch(batch);
+            let mut runner = GcRunner::new(engine, raft_engine, Some(router));
+            loop {
+                match rx.recv_timeout(purge_interval) {
+                    Ok(first) => {
+                        let mut batch = vec![first];
+                        batch.extend(rx.try_iter());
+                        runner.handle_batch(batch);
+                    }
+                    Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+                        runner.purge();
+                    }
+                    Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
+                }
             }
             let _ = runner.raft_engine.purge_expired_files();
         })
         .expect("spawning the raft log gc worker")
+}
+
+#[cfg(test)]
+mod tests {
+    use raft::eraftpb::Entry;
+
+    use super::*;
+    use crate::msg::PollerMsg;
+    use crate::storage::log_engine::MIN_PURGE_THRESHOLD;
+    use crate::storage::LogWriteBatch;
+
+    fn append(raft: &RaftLogEngine, region_id: u64, from: u64, count: u64, size: usize) {
+        let entries: Vec<Entry> = (from..from + count)
+            .map(|index| {
+                // Incompressible (xorshift), so the log's size is what was written.
+                let mut x = index.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+                let data: Vec<u8> = (0..size)
+                    .map(|_| {
+                        x ^= x << 13;
+                        x ^= x >> 7;
+                        x ^= x << 17;
+                        x as u8
+                    })
+                    .collect();
+                Entry {
+                    index,
+                    term: 1,
+                    data: data.into(),
+                    ..Default::default()
+                }
+            })
+            .collect();
+        let mut batch = LogWriteBatch::default();
+        batch.append(region_id, &entries).unwrap();
+        raft.write(&mut batch, true).unwrap();
+    }
+
+    #[test]
+    fn compacted_files_are_reclaimed_and_old_regions_are_asked_to_compact() {
+        let dir = tempfile::tempdir().unwrap();
+        let raft = RaftLogEngine::open_with(dir.path(), MIN_PURGE_THRESHOLD).unwrap();
+        let (router, mailbox) = Router::new(16);
+        let mut runner = GcRunner::new(engine::MemEngine::new(), raft.clone(), Some(router));
+
+        // Region 7 writes 100 entries, then goes quiet: they sit in the oldest file.
+        append(&raft, 7, 1, 100, 64);
+        // Region 9 writes 12 MiB, three times the threshold, and compacts as it goes.
+        let mut next = 1;
+        for _ in 0..48 {
+            append(&raft, 9, next, 64, 4096);
+            next += 64;
+            runner.handle_batch(vec![GcTask {
+                region_id: 9,
+                end_index: next - 1,
+            }]);
+        }
+        let before = raft.used_size();
+        assert!(before > MIN_PURGE_THRESHOLD, "log holds {before} bytes");
+
+        // Region 7's entries keep the oldest file; too many to copy forward, so it is named
+        // and its peer is told to compact.
+        let named = runner.purge();
+        assert_eq!(named, vec![7]);
+        let told: Vec<u64> = mailbox
+            .notices
+            .try_iter()
+            .filter_map(|m| match m {
+                PollerMsg::Peer(id, PeerMsg::ForceCompactLog) => Some(id),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(told, vec![7]);
+
+        // Once it has (what its CompactLog leads to), the files are reclaimed.
+        runner.handle_batch(vec![GcTask {
+            region_id: 7,
+            end_index: 101,
+        }]);
+        assert!(runner.purge().is_empty());
+        let after = raft.used_size();
+        assert!(
+            after <= MIN_PURGE_THRESHOLD,
+            "log still holds {after} bytes (was {before})"
+        );
+        // Nothing of region 9 past its compaction was lost.
+        assert_eq!(raft.first_index(9), Some(next - 1));
+        assert_eq!(raft.last_index(9), Some(next - 1));
+    }
 }
