@@ -41,8 +41,8 @@ pub struct Config {
     /// keep in old files, and names the regions with many old entries, whose leaders then
     /// compact at once (TiKV's `raft-engine.purge-threshold`, 10 GB there).
     pub raft_log_purge_threshold: u64,
-    /// How often the raft-log-gc worker asks the log engine to purge when no compaction
-    /// arrives (it also purges after every 64 compactions).
+    /// How often the raft-log-gc worker asks the log engine to purge (it also purges after
+    /// every 64 compactions).
     pub raft_log_purge_interval: Duration,
 
     /// How often the leader checks whether its region should split.

@@ -9,11 +9,12 @@
 //! taking writes a while ago may keep a few entries in an old file and so keep every later
 //! file alive. raft-engine copies such stragglers forward itself when they are few; when a
 //! region has many, it names the region, and this worker asks that region's peer to compact
-//! its log at once ([`PeerMsg::ForceCompactLog`]). The purge runs after every 64 compactions
-//! and, when no compaction comes, every `raft_log_purge_interval`, so an idle store reclaims
-//! space too.
+//! its log at once ([`PeerMsg::ForceCompactLog`]). The purge runs every
+//! `raft_log_purge_interval` whether or not compactions arrive (a load on one region
+//! compacts only every few seconds), after every 64 compactions, and one second after it
+//! named regions, once their compactions have had time to land.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use engine::Engine;
 
@@ -23,6 +24,10 @@ use crate::storage::RaftLogEngine;
 
 /// Compactions between two purges while compactions keep arriving.
 const TASKS_PER_PURGE: usize = 64;
+
+/// After naming regions, the next purge comes this soon: their compactions are a raft
+/// round trip away, and the files they pinned can go then.
+const NAMED_REGIONS_RECHECK: Duration = Duration::from_secs(1);
 
 /// Delete a region's log entries below `end_index`.
 #[derive(Debug)]
@@ -111,8 +116,8 @@ impl<E: Engine> GcRunner<E> {
     }
 }
 
-/// Starts the worker thread; it drains its queue each time it wakes, and purges every
-/// `purge_interval` when idle.
+/// Starts the worker thread; it drains its queue each time it wakes, and purges at least
+/// every `purge_interval`.
 pub fn spawn<E: Engine>(
     engine: E,
     raft_engine: RaftLogEngine,
@@ -124,17 +129,26 @@ pub fn spawn<E: Engine>(
         .name("raft-gc-worker".into())
         .spawn(move || {
             let mut runner = GcRunner::new(engine, raft_engine, Some(router));
+            let mut next_purge = Instant::now() + purge_interval;
             loop {
-                match rx.recv_timeout(purge_interval) {
+                let wait = next_purge.saturating_duration_since(Instant::now());
+                match rx.recv_timeout(wait) {
                     Ok(first) => {
                         let mut batch = vec![first];
                         batch.extend(rx.try_iter());
                         runner.handle_batch(batch);
                     }
-                    Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
-                        runner.purge();
-                    }
+                    Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
                     Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
+                }
+                if Instant::now() >= next_purge {
+                    let named = runner.purge();
+                    next_purge = Instant::now()
+                        + if named.is_empty() {
+                            purge_interval
+                        } else {
+                            NAMED_REGIONS_RECHECK.min(purge_interval)
+                        };
                 }
             }
             let _ = runner.raft_engine.purge_expired_files();
