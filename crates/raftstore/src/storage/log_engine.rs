@@ -11,6 +11,7 @@ use proto::raft_serverpb::RaftLocalState;
 use raft::eraftpb::Entry;
 use raft_engine::{Command, LogBatch, ReadableSize};
 
+use super::log_fs::LogFileSystem;
 use crate::{Error, Result};
 
 /// Tells raft-engine how to find the index of an entry.
@@ -33,7 +34,7 @@ pub const MIN_PURGE_THRESHOLD: u64 = 4 * 1024 * 1024;
 /// Shared handle to the store's raft log.
 #[derive(Clone)]
 pub struct RaftLogEngine {
-    inner: Arc<raft_engine::Engine>,
+    inner: Arc<raft_engine::Engine<LogFileSystem>>,
 }
 
 impl RaftLogEngine {
@@ -45,6 +46,12 @@ impl RaftLogEngine {
     /// Opens (or creates) the raft log under `dir`; files are reclaimed once the log holds
     /// more than `purge_threshold` bytes (see [`crate::Config::raft_log_purge_threshold`]).
     pub fn open_with(dir: &Path, purge_threshold: u64) -> Result<RaftLogEngine> {
+        Self::open_on(dir, purge_threshold, LogFileSystem::Disk)
+    }
+
+    /// Opens the raft log under `dir` on the file system `fs` (a test's faulty disk, see
+    /// [`super::log_fs`]).
+    pub fn open_on(dir: &Path, purge_threshold: u64, fs: LogFileSystem) -> Result<RaftLogEngine> {
         let purge_threshold = purge_threshold.max(MIN_PURGE_THRESHOLD);
         // Files of an eighth of the threshold: a purge frees space in steps that small,
         // and the active file (never purged) stays a small part of what is kept.
@@ -56,7 +63,7 @@ impl RaftLogEngine {
             batch_compression_threshold: ReadableSize::kb(8),
             ..Default::default()
         };
-        let inner = raft_engine::Engine::open(cfg)?;
+        let inner = raft_engine::Engine::open_with_file_system(cfg, Arc::new(fs))?;
         Ok(RaftLogEngine {
             inner: Arc::new(inner),
         })

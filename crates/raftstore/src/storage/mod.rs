@@ -5,6 +5,7 @@ pub mod bootstrap;
 pub mod cleanup;
 pub mod entry_cache;
 pub mod log_engine;
+pub mod log_fs;
 pub mod peer_storage;
 pub mod snapshot;
 pub mod write;
