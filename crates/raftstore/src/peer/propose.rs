@@ -182,6 +182,11 @@ impl<E: Engine> Peer<E> {
             callback,
             received,
         } = *cmd;
+        // Test-only planted bug; a constant `false` in builds without fail points.
+        if super::read::planted_stale_reads() && matches!(classify(&request), Ok(CmdKind::Read)) {
+            callback(self.planted_stale_read(&request));
+            return;
+        }
         let kind = match classify(&request).and_then(|k| {
             self.pre_propose_check(ctx, &request)?;
             Ok(k)

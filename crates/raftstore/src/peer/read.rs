@@ -177,6 +177,17 @@ impl<E: Engine> Peer<E> {
         }
     }
 
+    /// The planted stale-read bug (issue 11 item 4), for tests only: with the fail point
+    /// `planted_read_without_lease_or_read_index` configured (`fail::cfg(.., "return")`,
+    /// only in builds with the `failpoints` feature), `on_command` answers a read at once
+    /// from this peer's engine: no leadership check, no lease, no ReadIndex, so a follower
+    /// or a deposed leader serves whatever it has applied. The history checkers must
+    /// catch it.
+    pub(crate) fn planted_stale_read(&self, req: &RaftCmdRequest) -> CmdResponse<E::Snapshot> {
+        let snap = self.storage().engine().snapshot();
+        self.exec_read(req, &snap, self.term())
+    }
+
     fn exec_read(
         &self,
         req: &RaftCmdRequest,
@@ -214,6 +225,13 @@ impl<E: Engine> Peer<E> {
             stages: None,
         }
     }
+}
+
+/// Whether the planted stale-read bug is switched on (see `Peer::planted_stale_read`);
+/// without the `failpoints` feature the fail point is empty and this is `false`.
+pub(crate) fn planted_stale_reads() -> bool {
+    fail::fail_point!("planted_read_without_lease_or_read_index", |_| true);
+    false
 }
 
 /// Executes one Get or Snap against a region view; the bool asks for the view itself.
