@@ -162,6 +162,57 @@ impl Cluster {
         }
     }
 
+    /// Asks the region's believed leader, once, to hand leadership to `peer`; true when
+    /// the request was accepted (the transfer itself may still not happen). For chaos
+    /// threads, which must not fail the test when a fault gets in the way.
+    pub fn try_transfer_leader(&self, region_id: u64, peer: metapb::Peer) -> bool {
+        let Some(region) = self.region_by_id(region_id) else {
+            return false;
+        };
+        let cmd = RaftCmdRequest {
+            admin_request: Some(AdminRequest {
+                cmd_type: AdminCmdType::TransferLeader as i32,
+                transfer_leader: Some(TransferLeaderRequest {
+                    peer: Some(peer),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        matches!(
+            self.send_once(&region.start_key, None, cmd, Duration::from_secs(1), 1),
+            crate::recorded::Attempt::Answer { .. }
+        )
+    }
+
+    /// Asks every running store holding the region of `key` to split it at `key` (only
+    /// its leader acts on it), without waiting; false if no store could be asked.
+    pub fn ask_split_at(&self, key: &[u8]) -> bool {
+        self.refresh_regions();
+        let Some(region) = self.region_for_key(key) else {
+            return false;
+        };
+        if region.start_key == key {
+            return false;
+        }
+        let mut asked = false;
+        for p in &region.peers {
+            if let Some(router) = self.router(p.store_id) {
+                asked |= router
+                    .send(
+                        region.id,
+                        raftstore::msg::PeerMsg::AskSplit {
+                            epoch: region.region_epoch.unwrap_or_default(),
+                            split_keys: vec![key.to_vec()],
+                        },
+                    )
+                    .is_ok();
+            }
+        }
+        asked
+    }
+
     /// Makes `peer` the leader of the region, retrying for a few seconds.
     pub fn must_transfer_leader(&self, region_id: u64, peer: metapb::Peer) {
         // As for membership changes, twice the request timeout: one attempt that meets an

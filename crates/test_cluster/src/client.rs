@@ -16,7 +16,7 @@ use crate::cluster::Cluster;
 
 /// How long a client operation may take overall before the test fails.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
-const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(1);
+pub(crate) const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(1);
 /// A request is given at least this many rounds, each of which may itself retry for up to
 /// the timeout: TinyKV's cluster client (`Request` over `CallCommandOnLeader`) works the same
 /// way, so a region that spends a few seconds leaderless under heavy message loss delays a
@@ -99,7 +99,7 @@ impl Cluster {
         *self.region_cache.lock() = chosen;
     }
 
-    fn candidate_store(&self, region: &metapb::Region, attempt: usize) -> Option<u64> {
+    pub(crate) fn candidate_store(&self, region: &metapb::Region, attempt: usize) -> Option<u64> {
         if let Some(s) = self.leader_hints.lock().get(&region.id) {
             if self.is_running(*s) {
                 return Some(*s);
@@ -237,7 +237,7 @@ impl Cluster {
         Err((true, format!("timed out after {timeout:?}: {last_err}")))
     }
 
-    fn on_region_error(&self, region: &metapb::Region, e: &errorpb::Error) {
+    pub(crate) fn on_region_error(&self, region: &metapb::Region, e: &errorpb::Error) {
         if let Some(nl) = &e.not_leader {
             match &nl.leader {
                 Some(l) if l.store_id != 0 => {

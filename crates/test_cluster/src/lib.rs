@@ -26,6 +26,7 @@ pub mod check;
 pub mod client;
 pub mod cluster;
 pub mod pd;
+pub mod recorded;
 pub mod scenario;
 pub mod scheduler;
 pub mod transport;
