@@ -45,6 +45,8 @@ fn pinned_reader(
     thread::spawn(move || {
         while !stop.load(Ordering::Relaxed) {
             c.recorded_op(&rec, client, get(), Some(store), Duration::from_millis(300));
+            // Thousands of reads per round, not hundreds of thousands.
+            thread::sleep(Duration::from_millis(1));
         }
     })
 }
