@@ -4,7 +4,9 @@
 //! N real stores (raftstore on fjall + raft-engine in temp directories) in one process,
 //! connected by a simulated network ([`transport::SimNet`]) whose filters drop, delay,
 //! partition or isolate traffic; stop/restart of a store on its data; client helpers that
-//! retry like a real client ([`client`]); and TinyKV's GenericTest ([`scenario`]). The
+//! retry like a real client ([`client`]); client operations recorded for the `history`
+//! crate's checkers, a write resent only when it provably was not applied ([`recorded`]);
+//! and TinyKV's GenericTest ([`scenario`]). The
 //! stores talk to an in-process scheduler: the TinyKV-style mock ([`scheduler`]) or the
 //! real scheduler core with its operators and balancers ([`pd`]); or each store gets a
 //! client of its own ([`Cluster::with_scheduler_per_store`], how `node`'s `pd_cluster`
