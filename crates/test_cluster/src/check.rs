@@ -56,6 +56,11 @@ impl Acknowledged {
         self.last.insert(key.to_vec(), None);
     }
 
+    /// Records `key = value` as acknowledged by a put made elsewhere (another thread's).
+    pub fn record_put(&mut self, key: &[u8], value: &[u8]) {
+        self.last.insert(key.to_vec(), Some(value.to_vec()));
+    }
+
     /// Number of keys recorded.
     pub fn len(&self) -> usize {
         self.last.len()

@@ -15,6 +15,7 @@ use parking_lot::Mutex;
 use proto::metapb;
 use proto::raft_serverpb::{RaftApplyState, RegionLocalState};
 use raftstore::storage::bootstrap::{bootstrap_store, load_region_states, write_initial_region};
+use raftstore::storage::log_fs::{DiskFaults, LogFileSystem};
 use raftstore::storage::peer_storage::{load_apply_state, load_region_state};
 use raftstore::{Config, RaftLogEngine, Store};
 use rand::SeedableRng;
@@ -32,6 +33,9 @@ struct RunningStore {
     store: Store<FjallEngine>,
     engine: FjallEngine,
     raft_engine: RaftLogEngine,
+    /// The raft log's disk, through which [`Cluster::crash_store`] loses what was not
+    /// fsynced.
+    disk: DiskFaults,
 }
 
 /// N in-process stores connected by a [`SimNet`].
@@ -125,7 +129,8 @@ impl Cluster {
         self.dir.path().join(format!("store{id}"))
     }
 
-    fn open_engines(&self, id: u64) -> (FjallEngine, RaftLogEngine) {
+    /// Opens a store's engines; its raft log goes through a disk that can crash.
+    fn open_engines(&self, id: u64) -> (FjallEngine, RaftLogEngine, DiskFaults) {
         let dir = self.store_dir(id);
         let kv = FjallEngine::open(
             &dir.join("kv"),
@@ -135,9 +140,14 @@ impl Cluster {
             },
         )
         .expect("open kv engine");
-        let raft = RaftLogEngine::open_with(&dir.join("raft"), self.cfg.raft_log_purge_threshold)
-            .expect("open raft engine");
-        (kv, raft)
+        let disk = DiskFaults::new();
+        let raft = RaftLogEngine::open_on(
+            &dir.join("raft"),
+            self.cfg.raft_log_purge_threshold,
+            LogFileSystem::Faulty(disk.clone()),
+        )
+        .expect("open raft engine");
+        (kv, raft, disk)
     }
 
     /// Bootstraps every store with one region `["", "")` replicated on all of them, then
@@ -190,7 +200,7 @@ impl Cluster {
             })
             .collect();
         for id in 1..=self.count {
-            let (kv, raft) = self.open_engines(id);
+            let (kv, raft, _) = self.open_engines(id);
             bootstrap_store(&kv, CLUSTER_ID, id).expect("bootstrap store");
             if stores.contains(&id) {
                 for r in &regions {
@@ -208,7 +218,8 @@ impl Cluster {
     pub fn start_store(&self, id: u64) {
         let mut stores = self.stores.lock();
         assert!(!stores.contains_key(&id), "store {id} is already running");
-        let (kv, raft) = self.open_engines(id);
+        let (kv, raft, disk) = self.open_engines(id);
+        self.net.reconnect(id);
         let transport = SimTransport::new(id, self.net.clone());
         let store = Store::start(
             self.cfg.clone(),
@@ -225,6 +236,7 @@ impl Cluster {
                 store,
                 engine: kv,
                 raft_engine: raft,
+                disk,
             },
         );
     }
@@ -238,6 +250,32 @@ impl Cluster {
             drop(r.engine);
         }
         self.leader_hints.lock().retain(|_, s| *s != id);
+    }
+
+    /// Store `id` loses power: it is cut off from the network, it stops, and its raft log
+    /// then loses everything it had not fsynced (with `torn`, half of the last unsynced
+    /// write stays). Returns the bytes lost. Restart it with [`Cluster::start_store`].
+    ///
+    /// The store stops before its disk forgets, so nothing acts on the lost writes: a
+    /// store applies only entries its log reported durable, and none of what it does
+    /// after the cut reaches anyone. What is modelled is the loss of the OS's unsynced
+    /// data, which is what an fsync guards against. The KV engine keeps its writes (fjall
+    /// cannot be rolled back), which leaves nothing out: the KV engine is never synced
+    /// before the log, and its data never runs ahead of the synced log.
+    pub fn crash_store(&self, id: u64, torn: bool) -> u64 {
+        let running = self.stores.lock().remove(&id);
+        let mut lost = 0;
+        if let Some(r) = running {
+            self.net.unregister(id);
+            r.store.stop();
+            // Before the engines close: raft-engine syncs its active file when it closes,
+            // which a power loss does not wait for.
+            lost = r.disk.crash(torn);
+            drop(r.engine);
+            drop(r.raft_engine);
+        }
+        self.leader_hints.lock().retain(|_, s| *s != id);
+        lost
     }
 
     /// Stops every store.

@@ -3,7 +3,9 @@
 //! # What it owns
 //! N real stores (raftstore on fjall + raft-engine in temp directories) in one process,
 //! connected by a simulated network ([`transport::SimNet`]) whose filters drop, delay,
-//! partition or isolate traffic; stop/restart of a store on its data; client helpers that
+//! partition or isolate traffic; stop/restart of a store on its data, or a crash that
+//! loses what its raft log had not fsynced ([`Cluster::crash_store`], rounds of it for the
+//! whole cluster in [`power_loss`]); client helpers that
 //! retry like a real client ([`client`]); client operations recorded for the `history`
 //! crate's checkers, a write resent only when it provably was not applied ([`recorded`]);
 //! and TinyKV's GenericTest ([`scenario`]). The
@@ -28,6 +30,7 @@ pub mod check;
 pub mod client;
 pub mod cluster;
 pub mod pd;
+pub mod power_loss;
 pub mod recorded;
 pub mod scenario;
 pub mod scheduler;

@@ -161,6 +161,8 @@ struct DelayQueue {
 /// The shared network: store routers, filters and the harness's seeded RNG.
 pub struct SimNet {
     routers: RwLock<HashMap<u64, StoreRouter>>,
+    /// Stores stopped or crashed and not started since: nothing they send goes out.
+    cut_off: RwLock<std::collections::HashSet<u64>>,
     filters: RwLock<Vec<Arc<dyn Filter>>>,
     rng: Mutex<StdRng>,
     delayed: Arc<(Mutex<DelayQueue>, Condvar)>,
@@ -171,6 +173,7 @@ impl SimNet {
     pub fn new(rng: StdRng) -> Arc<SimNet> {
         let net = Arc::new(SimNet {
             routers: RwLock::new(HashMap::new()),
+            cut_off: RwLock::new(Default::default()),
             filters: RwLock::new(Vec::new()),
             rng: Mutex::new(rng),
             delayed: Arc::new((Mutex::new(DelayQueue::default()), Condvar::new())),
@@ -189,9 +192,21 @@ impl SimNet {
         self.routers.write().insert(store_id, router);
     }
 
-    /// Disconnects a stopped store: messages to it fail as unreachable.
+    /// Disconnects a stopped store: messages to it fail as unreachable, and nothing it
+    /// still sends while it shuts down goes out.
     pub fn unregister(&self, store_id: u64) {
+        self.cut_off.write().insert(store_id);
         self.routers.write().remove(&store_id);
+    }
+
+    /// Lets a store that is starting again send (before it can receive: its router is
+    /// registered once it has started).
+    pub fn reconnect(&self, store_id: u64) {
+        self.cut_off.write().remove(&store_id);
+    }
+
+    fn is_cut_off(&self, store_id: u64) -> bool {
+        self.cut_off.read().contains(&store_id)
     }
 
     /// Adds a filter.
@@ -313,6 +328,12 @@ impl SimTransport {
 impl Transport for SimTransport {
     fn send(&mut self, mut msg: RaftMessage) -> Result<(), TransportError> {
         let to = msg.to_peer.store_id;
+        // A store that was stopped or crashed is off the network both ways: what it does
+        // while it shuts down (after a crash, answers claiming writes its dead disk
+        // dropped) must reach no one.
+        if self.net.is_cut_off(self.store_id) {
+            return Err(TransportError::Dropped);
+        }
         if !self.net.routers.read().contains_key(&to) {
             return Err(TransportError::Unreachable(to));
         }
@@ -333,6 +354,10 @@ impl Transport for SimTransport {
     }
 
     fn flush(&mut self) {
+        if self.net.is_cut_off(self.store_id) {
+            self.buffers.clear();
+            return;
+        }
         for (to, msgs) in self.buffers.iter_mut() {
             if !msgs.is_empty() {
                 self.net.deliver(*to, std::mem::take(msgs));

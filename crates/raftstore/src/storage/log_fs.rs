@@ -8,10 +8,10 @@
 //! writes since then overwrote. [`DiskFaults`] then lets a test
 //! - **crash** the disk: every file goes back to its content at its last sync (what a power
 //!   loss keeps), optionally with a prefix of the last unsynced write kept (a torn write).
-//!   From then on the disk is dead: writes and syncs still answer "done" (raft-engine
-//!   panics on a failed sync, and the store must be able to shut down) but nothing reaches
-//!   the files. The caller cuts the store off from the network first, so nothing written
-//!   after the crash can be acknowledged, and stops it right after;
+//!   From then on the disk is dead: writes and syncs answer "done" (raft-engine panics on
+//!   a failed sync, and closes its files with one) but nothing reaches the files. The
+//!   caller stops the store before it crashes the disk, so nothing acts on the lost
+//!   writes, and then drops the engine;
 //! - make every write and sync **fail** with an I/O error, until told otherwise.
 //!
 //! Creating, renaming and deleting files take effect at once and survive a crash (as if
@@ -137,8 +137,8 @@ struct Undo {
     /// Bytes inside `synced_len` overwritten since the last sync: (offset, old bytes), in
     /// the order written.
     overwritten: Vec<(usize, Vec<u8>)>,
-    /// Offset and length of the last write since the last sync (where a write can tear).
-    last_write: Option<(usize, usize)>,
+    /// Offset and bytes of the last write since the last sync (where a write can tear).
+    last_write: Option<(usize, Vec<u8>)>,
     /// Orders writes across files, to find the last one.
     last_write_seq: u64,
 }
@@ -182,24 +182,32 @@ impl TrackedFd {
             undo.overwritten.push((offset, old));
         }
         let n = self.fd.write(offset, buf)?;
-        undo.last_write = Some((offset, n));
+        undo.last_write = Some((offset, buf[..n].to_vec()));
         undo.last_write_seq = WRITE_SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
         Ok(n)
     }
 
-    /// Puts the file back as it was at its last sync; returns the bytes lost.
+    /// Puts the file back as it was at its last sync; returns the bytes lost (unsynced
+    /// writes over synced content, which may have been zeros raft-engine preallocated, and
+    /// unsynced growth).
     fn roll_back(&self, keep_torn_half: bool) -> u64 {
         let mut undo = self.undo.lock();
         let size = self.fd.file_size().unwrap_or(0);
+        let mut restored = 0;
         for (offset, old) in undo.overwritten.drain(..).rev() {
+            restored += old.len() as u64;
             let _ = self.fd.write(offset, &old);
         }
         let mut keep = undo.synced_len;
         if keep_torn_half {
-            if let Some((offset, len)) = undo.last_write {
-                if offset >= undo.synced_len && len > 1 {
-                    // Everything before the torn write reached the disk; half of it did.
-                    keep = offset + len / 2;
+            if let Some((offset, bytes)) = undo.last_write.take() {
+                if bytes.len() > 1 {
+                    // The first half of the torn write reached the disk. Unsynced writes
+                    // before it over synced bytes are undone above; those that grew the
+                    // file stay if they lie before it (a disk may keep any of them).
+                    let half = &bytes[..bytes.len() / 2];
+                    let _ = self.fd.write(offset, half);
+                    keep = keep.max(offset + half.len());
                 }
             }
         }
@@ -207,7 +215,7 @@ impl TrackedFd {
         let _ = self.fd.truncate(keep);
         let _ = self.fd.sync();
         undo.last_write = None;
-        (size.saturating_sub(keep)) as u64
+        restored + (size.saturating_sub(keep)) as u64
     }
 }
 
@@ -437,7 +445,8 @@ mod tests {
         w.seek(SeekFrom::End(0)).unwrap();
         w.write_all(b" and lost").unwrap();
         assert_eq!(content(&path), b"XXnced and lost");
-        assert_eq!(faults.crash(false), 9);
+        // Two bytes overwritten, nine appended.
+        assert_eq!(faults.crash(false), 11);
         assert_eq!(content(&path), b"synced");
         // A crashed disk takes nothing more.
         w.write_all(b"more").unwrap();
