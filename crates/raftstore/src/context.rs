@@ -42,6 +42,9 @@ pub type PendingCallback<S> = (
 pub struct PollContext<E: Engine, T: Transport> {
     /// Store configuration.
     pub cfg: Config,
+    /// The time every behaviour of the store reads (ticks, leases, timeouts); see
+    /// [`crate::clock`].
+    pub clock: crate::clock::SharedClock,
     /// This store's id.
     pub store_id: u64,
     /// The KV engine.

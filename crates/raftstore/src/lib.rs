@@ -39,6 +39,7 @@
 //! where to resume). Log entries are deleted only after the KV engine is synced.
 
 pub mod apply;
+pub mod clock;
 pub mod config;
 pub mod context;
 pub mod error;

@@ -114,14 +114,14 @@ impl<E: Engine, T: Transport> Poller<E, T> {
     pub fn run(mut self) {
         let tick = self.ctx.cfg.raft_base_tick_interval;
         let max_batch = self.ctx.cfg.max_batch_messages.max(1);
-        let mut next_tick = Instant::now() + tick;
+        let mut next_tick = self.ctx.clock.now() + tick;
         let mut batch = Vec::with_capacity(max_batch);
         let mut stopping = false;
         // Region gauges are set every tenth tick (see `update_region_gauges`).
         let mut gauge_ticks = 0u64;
         while !stopping {
             let timeout = if self.touched.is_empty() {
-                next_tick.saturating_duration_since(Instant::now())
+                next_tick.saturating_duration_since(self.ctx.clock.now())
             } else {
                 // Peers still have work from the last round: don't sleep.
                 std::time::Duration::ZERO
@@ -149,16 +149,17 @@ impl<E: Engine, T: Transport> Poller<E, T> {
                     stopping = true;
                 }
             }
-            if Instant::now() >= next_tick {
+            if self.ctx.clock.now() >= next_tick {
                 self.tick_all();
                 gauge_ticks += 1;
                 if self.index == 0 && gauge_ticks.is_multiple_of(10) {
                     self.update_region_gauges();
                 }
                 next_tick += tick;
-                if next_tick < Instant::now() {
+                let now = self.ctx.clock.now();
+                if next_tick < now {
                     // We fell behind (a long round); don't fire a burst of catch-up ticks.
-                    next_tick = Instant::now() + tick;
+                    next_tick = now + tick;
                 }
             }
             self.process_touched();
@@ -541,7 +542,7 @@ impl<E: Engine, T: Transport> Poller<E, T> {
         fresh: bool,
     ) -> crate::Result<()> {
         let tag = format!("[region {} peer {}]", region.id, meta.id);
-        let storage = PeerStorage::new_with(
+        let mut storage = PeerStorage::new_with(
             self.ctx.engine.clone(),
             self.ctx.raft_engine.clone(),
             region.clone(),
@@ -550,6 +551,7 @@ impl<E: Engine, T: Transport> Poller<E, T> {
             tag,
             fresh,
         )?;
+        storage.set_clock(self.ctx.clock.clone());
         let peer = Peer::new(&self.ctx.cfg, storage, meta)?;
         self.ctx.store_meta.set_region(&region);
         self.peers.insert(region.id, peer);
@@ -689,7 +691,7 @@ impl<E: Engine, T: Transport> Poller<E, T> {
             self.store_tick_count = 0;
             self.store_heartbeat();
         }
-        let now = Instant::now();
+        let now = self.ctx.clock.now();
         let hibernate = self.ctx.cfg.hibernate_regions;
         let look = self.leader_watch.on_tick();
         let mut asleep = 0u64;

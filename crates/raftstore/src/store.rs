@@ -57,6 +57,7 @@ impl<E: Engine> Store<E> {
         let ident = load_store_ident(&engine)?
             .ok_or_else(|| Error::Other("store is not bootstrapped".into()))?;
         let store_id = ident.store_id;
+        let clock = crate::clock::system();
         let pollers = cfg.pollers();
         let (router, mailboxes) = Router::with_pollers(pollers, cfg.max_mailbox_messages);
         let (region_tx, region_rx) = crossbeam_channel::unbounded();
@@ -87,7 +88,7 @@ impl<E: Engine> Store<E> {
                 continue;
             };
             let tag = format!("[region {} peer {}]", region.id, meta.id);
-            let storage = PeerStorage::new(
+            let mut storage = PeerStorage::new(
                 engine.clone(),
                 raft_engine.clone(),
                 region.clone(),
@@ -95,6 +96,7 @@ impl<E: Engine> Store<E> {
                 cfg.snap_gen_timeout,
                 tag,
             )?;
+            storage.set_clock(clock.clone());
             let mut peer = Peer::new(&cfg, storage, meta)?;
             if region.peers.len() == 1 {
                 // A single voter elects itself without waiting for a timeout.
@@ -186,6 +188,7 @@ impl<E: Engine> Store<E> {
                 read_flow: read_flow.clone(),
                 kv_wb: engine.write_batch(),
                 cfg: cfg.clone(),
+                clock: clock.clone(),
                 store_id,
                 engine: engine.clone(),
                 raft_engine: raft_engine.clone(),

@@ -222,7 +222,7 @@ impl<E: Engine> Peer<E> {
                 index,
                 term: self.term(),
                 callback,
-                proposed_at: std::time::Instant::now(),
+                proposed_at: ctx.clock.now(),
                 trace: is_write.then(|| crate::metrics::WriteTrace::proposed(received)),
             }),
             Ok(None) => callback(CmdResponse {

@@ -60,6 +60,8 @@ pub struct PeerStorage<E: Engine> {
     region_scheduler: Sender<RegionTask>,
     snap_gen: RefCell<SnapGen>,
     snap_gen_timeout: std::time::Duration,
+    /// Times snapshot generations (the store's clock; see [`crate::clock`]).
+    clock: crate::clock::SharedClock,
     tag: String,
 }
 
@@ -281,8 +283,15 @@ impl<E: Engine> PeerStorage<E> {
                 failures: 0,
             }),
             snap_gen_timeout,
+            clock: crate::clock::system(),
             tag,
         })
+    }
+
+    /// Makes snapshot-generation timeouts read `clock` (the store's; the system clock
+    /// until set).
+    pub fn set_clock(&mut self, clock: crate::clock::SharedClock) {
+        self.clock = clock;
     }
 
     /// True once the peer knows its region's range and members.
@@ -604,7 +613,7 @@ impl<E: Engine> raft::Storage for PeerStorage<E> {
             )));
         }
         if let GenState::Generating(since) = g.state {
-            if since.elapsed() < self.snap_gen_timeout {
+            if self.clock.now().saturating_duration_since(since) < self.snap_gen_timeout {
                 if !g.waiting.contains(&to) {
                     g.waiting.push(to);
                 }
@@ -621,7 +630,7 @@ impl<E: Engine> raft::Storage for PeerStorage<E> {
             region_id: self.region.id,
         };
         if self.region_scheduler.send(task).is_ok() {
-            g.state = GenState::Generating(Instant::now());
+            g.state = GenState::Generating(self.clock.now());
             if !g.waiting.contains(&to) {
                 g.waiting.push(to);
             }
