@@ -19,7 +19,7 @@
 //! 6. write the KV batch once, then fire callbacks and serve reads that became safe;
 //! 7. hand over what applying produced (new split peers' messages, cleanups).
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Instant;
 
 use engine::Engine;
@@ -34,6 +34,7 @@ use crate::stats::StoreStats;
 use crate::storage::peer_storage::load_region_state;
 use crate::storage::PeerStorage;
 use crate::transport::Transport;
+use crate::util::DetHashMap;
 use crate::Error;
 use proto::raft_serverpb::{ExtraMessageType, PeerState};
 use raft::eraftpb::MessageType;
@@ -43,7 +44,8 @@ pub struct Poller<E: Engine, T: Transport> {
     /// This poller's index among the store's pollers.
     index: usize,
     ctx: PollContext<E, T>,
-    peers: HashMap<u64, Peer<E>>,
+    /// Fixed-order map: `tick_all` walks it, and the order is the order of the messages.
+    peers: DetHashMap<u64, Peer<E>>,
     mailbox: Mailbox<E::Snapshot>,
     touched: BTreeSet<u64>,
     gc_ticks: u64,
@@ -79,7 +81,7 @@ impl<E: Engine, T: Transport> Poller<E, T> {
     pub fn new(
         index: usize,
         ctx: PollContext<E, T>,
-        peers: HashMap<u64, Peer<E>>,
+        peers: DetHashMap<u64, Peer<E>>,
         mailbox: Mailbox<E::Snapshot>,
     ) -> Self {
         let gc_ticks = ctx.cfg.ticks(ctx.cfg.raft_log_gc_tick_interval);
@@ -363,7 +365,7 @@ impl<E: Engine, T: Transport> Poller<E, T> {
     /// Once per probe interval: the stores that lead sleeping followers here are probed
     /// when silent, and their followers woken when a probe cannot be sent or the silence
     /// lasts (the leader's store is most likely down: they elect a new leader).
-    fn check_leader_stores(&mut self, by_store: HashMap<u64, Vec<u64>>) {
+    fn check_leader_stores(&mut self, by_store: BTreeMap<u64, Vec<u64>>) {
         for (store, regions) in by_store {
             let wake = match self.leader_watch.verdict(store) {
                 StoreVerdict::Alive => false,
@@ -696,7 +698,7 @@ impl<E: Engine, T: Transport> Poller<E, T> {
         let look = self.leader_watch.on_tick();
         let mut asleep = 0u64;
         let mut leaders = 0u64;
-        let mut sleeping_followers: HashMap<u64, Vec<u64>> = HashMap::new();
+        let mut sleeping_followers: BTreeMap<u64, Vec<u64>> = BTreeMap::new();
         for (id, peer) in self.peers.iter_mut() {
             leaders += u64::from(peer.is_leader());
             if peer.hibernation.asleep {

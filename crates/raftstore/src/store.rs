@@ -8,7 +8,6 @@
 //! - `region-worker`: snapshot generate / apply, region data destroy;
 //! - `raft-gc-worker`: log compaction after syncing the KV engine.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
@@ -26,6 +25,7 @@ use crate::storage::bootstrap::{load_region_states, load_store_ident};
 use crate::storage::write;
 use crate::storage::{LogWriteBatch, PeerStorage, RaftLogEngine};
 use crate::transport::Transport;
+use crate::util::DetHashMap;
 use crate::worker::pd::PdRunner;
 use crate::worker::region::RegionRunner;
 use crate::worker::split_check::{SplitCheckRunner, SplitThresholds};
@@ -73,7 +73,8 @@ impl<E: Engine> Store<E> {
 
         // Before any peer is loaded: tombstones and log cleanups a crash interrupted.
         crate::storage::cleanup::finish_interrupted_destroys(&engine, &raft_engine, store_id)?;
-        let mut peers = HashMap::new();
+        // By region id: peers are loaded, and their first messages made, in a fixed order.
+        let mut peers = std::collections::BTreeMap::new();
         let mut store_meta = crate::store_meta::StoreMeta::default();
         for state in load_region_states(&engine)? {
             let region = state.region.unwrap_or_default();
@@ -178,7 +179,8 @@ impl<E: Engine> Store<E> {
             stats.clone(),
         )));
         let store_meta = crate::store_meta::SharedStoreMeta::new(store_meta);
-        let mut shares: Vec<HashMap<u64, Peer<E>>> = (0..pollers).map(|_| HashMap::new()).collect();
+        let mut shares: Vec<DetHashMap<u64, Peer<E>>> =
+            (0..pollers).map(|_| DetHashMap::default()).collect();
         for (id, peer) in peers {
             shares[router.poller_index(id)].insert(id, peer);
         }

@@ -1,5 +1,8 @@
 //! Small pure helpers over regions, epochs and command headers.
 
+use std::collections::hash_map::DefaultHasher;
+use std::hash::BuildHasherDefault;
+
 use proto::metapb;
 use proto::raft_cmdpb::{AdminCmdType, RaftCmdRequest, RaftCmdResponse, RaftResponseHeader};
 use raft::eraftpb::ConfState;
@@ -16,6 +19,11 @@ pub const RAFT_INIT_LOG_TERM: u64 = 5;
 pub const INIT_EPOCH_VER: u64 = 1;
 /// Conf version of a freshly bootstrapped region.
 pub const INIT_EPOCH_CONF_VER: u64 = 1;
+
+/// A hash map whose iteration order is the same in every run for the same inserts and
+/// removals (SipHash with fixed keys, not a per-process random seed). Used where the order
+/// of iteration decides what is sent, proposed or written, so a seeded simulation replays.
+pub type DetHashMap<K, V> = std::collections::HashMap<K, V, BuildHasherDefault<DefaultHasher>>;
 
 /// Builds a response carrying `err`.
 pub fn err_resp(err: Error, term: u64) -> RaftCmdResponse {
