@@ -19,6 +19,8 @@
 //! 6. write the KV batch once, then fire callbacks and serve reads that became safe;
 //! 7. hand over what applying produced (new split peers' messages, cleanups).
 
+mod create;
+
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Instant;
 
@@ -31,12 +33,10 @@ use crate::peer::lifecycle::MessageCheck;
 use crate::peer::Peer;
 use crate::router::Mailbox;
 use crate::stats::StoreStats;
-use crate::storage::peer_storage::load_region_state;
-use crate::storage::PeerStorage;
 use crate::transport::Transport;
 use crate::util::DetHashMap;
 use crate::Error;
-use proto::raft_serverpb::{ExtraMessageType, PeerState};
+use proto::raft_serverpb::ExtraMessageType;
 use raft::eraftpb::MessageType;
 
 /// Owns the peers of a store and runs rounds until told to stop.
@@ -61,6 +61,25 @@ pub struct Poller<E: Engine, T: Transport> {
     leader_watch: LeaderStoreWatch,
     /// Where the hibernated-peer gauge goes.
     stats: Option<std::sync::Arc<StoreStats>>,
+    /// When the next tick is due (the context's clock).
+    next_tick: Instant,
+    /// Ticks so far; region gauges are set every tenth (see `update_region_gauges`).
+    gauge_ticks: u64,
+    /// A `Stop` arrived: the poller does nothing more.
+    stopped: bool,
+    /// Messages taken from the mailbox, reused between rounds.
+    batch: Vec<PollerMsg<E::Snapshot>>,
+}
+
+/// What one [`Poller::step`] leaves behind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StepResult {
+    /// Messages are queued or peers have work left: step again without waiting.
+    pub busy: bool,
+    /// When the next tick is due, on the poller's clock.
+    pub next_tick: Instant,
+    /// A `Stop` arrived: the poller is done.
+    pub stopped: bool,
 }
 
 /// Counts a sleeping peer that woke (`was` asleep, `now` not) in the store's stats.
@@ -89,6 +108,8 @@ impl<E: Engine, T: Transport> Poller<E, T> {
         let heartbeat_ticks = ctx.cfg.ticks(ctx.cfg.region_heartbeat_tick_interval);
         let store_heartbeat_ticks = ctx.cfg.ticks(ctx.cfg.store_heartbeat_tick_interval);
         let leader_watch = LeaderStoreWatch::new(LeaderStoreWatch::interval_for(&ctx.cfg));
+        let next_tick = ctx.clock.now() + ctx.cfg.raft_base_tick_interval;
+        let batch = Vec::with_capacity(ctx.cfg.max_batch_messages.max(1));
         Poller {
             index,
             ctx,
@@ -103,6 +124,10 @@ impl<E: Engine, T: Transport> Poller<E, T> {
             early_split_votes: VecDeque::new(),
             leader_watch,
             stats: None,
+            next_tick,
+            gauge_ticks: 0,
+            stopped: false,
+            batch,
         }
     }
 
@@ -112,62 +137,99 @@ impl<E: Engine, T: Transport> Poller<E, T> {
         self
     }
 
-    /// Runs until a `Stop` message arrives or every sender is gone.
+    /// Runs until a `Stop` message arrives or every sender is gone: waits for a message or
+    /// the next tick, then runs one [`Poller::step`].
     pub fn run(mut self) {
-        let tick = self.ctx.cfg.raft_base_tick_interval;
-        let max_batch = self.ctx.cfg.max_batch_messages.max(1);
-        let mut next_tick = self.ctx.clock.now() + tick;
-        let mut batch = Vec::with_capacity(max_batch);
-        let mut stopping = false;
-        // Region gauges are set every tenth tick (see `update_region_gauges`).
-        let mut gauge_ticks = 0u64;
-        while !stopping {
+        loop {
             let timeout = if self.touched.is_empty() {
-                next_tick.saturating_duration_since(self.ctx.clock.now())
+                self.next_tick
+                    .saturating_duration_since(self.ctx.clock.now())
             } else {
                 // Peers still have work from the last round: don't sleep.
                 std::time::Duration::ZERO
             };
             // The store's own notices first: they are what lets waiting work finish.
             let woke = crossbeam_channel::select! {
-                recv(self.mailbox.notices) -> m => m.map(|m| batch.push(m)),
-                recv(self.mailbox.input) -> m => m.map(|m| batch.push(m)),
+                recv(self.mailbox.notices) -> m => m.map(|m| self.batch.push(m)),
+                recv(self.mailbox.input) -> m => m.map(|m| self.batch.push(m)),
                 default(timeout) => Ok(()),
             };
             if woke.is_err() {
                 // Every router is gone.
                 break;
             }
-            let round_start = Instant::now();
-            batch.extend(self.mailbox.notices.try_iter());
-            batch.extend(
-                self.mailbox
-                    .input
-                    .try_iter()
-                    .take(max_batch.saturating_sub(batch.len())),
-            );
-            for m in batch.drain(..) {
-                if !self.handle_msg(m) {
-                    stopping = true;
-                }
+            if self.step().stopped {
+                break;
             }
-            if self.ctx.clock.now() >= next_tick {
-                self.tick_all();
-                gauge_ticks += 1;
-                if self.index == 0 && gauge_ticks.is_multiple_of(10) {
-                    self.update_region_gauges();
-                }
-                next_tick += tick;
-                let now = self.ctx.clock.now();
-                if next_tick < now {
-                    // We fell behind (a long round); don't fire a burst of catch-up ticks.
-                    next_tick = now + tick;
-                }
-            }
-            self.process_touched();
-            crate::metrics::POLLER_ROUND.observe(crate::metrics::secs(round_start, Instant::now()));
         }
         self.shutdown();
+    }
+
+    /// One round, without blocking: drains what is in the mailbox (a bounded batch of
+    /// outside input), ticks every peer if the clock reached the next tick, and processes
+    /// every peer touched. The thread of [`Poller::run`] and a simulator both call it.
+    pub fn step(&mut self) -> StepResult {
+        let round_start = Instant::now();
+        let tick = self.ctx.cfg.raft_base_tick_interval;
+        let max_batch = self.ctx.cfg.max_batch_messages.max(1);
+        let mut batch = std::mem::take(&mut self.batch);
+        batch.extend(self.mailbox.notices.try_iter());
+        batch.extend(
+            self.mailbox
+                .input
+                .try_iter()
+                .take(max_batch.saturating_sub(batch.len())),
+        );
+        for m in batch.drain(..) {
+            if !self.handle_msg(m) {
+                self.stopped = true;
+            }
+        }
+        self.batch = batch;
+        if self.ctx.clock.now() >= self.next_tick {
+            self.tick_all();
+            self.gauge_ticks += 1;
+            if self.index == 0 && self.gauge_ticks.is_multiple_of(10) {
+                self.update_region_gauges();
+            }
+            self.next_tick += tick;
+            let now = self.ctx.clock.now();
+            if self.next_tick < now {
+                // We fell behind (a long round); don't fire a burst of catch-up ticks.
+                self.next_tick = now + tick;
+            }
+        }
+        // Even after a `Stop`: the round finishes what its messages started.
+        self.process_touched();
+        crate::metrics::POLLER_ROUND.observe(crate::metrics::secs(round_start, Instant::now()));
+        StepResult {
+            busy: self.has_pending(),
+            next_tick: self.next_tick,
+            stopped: self.stopped,
+        }
+    }
+
+    /// Whether a step now would do work besides a tick: messages queued in the mailbox or
+    /// peers with work left from the last round.
+    pub fn has_pending(&self) -> bool {
+        !self.touched.is_empty()
+            || !self.mailbox.notices.is_empty()
+            || !self.mailbox.input.is_empty()
+    }
+
+    /// When the next tick is due, on the poller's clock.
+    pub fn next_tick(&self) -> Instant {
+        self.next_tick
+    }
+
+    /// Moves the next tick to `at` (a simulator sets each store's tick phase this way).
+    pub fn set_next_tick(&mut self, at: Instant) {
+        self.next_tick = at;
+    }
+
+    /// This poller's index among its store's pollers.
+    pub fn index(&self) -> usize {
+        self.index
     }
 
     fn handle_msg(&mut self, msg: PollerMsg<E::Snapshot>) -> bool {
@@ -412,154 +474,6 @@ impl<E: Engine, T: Transport> Poller<E, T> {
         self.ctx.send(probe).is_ok()
     }
 
-    /// A snapshot may only be applied if its range overlaps no other region on this store.
-    fn snapshot_fits(&self, msg: &RaftMessage) -> bool {
-        let Some(checked) = &msg.snapshot else {
-            return false;
-        };
-        let region = checked.region();
-        let overlaps =
-            self.ctx
-                .store_meta
-                .overlapping(&region.start_key, &region.end_key, region.id);
-        if !overlaps.is_empty() {
-            tracing::info!(
-                "store {}: snapshot of region {} overlaps regions {overlaps:?}, dropped",
-                self.ctx.store_id,
-                region.id
-            );
-            return false;
-        }
-        true
-    }
-
-    /// Creates an uninitialized peer for a region this store does not host yet, if the
-    /// message may start one (a vote, or a leader's first heartbeat) and nothing forbids it.
-    fn maybe_create_peer(&mut self, msg: &RaftMessage) -> bool {
-        if msg.is_tombstone {
-            return false;
-        }
-        if msg.region_id == 0
-            || msg.to_peer.id == 0
-            || msg.from_peer.id == 0
-            || msg.from_peer.id == msg.to_peer.id
-            || msg.message.to != msg.to_peer.id
-            || msg.message.from != msg.from_peer.id
-        {
-            // Not from a real peer of a real region: no peer is made for it.
-            return false;
-        }
-        let m = &msg.message;
-        let initial = match m.get_msg_type() {
-            MessageType::MsgRequestVote | MessageType::MsgRequestPreVote => true,
-            MessageType::MsgHeartbeat => m.commit == 0,
-            _ => false,
-        };
-        if !initial {
-            return false;
-        }
-        match load_region_state(&self.ctx.engine, msg.region_id) {
-            Ok(Some(st)) if st.state == PeerState::Tombstone as i32 => {
-                let tomb = crate::util::epoch(&st.region.unwrap_or_default());
-                if !crate::util::is_epoch_stale(&tomb, &msg.region_epoch) {
-                    // The message comes from the configuration this peer was removed from.
-                    return false;
-                }
-            }
-            Ok(Some(st))
-                if st.state == PeerState::Normal as i32
-                    && st
-                        .region
-                        .as_ref()
-                        .is_some_and(|r| r.peers.iter().any(|p| p.id == msg.to_peer.id)) =>
-            {
-                // A split applied on another poller of this store made this region, and
-                // its peer is on its way here (`StartSplitPeer`): a peer made now from
-                // the message would start without the split's state. Keep a vote for
-                // the peer the split starts.
-                self.keep_early_split_vote(msg);
-                return false;
-            }
-            Ok(_) => {}
-            Err(e) => {
-                tracing::error!("store {}: reading region state: {e}", self.ctx.store_id);
-                return false;
-            }
-        }
-        if !msg.start_key.is_empty() || !msg.end_key.is_empty() {
-            let overlaps =
-                self.ctx
-                    .store_meta
-                    .overlapping(&msg.start_key, &msg.end_key, msg.region_id);
-            if !overlaps.is_empty() {
-                // Most likely a split this store has not applied yet; the split creates it.
-                // The new region's first leader campaigns as soon as it applied the split:
-                // keep its vote for the peer the split will create here, or the region stays
-                // leaderless for a whole election timeout after every split.
-                self.keep_early_split_vote(msg);
-                return false;
-            }
-        }
-        let region = proto::metapb::Region {
-            id: msg.region_id,
-            ..Default::default()
-        };
-        match self.create_peer(region, msg.to_peer, true) {
-            Ok(()) => {
-                tracing::info!(
-                    "store {}: created peer {} of region {} from a {:?}",
-                    self.ctx.store_id,
-                    msg.to_peer.id,
-                    msg.region_id,
-                    m.get_msg_type()
-                );
-                true
-            }
-            Err(e) => {
-                tracing::error!("store {}: creating peer failed: {e}", self.ctx.store_id);
-                false
-            }
-        }
-    }
-
-    /// Keeps `msg`, if it is a vote, for the peer a split will start (bounded: the oldest
-    /// goes first).
-    fn keep_early_split_vote(&mut self, msg: &RaftMessage) {
-        if matches!(
-            msg.message.get_msg_type(),
-            MessageType::MsgRequestVote | MessageType::MsgRequestPreVote
-        ) {
-            if self.early_split_votes.len() >= MAX_EARLY_SPLIT_VOTES {
-                self.early_split_votes.pop_front();
-            }
-            self.early_split_votes.push_back(msg.clone());
-        }
-    }
-
-    /// Creates and registers a peer. `fresh` ignores any raft state left by an earlier peer.
-    pub fn create_peer(
-        &mut self,
-        region: proto::metapb::Region,
-        meta: proto::metapb::Peer,
-        fresh: bool,
-    ) -> crate::Result<()> {
-        let tag = format!("[region {} peer {}]", region.id, meta.id);
-        let mut storage = PeerStorage::new_with(
-            self.ctx.engine.clone(),
-            self.ctx.raft_engine.clone(),
-            region.clone(),
-            self.ctx.region_scheduler.clone(),
-            self.ctx.cfg.snap_gen_timeout,
-            tag,
-            fresh,
-        )?;
-        storage.set_clock(self.ctx.clock.clone());
-        let peer = Peer::new(&self.ctx.cfg, storage, meta)?;
-        self.ctx.store_meta.set_region(&region);
-        self.peers.insert(region.id, peer);
-        Ok(())
-    }
-
     fn destroy_ready_peers(&mut self, ids: &BTreeSet<u64>) {
         for id in ids {
             if self.peers.get(id).is_some_and(|p| p.ready_to_destroy()) {
@@ -606,85 +520,6 @@ impl<E: Engine, T: Transport> Poller<E, T> {
             .ctx
             .pd_task
             .try_send(crate::worker::pd::PdTask::StoreHeartbeat(hb));
-    }
-
-    /// Starts the peers that splits applied this round created: here, or on the poller
-    /// that hosts the new region.
-    fn create_split_peers(&mut self) {
-        // Crash window: the split's region states are written, its new peers not started.
-        fail::fail_point!(
-            "split_before_new_peers",
-            !self.ctx.new_split_peers.is_empty(),
-            |_| {}
-        );
-        for n in std::mem::take(&mut self.ctx.new_split_peers) {
-            let region_id = n.region.id;
-            if self.ctx.router.poller_index(region_id) == self.index {
-                self.start_split_peer(n);
-            } else if self
-                .ctx
-                .router
-                .send(region_id, PeerMsg::StartSplitPeer(Box::new(n)))
-                .is_err()
-            {
-                // The store is stopping; the split's state is on disk and the peer
-                // starts with the store next time.
-                tracing::info!(
-                    "store {}: stopping before region {region_id}'s peer started",
-                    self.ctx.store_id
-                );
-            }
-        }
-    }
-
-    /// Starts the peer of a region a split created on this store.
-    fn start_split_peer(&mut self, n: crate::context::NewSplitPeer) {
-        let region_id = n.region.id;
-        if let Some(existing) = self.peers.get(&region_id) {
-            if existing.storage().is_initialized() {
-                return;
-            }
-            // An uninitialized peer created by an early message is replaced; it holds
-            // no data.
-            self.peers.remove(&region_id);
-        }
-        if let Err(e) = self.create_peer(n.region, n.peer, false) {
-            // Its ids were checked when the split was applied: what is left is the
-            // engines failing to read the state the split just wrote.
-            crate::fatal::fatal(format_args!(
-                "store {}: starting split peer of region {region_id} failed: {e}",
-                self.ctx.store_id
-            ));
-        }
-        let peer = self.peers.get_mut(&region_id).expect("just created");
-        if let Some((size, keys)) = n.estimate {
-            peer.approximate_size = Some(size);
-            peer.approximate_keys = Some(keys);
-            peer.size_is_estimate = true;
-        }
-        if n.campaign {
-            let _ = peer.raft_group.campaign();
-        }
-        self.touched.insert(region_id);
-        self.replay_early_split_votes(region_id);
-    }
-
-    /// Hands the votes that arrived before the split created `region_id` to its new peer.
-    fn replay_early_split_votes(&mut self, region_id: u64) {
-        if !self
-            .early_split_votes
-            .iter()
-            .any(|m| m.region_id == region_id)
-        {
-            return;
-        }
-        let (mine, rest): (VecDeque<_>, VecDeque<_>) = std::mem::take(&mut self.early_split_votes)
-            .into_iter()
-            .partition(|m| m.region_id == region_id);
-        self.early_split_votes = rest;
-        for m in mine {
-            self.on_raft_message(m);
-        }
     }
 
     fn tick_all(&mut self) {

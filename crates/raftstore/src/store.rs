@@ -7,6 +7,11 @@
 //! - `raft-log-writer`: raft-engine writes and fsyncs for all regions;
 //! - `region-worker`: snapshot generate / apply, region data destroy;
 //! - `raft-gc-worker`: log compaction after syncing the KV engine.
+//!
+//! [`StoreParts::build`] makes every part of a store (pollers, log writer, workers' runners
+//! and the channels between them) without starting anything; [`Store::start`] builds them
+//! and spawns one thread around each, and a simulator takes the same parts and steps them
+//! itself on one thread (crates/sim).
 
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -14,6 +19,7 @@ use std::thread::JoinHandle;
 use engine::Engine;
 use proto::raft_serverpb::PeerState;
 
+use crate::clock::SharedClock;
 use crate::config::Config;
 use crate::context::PollContext;
 use crate::peer::Peer;
@@ -22,15 +28,20 @@ use crate::router::Router;
 use crate::scheduler_client::{PushedOperator, SchedulerClient};
 use crate::stats::StoreStats;
 use crate::storage::bootstrap::{load_region_states, load_store_ident};
-use crate::storage::write;
+use crate::storage::write::{self, LogWriter, WriteMsg};
 use crate::storage::{LogWriteBatch, PeerStorage, RaftLogEngine};
 use crate::transport::Transport;
 use crate::util::DetHashMap;
 use crate::worker::pd::PdRunner;
+use crate::worker::pd::PdTask;
+use crate::worker::raftlog_gc::GcTask;
 use crate::worker::region::RegionRunner;
+use crate::worker::region::RegionTask;
+use crate::worker::split_check::SplitCheckTask;
 use crate::worker::split_check::{SplitCheckRunner, SplitThresholds};
 use crate::worker::{self, raftlog_gc};
 use crate::{Error, Result};
+use crossbeam_channel::Receiver;
 
 /// Capacity of the split-check and pd workers' queues: one split check and a few
 /// heartbeats per region of a store with tens of thousands of regions.
@@ -44,20 +55,61 @@ pub struct Store<E: Engine> {
     stats: Arc<StoreStats>,
 }
 
-impl<E: Engine> Store<E> {
-    /// Starts the store whose identity and regions are in `engine` and `raft_engine`.
-    pub fn start<T: Transport + Clone>(
+/// Every part of one store, built and wired but not running: each part is driven by
+/// calling its step function (a poller's [`Poller::step`], the writer's
+/// [`LogWriter::write_round`], a runner's `handle`) with what its channel holds.
+pub struct StoreParts<E: Engine, T: Transport> {
+    /// This store's id.
+    pub store_id: u64,
+    /// The configuration it was built with.
+    pub cfg: Config,
+    /// The store's own handle: no local reader, so every command goes to a poller.
+    pub router: Router<E::Snapshot>,
+    /// The handle for client requests: it serves lease-covered reads itself.
+    pub client_router: Router<E::Snapshot>,
+    /// The pollers, by index.
+    pub pollers: Vec<Poller<E, T>>,
+    /// The log writer and its queue (rounds staged by the pollers).
+    pub writer: LogWriter<E::Snapshot, T>,
+    /// Queue of the log writer.
+    pub writer_rx: Receiver<WriteMsg>,
+    /// Snapshot generation and application, region data destroy.
+    pub region_runner: RegionRunner<E>,
+    /// Queue of the region worker.
+    pub region_rx: Receiver<RegionTask>,
+    /// Queue of the raft-log-gc worker (its runner is [`raftlog_gc::GcRunner`]).
+    pub gc_rx: Receiver<GcTask>,
+    /// Region scans for split keys.
+    pub split_runner: SplitCheckRunner<E>,
+    /// Queue of the split-check worker.
+    pub split_rx: Receiver<SplitCheckTask>,
+    /// Calls to the scheduler.
+    pub pd_runner: PdRunner<E::Snapshot>,
+    /// Queue of the pd worker.
+    pub pd_rx: Receiver<PdTask>,
+    /// Counters of the store.
+    pub stats: Arc<StoreStats>,
+    /// The KV engine.
+    pub engine: E,
+    /// The raft log engine.
+    pub raft_engine: RaftLogEngine,
+}
+
+impl<E: Engine, T: Transport + Clone> StoreParts<E, T> {
+    /// Loads the store whose identity and regions are in `engine` and `raft_engine` and
+    /// wires its parts; `clock` is the time its behaviour reads (see [`crate::clock`]).
+    pub fn build(
         cfg: Config,
         engine: E,
         raft_engine: RaftLogEngine,
         transport: T,
         scheduler: Arc<dyn SchedulerClient>,
-    ) -> Result<Store<E>> {
+        clock: SharedClock,
+    ) -> Result<StoreParts<E, T>> {
         cfg.validate().map_err(Error::Other)?;
         let ident = load_store_ident(&engine)?
             .ok_or_else(|| Error::Other("store is not bootstrapped".into()))?;
         let store_id = ident.store_id;
-        let clock = crate::clock::system();
         let pollers = cfg.pollers();
         let (router, mailboxes) = Router::with_pollers(pollers, cfg.max_mailbox_messages);
         let (region_tx, region_rx) = crossbeam_channel::unbounded();
@@ -70,7 +122,6 @@ impl<E: Engine> Store<E> {
         // may be dropped.
         let (split_tx, split_rx) = crossbeam_channel::bounded(WORKER_QUEUE);
         let (pd_tx, pd_rx) = crossbeam_channel::bounded(WORKER_QUEUE);
-
         // Before any peer is loaded: tombstones and log cleanups a crash interrupted.
         crate::storage::cleanup::finish_interrupted_destroys(&engine, &raft_engine, store_id)?;
         // By region id: peers are loaded, and their first messages made, in a fixed order.
@@ -115,31 +166,19 @@ impl<E: Engine> Store<E> {
         tracing::info!("store {store_id}: starting with {} regions", peers.len());
 
         let stats = Arc::new(StoreStats::default());
-        let mut threads = Vec::new();
-        threads.push(write::spawn(
+        let writer = LogWriter::new(
             raft_engine.clone(),
-            writer_rx,
             router.clone(),
             transport.clone(),
             stats.clone(),
-        ));
-        let mut region_runner = RegionRunner::new(
+        );
+        let region_runner = RegionRunner::new(
             engine.clone(),
             raft_engine.clone(),
             router.clone(),
             stats.clone(),
         );
-        threads.push(worker::spawn("region-worker", region_rx, move |t| {
-            region_runner.handle(t)
-        }));
-        threads.push(raftlog_gc::spawn(
-            engine.clone(),
-            raft_engine.clone(),
-            router.clone(),
-            cfg.raft_log_purge_interval,
-            gc_rx,
-        ));
-        let mut split_runner = SplitCheckRunner::new(
+        let split_runner = SplitCheckRunner::new(
             engine.clone(),
             router.clone(),
             stats.clone(),
@@ -150,20 +189,14 @@ impl<E: Engine> Store<E> {
                 split_keys: cfg.region_split_keys,
             },
         );
-        threads.push(worker::spawn("split-check", split_rx, move |t| {
-            split_runner.handle(t)
-        }));
         // Operators a networked client receives on its own (not as a heartbeat's return
         // value) take the same path as returned ones: an admin command through the router.
         let sink_router = router.clone();
         scheduler.set_operator_sink(Arc::new(move |op: PushedOperator| {
             crate::worker::pd::execute_operator(&sink_router, op)
         }));
-        let mut pd_runner =
+        let pd_runner =
             PdRunner::new(scheduler, router.clone()).with_disk(cfg.data_dir.clone(), cfg.capacity);
-        threads.push(worker::spawn("pd-worker", pd_rx, move |t| {
-            pd_runner.handle(t)
-        }));
 
         let read_delegates = Arc::new(crate::local_reader::ReadDelegates::default());
         let read_flow = Arc::new(crate::read_flow::ReadFlow::default());
@@ -184,6 +217,7 @@ impl<E: Engine> Store<E> {
         for (id, peer) in peers {
             shares[router.poller_index(id)].insert(id, peer);
         }
+        let mut poller_list = Vec::with_capacity(pollers);
         for (index, (mailbox, peers)) in mailboxes.into_iter().zip(shares).enumerate() {
             let ctx = PollContext {
                 read_delegates: read_delegates.clone(),
@@ -208,7 +242,88 @@ impl<E: Engine> Store<E> {
                 need_sync: false,
                 callbacks: Vec::new(),
             };
-            let poller = Poller::new(index, ctx, peers, mailbox).with_stats(stats.clone());
+            poller_list.push(Poller::new(index, ctx, peers, mailbox).with_stats(stats.clone()));
+        }
+        Ok(StoreParts {
+            store_id,
+            cfg,
+            router,
+            client_router,
+            pollers: poller_list,
+            writer,
+            writer_rx,
+            region_runner,
+            region_rx,
+            gc_rx,
+            split_runner,
+            split_rx,
+            pd_runner,
+            pd_rx,
+            stats,
+            engine,
+            raft_engine,
+        })
+    }
+}
+
+impl<E: Engine> Store<E> {
+    /// Starts the store whose identity and regions are in `engine` and `raft_engine`: builds
+    /// its [`StoreParts`] and spawns a thread around each.
+    pub fn start<T: Transport + Clone>(
+        cfg: Config,
+        engine: E,
+        raft_engine: RaftLogEngine,
+        transport: T,
+        scheduler: Arc<dyn SchedulerClient>,
+    ) -> Result<Store<E>> {
+        let parts = StoreParts::build(
+            cfg,
+            engine,
+            raft_engine,
+            transport,
+            scheduler,
+            crate::clock::system(),
+        )?;
+        let StoreParts {
+            store_id,
+            cfg,
+            router,
+            client_router,
+            pollers,
+            writer,
+            writer_rx,
+            mut region_runner,
+            region_rx,
+            gc_rx,
+            mut split_runner,
+            split_rx,
+            mut pd_runner,
+            pd_rx,
+            stats,
+            engine,
+            raft_engine,
+        } = parts;
+        let mut threads = Vec::new();
+        threads.push(write::spawn_writer(writer, writer_rx));
+        threads.push(worker::spawn("region-worker", region_rx, move |t| {
+            region_runner.handle(t)
+        }));
+        threads.push(raftlog_gc::spawn(
+            engine,
+            raft_engine,
+            router.clone(),
+            cfg.raft_log_purge_interval,
+            gc_rx,
+        ));
+        threads.push(worker::spawn("split-check", split_rx, move |t| {
+            split_runner.handle(t)
+        }));
+        threads.push(worker::spawn("pd-worker", pd_rx, move |t| {
+            pd_runner.handle(t)
+        }));
+        drop(router);
+        for poller in pollers {
+            let index = poller.index();
             threads.push(
                 std::thread::Builder::new()
                     .name(format!("raft-poller-{store_id}-{index}"))

@@ -40,68 +40,104 @@ pub struct WriteMsg {
     pub sync: bool,
 }
 
-/// Starts the writer thread. It exits when the poller drops its sender.
-pub fn spawn<S: Send + 'static, T: Transport>(
+/// The writer's state: one [`LogWriter::write_round`] per batch of queued rounds. The
+/// writer thread ([`spawn`]) and a simulator both call it.
+pub struct LogWriter<S, T> {
     raft_engine: RaftLogEngine,
-    rx: Receiver<WriteMsg>,
     router: Router<S>,
-    mut transport: T,
+    transport: T,
     stats: Arc<StoreStats>,
+}
+
+impl<S: Send + 'static, T: Transport> LogWriter<S, T> {
+    /// A writer into `raft_engine` that reports to the pollers through `router`.
+    pub fn new(
+        raft_engine: RaftLogEngine,
+        router: Router<S>,
+        transport: T,
+        stats: Arc<StoreStats>,
+    ) -> Self {
+        LogWriter {
+            raft_engine,
+            router,
+            transport,
+            stats,
+        }
+    }
+
+    /// Writes every round in `msgs` as one batch (one fsync if any needs it), then sends
+    /// the messages that waited for durability and tells the pollers. False once the
+    /// pollers are gone (the store stopped).
+    pub fn write_round(&mut self, msgs: Vec<WriteMsg>) -> bool {
+        let stats = &self.stats;
+        let mut batch = LogWriteBatch::default();
+        let mut tasks = Vec::new();
+        let mut sync = false;
+        for mut m in msgs {
+            batch.merge(&mut m.batch);
+            tasks.append(&mut m.tasks);
+            sync |= m.sync;
+        }
+        stats.rounds.fetch_add(1, Ordering::Relaxed);
+        if !batch.is_empty() {
+            let start = std::time::Instant::now();
+            let written = self.raft_engine.write(&mut batch, sync);
+            let took = start.elapsed().as_secs_f64();
+            crate::metrics::APPEND_LOG.observe(took);
+            match written {
+                Ok(bytes) => {
+                    if sync {
+                        stats.fsyncs.fetch_add(1, Ordering::Relaxed);
+                        crate::metrics::FSYNC_TOTAL
+                            .with_label_values(&["raft"])
+                            .inc();
+                        crate::metrics::FSYNC_DURATION
+                            .with_label_values(&["raft"])
+                            .observe(took);
+                    }
+                    stats.bytes.fetch_add(bytes as u64, Ordering::Relaxed);
+                }
+                Err(e) => {
+                    // Nothing can be acknowledged if the log is not durable; a store
+                    // that cannot write its log must stop rather than lie.
+                    crate::fatal::fatal(format_args!("raft log write failed: {e}"));
+                }
+            }
+        }
+        stats
+            .readies
+            .fetch_add(tasks.len() as u64, Ordering::Relaxed);
+        let mut persisted = Vec::with_capacity(tasks.len());
+        for t in tasks {
+            for m in t.messages {
+                let _ = self.transport.send(m);
+            }
+            persisted.push(Persisted {
+                region_id: t.region_id,
+                peer_id: t.peer_id,
+                ready_number: t.ready_number,
+            });
+        }
+        self.transport.flush();
+        self.router
+            .send_store(StoreMsg::Persisted(persisted))
+            .is_ok()
+    }
+}
+
+/// Runs `writer` on its own thread: each wake-up takes every round queued and writes them
+/// as one. It exits when the pollers drop their senders or stop.
+pub fn spawn_writer<S: Send + 'static, T: Transport>(
+    mut writer: LogWriter<S, T>,
+    rx: Receiver<WriteMsg>,
 ) -> std::thread::JoinHandle<()> {
     std::thread::Builder::new()
         .name("raft-log-writer".into())
         .spawn(move || {
-            let fsync_total = crate::metrics::FSYNC_TOTAL.with_label_values(&["raft"]);
-            let fsync_duration = crate::metrics::FSYNC_DURATION.with_label_values(&["raft"]);
             while let Ok(first) = rx.recv() {
                 let mut msgs = vec![first];
                 msgs.extend(rx.try_iter());
-                let mut batch = LogWriteBatch::default();
-                let mut tasks = Vec::new();
-                let mut sync = false;
-                for mut m in msgs {
-                    batch.merge(&mut m.batch);
-                    tasks.append(&mut m.tasks);
-                    sync |= m.sync;
-                }
-                stats.rounds.fetch_add(1, Ordering::Relaxed);
-                if !batch.is_empty() {
-                    let start = std::time::Instant::now();
-                    let written = raft_engine.write(&mut batch, sync);
-                    let took = start.elapsed().as_secs_f64();
-                    crate::metrics::APPEND_LOG.observe(took);
-                    match written {
-                        Ok(bytes) => {
-                            if sync {
-                                stats.fsyncs.fetch_add(1, Ordering::Relaxed);
-                                fsync_total.inc();
-                                fsync_duration.observe(took);
-                            }
-                            stats.bytes.fetch_add(bytes as u64, Ordering::Relaxed);
-                        }
-                        Err(e) => {
-                            // Nothing can be acknowledged if the log is not durable; a store
-                            // that cannot write its log must stop rather than lie.
-                            crate::fatal::fatal(format_args!("raft log write failed: {e}"));
-                        }
-                    }
-                }
-                stats
-                    .readies
-                    .fetch_add(tasks.len() as u64, Ordering::Relaxed);
-                let mut persisted = Vec::with_capacity(tasks.len());
-                for t in tasks {
-                    for m in t.messages {
-                        let _ = transport.send(m);
-                    }
-                    persisted.push(Persisted {
-                        region_id: t.region_id,
-                        peer_id: t.peer_id,
-                        ready_number: t.ready_number,
-                    });
-                }
-                transport.flush();
-                if router.send_store(StoreMsg::Persisted(persisted)).is_err() {
+                if !writer.write_round(msgs) {
                     break;
                 }
             }
