@@ -1,0 +1,205 @@
+//! A deterministic simulation of a small Tessera cluster: the real raftstore code, on one
+//! thread, under virtual time and one seeded RNG. The same seed gives the same run, byte
+//! for byte, so a failure found by a seed can be replayed.
+//!
+//! # What it owns
+//! - [`node`]: a store as the real raftstore's parts ([`raftstore::store::StoreParts`]:
+//!   pollers, log writer, region / raft-log-gc / split-check / pd runners and their
+//!   channels), built without threads, on a MemEngine and a raft-engine log in a temp
+//!   directory, with its own [`raftstore::clock::ManualClock`];
+//! - [`net`]: the transport the stores send through, and the messages in flight with their
+//!   seeded delays (FIFO per link);
+//! - [`client`]: clients as state machines, their history and what each read may return;
+//! - [`world`]: the event loop.
+//!
+//! # How an event flows
+//! The loop lists what can run now: a poller with mail or a due tick, a writer or worker
+//! with a queued task, a message whose delivery time has come, a client whose timer fired
+//! or whose answer arrived. It picks one with the RNG and runs one step of it: a poller
+//! round ([`raftstore::poller::Poller::step`]), a writer round
+//! ([`raftstore::storage::write::LogWriter::write_round`]), one worker task, one delivery
+//! (into the destination store's router, i.e. its poller's mailbox), or one client action
+//! (send a command through a router, take an answer, retry). Whatever the step sent goes
+//! from the store's outbox onto the wire with a delay drawn from the RNG. When nothing can
+//! run, virtual time jumps to the next timer or arrival and every store's clock is set to
+//! it. Processing takes no virtual time.
+//!
+//! # Where nondeterminism was, and what replaced it
+//! - time: every behaviour of a store reads its [`raftstore::clock::Clock`];
+//! - raft-rs's randomized election timeout (`rand::thread_rng()`): the range is set to one
+//!   value, and each store's tick period (45–55 ms) and phase are drawn from the seed;
+//! - thread scheduling: no thread is started; the RNG orders every step;
+//! - hash map order in the poller: fixed hashers ([`raftstore::util::DetHashMap`]);
+//! - the local reader's lease check reads `Instant::now()` (raftstore's local_reader.rs):
+//!   clients here send through the store's own router, which has no local reader, so every
+//!   read goes through ReadIndex.
+
+pub mod client;
+pub mod net;
+pub mod node;
+pub mod world;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+pub use client::{OpKind, OpRecord, OpResult};
+
+/// The shape of a simulated run.
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    /// Stores (each holds a peer of the one region).
+    pub stores: u64,
+    /// Concurrent clients, each with its own keys.
+    pub clients: usize,
+    /// Keys per client.
+    pub keys_per_client: usize,
+    /// Fraction of operations that are puts.
+    pub put_ratio: f64,
+    /// Longest pause of a client between two operations, ms (drawn from 0).
+    pub think_ms: u64,
+    /// One-way network delay range, µs.
+    pub min_delay_us: u64,
+    /// See `min_delay_us`.
+    pub max_delay_us: u64,
+    /// An operation without an answer after this long (virtual) has an unknown outcome.
+    pub op_timeout_ms: u64,
+    /// Attempts before an operation that keeps meeting definite errors fails.
+    pub max_attempts: u32,
+    /// Steps allowed for draining and for the final read-back, each.
+    pub settle_steps: u64,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        SimConfig {
+            stores: 3,
+            clients: 3,
+            keys_per_client: 2,
+            put_ratio: 0.6,
+            think_ms: 20,
+            min_delay_us: 200,
+            max_delay_us: 5_000,
+            op_timeout_ms: 3_000,
+            max_attempts: 50,
+            settle_steps: 20_000,
+        }
+    }
+}
+
+/// What a run produced.
+#[derive(Debug)]
+pub struct Outcome {
+    /// The seed.
+    pub seed: u64,
+    /// Steps taken.
+    pub steps: u64,
+    /// Virtual time at the end.
+    pub virtual_time: Duration,
+    /// Every client operation, in call order.
+    pub history: Vec<OpRecord>,
+    /// Every delivered message and client event, one per line.
+    pub trace: String,
+    /// (term, store) of every store seen sending appends or heartbeats: the leaders.
+    pub leaders: BTreeSet<(u64, u64)>,
+    /// What the checks found wrong (empty: the run passed).
+    pub violations: Vec<String>,
+    /// Messages delivered.
+    pub delivered: u64,
+}
+
+impl Outcome {
+    /// The history, one operation per line.
+    pub fn history_text(&self) -> String {
+        let mut s = String::new();
+        for (i, op) in self.history.iter().enumerate() {
+            s.push_str(&op.line(i));
+            s.push('\n');
+        }
+        s
+    }
+
+    /// Acknowledged puts.
+    pub fn acked_puts(&self) -> usize {
+        self.count(|op| {
+            matches!(op.kind, OpKind::Put { .. }) && matches!(op.result, OpResult::Ok(_))
+        })
+    }
+
+    /// Acknowledged gets that returned a value.
+    pub fn gets_with_values(&self) -> usize {
+        self.count(|op| {
+            matches!(op.kind, OpKind::Get { .. }) && matches!(op.result, OpResult::Ok(Some(_)))
+        })
+    }
+
+    /// Operations whose outcome is unknown (timed out).
+    pub fn unknown_ops(&self) -> usize {
+        self.count(|op| matches!(op.result, OpResult::Unknown(_)))
+    }
+
+    fn count(&self, f: impl Fn(&OpRecord) -> bool) -> usize {
+        self.history.iter().filter(|op| f(op)).count()
+    }
+
+    /// A one-line summary.
+    pub fn summary(&self) -> String {
+        format!(
+            "seed {}: {} steps, {:?} virtual, {} messages, {} ops ({} puts acknowledged, {} \
+             unknown), leaders {:?}, {} violations",
+            self.seed,
+            self.steps,
+            self.virtual_time,
+            self.delivered,
+            self.history.len(),
+            self.acked_puts(),
+            self.unknown_ops(),
+            self.leaders,
+            self.violations.len()
+        )
+    }
+
+    /// Panics with the replay command if the run found a problem.
+    pub fn assert_ok(&self, test: &str) {
+        if self.violations.is_empty() {
+            return;
+        }
+        let tail: Vec<&str> = self.trace.lines().rev().take(40).collect();
+        panic!(
+            "{}\nviolations:\n  {}\nlast trace lines:\n{}\nreplay: {}",
+            self.summary(),
+            self.violations.join("\n  "),
+            tail.into_iter().rev().collect::<Vec<_>>().join("\n"),
+            replay_command(self.seed, test)
+        );
+    }
+}
+
+/// The command that replays `seed` in `test` (a test of crates/sim/tests/sim.rs).
+pub fn replay_command(seed: u64, test: &str) -> String {
+    format!("SIM_SEED={seed} cargo test -p sim --test sim -- {test} --exact --nocapture")
+}
+
+/// The seed in `SIM_SEED`, if set.
+pub fn seed_from_env() -> Option<u64> {
+    std::env::var("SIM_SEED").ok().and_then(|s| s.parse().ok())
+}
+
+/// Simulates the default cluster (3 stores, 3 clients) for `steps` steps of load from
+/// `seed`, then drains and reads every key back.
+pub fn run(seed: u64, steps: u64) -> Outcome {
+    run_with(seed, steps, SimConfig::default())
+}
+
+/// [`run`] with a chosen shape. Panics if a store thread is running when it ends: a
+/// simulated run starts none.
+pub fn run_with(seed: u64, steps: u64, cfg: SimConfig) -> Outcome {
+    let before = world::store_threads();
+    let sim = world::Sim::new(seed, cfg);
+    let out = sim.run(seed, steps);
+    let after = world::store_threads();
+    assert!(
+        after <= before,
+        "seed {seed}: store threads went from {before} to {after} during a simulated run"
+    );
+    out
+}

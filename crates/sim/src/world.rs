@@ -1,0 +1,513 @@
+//! The event loop: one seeded RNG, virtual time, and every runnable component stepped one
+//! at a time on the calling thread.
+
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use proto::metapb;
+use raftstore::Config;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use crate::client::{self, Client, ClientState, OpKind, OpRecord, OpResult, Verdict};
+use crate::net::{self, Net};
+use crate::node::{Part, SimStore};
+use crate::{Outcome, SimConfig};
+
+/// What can take the next step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Runnable {
+    Store(u64, Part),
+    Deliver,
+    Client(usize),
+}
+
+/// Which phase the run is in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Clients issue their workload.
+    Load,
+    /// Clients finish what they started and issue nothing new.
+    Drain,
+    /// Each client reads back every key it owns.
+    Verify,
+}
+
+/// A simulated cluster and its clients.
+pub struct Sim {
+    cfg: SimConfig,
+    rng: StdRng,
+    /// Virtual time, ns.
+    now: u64,
+    step: u64,
+    stores: Vec<SimStore>,
+    net: Net,
+    clients: Vec<Client>,
+    region: metapb::Region,
+    history: Vec<OpRecord>,
+    trace: String,
+    leaders: BTreeSet<(u64, u64)>,
+    violations: Vec<String>,
+    delivered: u64,
+    phase: Phase,
+    _dir: tempfile::TempDir,
+}
+
+/// The region every store starts with: all keys, one peer per store (peer id = store id).
+fn initial_region(stores: u64) -> metapb::Region {
+    metapb::Region {
+        id: 1,
+        region_epoch: Some(metapb::RegionEpoch {
+            conf_ver: raftstore::util::INIT_EPOCH_CONF_VER,
+            version: raftstore::util::INIT_EPOCH_VER,
+        }),
+        peers: (1..=stores)
+            .map(|s| metapb::Peer {
+                id: s,
+                store_id: s,
+                ..Default::default()
+            })
+            .collect(),
+        ..Default::default()
+    }
+}
+
+/// The store configuration of the simulation, with this store's tick period.
+fn store_config(tick: Duration) -> Config {
+    let mut cfg = Config::for_tests();
+    cfg.raft_base_tick_interval = tick;
+    // raft-rs draws each election timeout from [min, max) with `rand::thread_rng()`, which
+    // no seed controls. raftstore sets min = election ticks + 1, so max = election + 2
+    // leaves one value: the timeout is fixed, and what breaks the symmetry between stores
+    // is their tick phase and period, drawn from the seed.
+    cfg.raft_max_election_timeout_ticks = cfg.raft_election_timeout_ticks + 2;
+    cfg.max_leader_lease = cfg.default_leader_lease();
+    cfg
+}
+
+/// Where the raft logs go: tmpfs if there is one (the run never fsyncs a real disk).
+fn temp_dir() -> tempfile::TempDir {
+    let shm = std::path::Path::new("/dev/shm");
+    let b = tempfile::Builder::new().prefix("tessera-sim").clone();
+    if shm.is_dir() {
+        if let Ok(d) = b.tempdir_in(shm) {
+            return d;
+        }
+    }
+    b.tempdir().expect("temp dir")
+}
+
+impl Sim {
+    /// Builds the cluster of `cfg.stores` stores and `cfg.clients` clients for `seed`.
+    pub fn new(seed: u64, cfg: SimConfig) -> Sim {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let dir = temp_dir();
+        let region = initial_region(cfg.stores);
+        let base = Instant::now();
+        let scheduler = Arc::new(test_cluster::scheduler::MockScheduler::default());
+        let mut trace = String::new();
+        let mut stores = Vec::new();
+        for id in 1..=cfg.stores {
+            // Period within ±10% of 50 ms, phase within one period: drawn, not raced.
+            let tick_ms = rng.gen_range(45..=55u64);
+            let phase = rng.gen_range(1..=tick_ms * 1_000_000);
+            let _ = writeln!(
+                trace,
+                "store s{id} tick={tick_ms}ms first_tick={}us",
+                phase / 1000
+            );
+            let store = SimStore::create(
+                id,
+                store_config(Duration::from_millis(tick_ms)),
+                &region,
+                dir.path(),
+                base,
+                phase,
+                scheduler.clone(),
+            )
+            .unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+            stores.push(store);
+        }
+        let clients = (0..cfg.clients)
+            .map(|c| Client::new(c, cfg.keys_per_client))
+            .collect();
+        Sim {
+            net: Net::new(cfg.min_delay_us * 1000, cfg.max_delay_us * 1000),
+            cfg,
+            rng,
+            now: 0,
+            step: 0,
+            stores,
+            clients,
+            region,
+            history: Vec::new(),
+            trace,
+            leaders: BTreeSet::new(),
+            violations: Vec::new(),
+            delivered: 0,
+            phase: Phase::Load,
+            _dir: dir,
+        }
+    }
+
+    fn log(&mut self, line: std::fmt::Arguments<'_>) {
+        let _ = writeln!(self.trace, "{:>9}us #{} {line}", self.now / 1000, self.step);
+    }
+
+    /// Runs the load for `steps` steps, lets clients finish, reads every key back, and
+    /// returns what happened.
+    pub fn run(mut self, seed: u64, steps: u64) -> Outcome {
+        self.run_phase(steps);
+        self.phase = Phase::Drain;
+        self.log(format_args!("phase drain"));
+        self.run_phase(self.cfg.settle_steps);
+        let unfinished = self
+            .clients
+            .iter()
+            .filter(|c| !matches!(c.state, ClientState::Done | ClientState::Idle { .. }))
+            .count();
+        if unfinished > 0 {
+            self.violations.push(format!(
+                "{unfinished} clients still had an operation in flight after draining"
+            ));
+        }
+        self.phase = Phase::Verify;
+        self.log(format_args!("phase verify"));
+        for c in &mut self.clients {
+            c.script = Some(
+                c.keys
+                    .iter()
+                    .rev()
+                    .map(|k| OpKind::Get { key: k.clone() })
+                    .collect(),
+            );
+            if matches!(c.state, ClientState::Done) {
+                c.state = ClientState::Idle { at: 0 };
+            }
+        }
+        self.run_phase(self.cfg.settle_steps);
+        for c in &self.clients {
+            if !matches!(c.state, ClientState::Done) {
+                self.violations.push(format!(
+                    "client c{} did not finish reading its keys back",
+                    c.id
+                ));
+            }
+        }
+        Outcome {
+            seed,
+            steps: self.step,
+            virtual_time: Duration::from_nanos(self.now),
+            history: self.history,
+            trace: self.trace,
+            leaders: self.leaders,
+            violations: self.violations,
+            delivered: self.delivered,
+        }
+    }
+
+    /// Runs `steps` more steps (or until nothing is left to do in the drain and verify
+    /// phases).
+    fn run_phase(&mut self, steps: u64) {
+        let end = self.step + steps;
+        let mut runnable = Vec::new();
+        while self.step < end {
+            if self.phase != Phase::Load
+                && self
+                    .clients
+                    .iter()
+                    .all(|c| matches!(c.state, ClientState::Done))
+            {
+                return;
+            }
+            runnable.clear();
+            self.collect_runnable(&mut runnable);
+            if runnable.is_empty() {
+                self.advance_time();
+                continue;
+            }
+            let pick = runnable[self.rng.gen_range(0..runnable.len())];
+            self.step += 1;
+            self.run_one(pick);
+            self.collect_sent();
+        }
+    }
+
+    fn collect_runnable(&self, out: &mut Vec<Runnable>) {
+        let mut parts = Vec::new();
+        for s in &self.stores {
+            s.runnable(self.now, &mut parts);
+        }
+        out.extend(parts.into_iter().map(|(s, p)| Runnable::Store(s, p)));
+        if self.net.next_at().is_some_and(|at| at <= self.now) {
+            out.push(Runnable::Deliver);
+        }
+        for c in &self.clients {
+            if c.has_response() || c.next_time().is_some_and(|t| t <= self.now) {
+                out.push(Runnable::Client(c.id));
+            }
+        }
+    }
+
+    /// Nothing can run now: jump to the next timer or arrival.
+    fn advance_time(&mut self) {
+        let mut next = u64::MAX;
+        for s in &self.stores {
+            next = next.min(s.next_timer());
+        }
+        if let Some(at) = self.net.next_at() {
+            next = next.min(at);
+        }
+        for c in &self.clients {
+            if let Some(t) = c.next_time() {
+                next = next.min(t);
+            }
+        }
+        assert!(
+            next != u64::MAX && next > self.now,
+            "simulation stalled at {}ns",
+            self.now
+        );
+        self.now = next;
+        for s in &self.stores {
+            s.set_time(self.now);
+        }
+    }
+
+    fn run_one(&mut self, pick: Runnable) {
+        match pick {
+            Runnable::Store(id, part) => {
+                let now = self.now;
+                self.stores[(id - 1) as usize].step(part, now);
+            }
+            Runnable::Deliver => {
+                let m = self.net.pop_due(self.now).expect("due");
+                self.delivered += 1;
+                let line = net::describe(&m);
+                self.log(format_args!("{line}"));
+                let raft = &m.msg.message;
+                if m.msg.extra.is_none()
+                    && matches!(
+                        raft.get_msg_type(),
+                        raft::eraftpb::MessageType::MsgAppend
+                            | raft::eraftpb::MessageType::MsgHeartbeat
+                    )
+                {
+                    self.leaders.insert((raft.term, m.from));
+                }
+                let to = m.msg.to_peer.store_id;
+                if let Some(s) = self.stores.get((to.wrapping_sub(1)) as usize) {
+                    // A full mailbox drops it, as the real router does; raft resends.
+                    let _ = s.parts.router.send_raft_message(m.msg);
+                }
+            }
+            Runnable::Client(c) => self.step_client(c),
+        }
+    }
+
+    /// Moves what every store sent in this step onto the wire.
+    fn collect_sent(&mut self) {
+        for i in 0..self.stores.len() {
+            let from = self.stores[i].id;
+            for m in self.stores[i].take_outbox() {
+                self.net.send(self.now, from, m, &mut self.rng);
+            }
+        }
+    }
+
+    fn step_client(&mut self, c: usize) {
+        let state = std::mem::replace(&mut self.clients[c].state, ClientState::Done);
+        match state {
+            ClientState::Idle { .. } => self.start_op(c),
+            ClientState::Backoff { op, deadline, .. } => self.send_attempt(c, op, deadline),
+            ClientState::Waiting {
+                op,
+                store,
+                slot,
+                deadline,
+            } => {
+                let resp = slot.lock().expect("slot").take();
+                match resp {
+                    Some(resp) => self.on_response(c, op, store, resp, deadline),
+                    None => {
+                        // The deadline passed without an answer.
+                        self.finish(c, op, OpResult::Unknown("timed out".into()));
+                    }
+                }
+            }
+            ClientState::Done => {}
+        }
+    }
+
+    fn start_op(&mut self, c: usize) {
+        let kind = match &mut self.clients[c].script {
+            Some(script) => match script.pop() {
+                Some(k) => k,
+                None => {
+                    self.clients[c].state = ClientState::Done;
+                    return;
+                }
+            },
+            None => {
+                if self.phase != Phase::Load {
+                    self.clients[c].state = ClientState::Done;
+                    return;
+                }
+                let client = &mut self.clients[c];
+                let key = client.keys[self.rng.gen_range(0..client.keys.len())].clone();
+                if self.rng.gen_bool(self.cfg.put_ratio) {
+                    client.issued += 1;
+                    let value = format!("c{c}v{}", client.issued).into_bytes();
+                    OpKind::Put { key, value }
+                } else {
+                    OpKind::Get { key }
+                }
+            }
+        };
+        let op = self.history.len();
+        self.history.push(OpRecord {
+            client: c,
+            kind: kind.clone(),
+            call: (self.step, self.now / 1000),
+            ret: None,
+            result: OpResult::Pending,
+            attempts: 0,
+        });
+        let what = match &kind {
+            OpKind::Put { key, value } => {
+                format!("put {} {}", client::show(key), client::show(value))
+            }
+            OpKind::Get { key } => format!("get {}", client::show(key)),
+        };
+        self.log(format_args!("c{c} call #{op} {what}"));
+        let deadline = self.now + self.cfg.op_timeout_ms * 1_000_000;
+        self.send_attempt(c, op, deadline);
+    }
+
+    fn send_attempt(&mut self, c: usize, op: usize, deadline: u64) {
+        let store = match self.clients[c].leader_hint {
+            Some(s) => s,
+            None => self.rng.gen_range(1..=self.cfg.stores),
+        };
+        let record = &mut self.history[op];
+        record.attempts += 1;
+        let attempt = record.attempts;
+        let req = client::request(&record.kind, &self.region, store);
+        self.log(format_args!("c{c} attempt #{op}.{attempt} -> s{store}"));
+        let slot = client::Slot::default();
+        let filled = slot.clone();
+        self.stores[(store - 1) as usize].parts.router.send_command(
+            req,
+            Box::new(move |resp| {
+                *filled.lock().expect("slot") = Some(resp);
+            }),
+        );
+        self.clients[c].state = ClientState::Waiting {
+            op,
+            store,
+            slot,
+            deadline,
+        };
+    }
+
+    fn on_response(
+        &mut self,
+        c: usize,
+        op: usize,
+        store: u64,
+        resp: raftstore::CmdResponse<engine::MemSnapshot>,
+        deadline: u64,
+    ) {
+        let is_get = matches!(self.history[op].kind, OpKind::Get { .. });
+        match client::verdict(&resp, is_get) {
+            Verdict::Ok(value) => {
+                self.clients[c].leader_hint = Some(store);
+                self.finish(c, op, OpResult::Ok(value));
+            }
+            Verdict::Retry(hint, why) => {
+                self.clients[c].leader_hint = hint;
+                self.log(format_args!("c{c} retry #{op} after s{store}: {why}"));
+                if self.now >= deadline || self.history[op].attempts >= self.cfg.max_attempts {
+                    self.finish(c, op, OpResult::Failed(why));
+                    return;
+                }
+                // Straight to a named leader; a short pause when none is known.
+                let pause = if hint.is_some() {
+                    1
+                } else {
+                    self.rng.gen_range(5..=50)
+                };
+                self.clients[c].state = ClientState::Backoff {
+                    op,
+                    at: self.now + pause * 1_000_000,
+                    deadline,
+                };
+            }
+            Verdict::Unknown(why) => {
+                self.clients[c].leader_hint = None;
+                self.finish(c, op, OpResult::Unknown(why));
+            }
+        }
+    }
+
+    /// Ends operation `op` of client `c` with `result`, checks it, and schedules the next.
+    fn finish(&mut self, c: usize, op: usize, result: OpResult) {
+        let kind = self.history[op].kind.clone();
+        let client = &mut self.clients[c];
+        match (&kind, &result) {
+            (OpKind::Put { key, value }, OpResult::Ok(_)) => client.on_put(key, value, true),
+            (OpKind::Put { key, value }, OpResult::Unknown(_)) => client.on_put(key, value, false),
+            (OpKind::Get { key }, OpResult::Ok(got)) if !client.accepts(key, got) => {
+                let expected: Vec<String> = client.possible[key.as_slice()]
+                    .iter()
+                    .map(|v| client::show(v))
+                    .collect();
+                let msg = format!(
+                    "op #{op}: c{c} read {} = {:?}, expected one of {expected:?}",
+                    client::show(key),
+                    got.as_deref().map(client::show)
+                );
+                self.violations.push(msg);
+            }
+            _ => {}
+        }
+        if self.phase == Phase::Verify && !matches!(result, OpResult::Ok(_)) {
+            self.violations.push(format!(
+                "op #{op}: c{c} could not read {} back: {result:?}",
+                client::show(kind.key())
+            ));
+        }
+        let record = &mut self.history[op];
+        record.ret = Some((self.step, self.now / 1000));
+        record.result = result;
+        let line = record.line(op);
+        self.log(format_args!("c{c} return {line}"));
+        let think = self.rng.gen_range(0..=self.cfg.think_ms * 1000) * 1000;
+        self.clients[c].state = ClientState::Idle {
+            at: self.now + think,
+        };
+    }
+}
+
+/// The number of store threads in this process whose names the real store gives them
+/// (see `raftstore::store`). A simulated run must not start any.
+pub fn store_threads() -> usize {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return 0;
+    };
+    tasks
+        .filter_map(|t| t.ok())
+        .filter_map(|t| std::fs::read_to_string(t.path().join("comm")).ok())
+        .filter(|name| {
+            let n = name.trim();
+            n.starts_with("raft-poller")
+                || n.starts_with("raft-log-writ")
+                || n.starts_with("region-worker")
+                || n.starts_with("raft-gc-worker")
+                || n.starts_with("split-check")
+                || n.starts_with("pd-worker")
+        })
+        .count()
+}

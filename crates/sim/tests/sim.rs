@@ -1,0 +1,105 @@
+//! The simulator's own tests: determinism (same seed, same run), that seeds matter, and a
+//! batch of seeds that each elect a leader, acknowledge writes and read them all back.
+//!
+//! Replay a failing seed with the command its panic prints
+//! (`SIM_SEED=<seed> cargo test -p sim --test sim -- <test> --exact --nocapture`).
+
+use std::time::Instant;
+
+/// Load steps of one run in these tests.
+const STEPS: u64 = 20_000;
+
+fn seed_or(default: u64) -> u64 {
+    sim::seed_from_env().unwrap_or(default)
+}
+
+#[test]
+fn the_same_seed_gives_the_same_history() {
+    let seed = seed_or(7);
+    let started = Instant::now();
+    let a = sim::run(seed, STEPS);
+    let b = sim::run(seed, STEPS);
+    eprintln!("{} ({:?} for two runs)", a.summary(), started.elapsed());
+    a.assert_ok("the_same_seed_gives_the_same_history");
+    assert!(!a.leaders.is_empty(), "no leader was elected");
+    assert!(
+        a.acked_puts() >= 50,
+        "only {} puts acknowledged",
+        a.acked_puts()
+    );
+    assert!(a.gets_with_values() > 0, "no get read a value");
+    if a.trace != b.trace {
+        let (n, (la, lb)) = a
+            .trace
+            .lines()
+            .zip(b.trace.lines())
+            .enumerate()
+            .find(|(_, (x, y))| x != y)
+            .expect("traces of different lengths with a common prefix");
+        panic!(
+            "seed {seed}: the traces differ at line {n}:\n  first:  {la}\n  second: {lb}\nreplay: {}",
+            sim::replay_command(seed, "the_same_seed_gives_the_same_history")
+        );
+    }
+    assert_eq!(a.history_text(), b.history_text(), "histories differ");
+    assert_eq!((a.steps, a.virtual_time), (b.steps, b.virtual_time));
+}
+
+#[test]
+fn different_seeds_give_different_schedules() {
+    let seed = seed_or(11);
+    let a = sim::run(seed, STEPS / 3);
+    let b = sim::run(seed + 1, STEPS / 3);
+    a.assert_ok("different_seeds_give_different_schedules");
+    b.assert_ok("different_seeds_give_different_schedules");
+    assert_ne!(
+        a.trace,
+        b.trace,
+        "seeds {seed} and {} ran the same schedule",
+        seed + 1
+    );
+}
+
+#[test]
+fn twenty_seeds_elect_a_leader_and_keep_every_acknowledged_write() {
+    let first = seed_or(1000);
+    let count = if sim::seed_from_env().is_some() {
+        1
+    } else {
+        20
+    };
+    let started = Instant::now();
+    for seed in first..first + count {
+        let out = sim::run(seed, STEPS);
+        let test = "twenty_seeds_elect_a_leader_and_keep_every_acknowledged_write";
+        out.assert_ok(test);
+        assert!(
+            !out.leaders.is_empty() && out.acked_puts() > 0,
+            "{}\nreplay: {}",
+            out.summary(),
+            sim::replay_command(seed, test)
+        );
+    }
+    eprintln!("{count} seeds in {:?}", started.elapsed());
+}
+
+/// Writes the trace and history of one seed (`SIM_SEED`, default 7) into `SIM_OUT` (a
+/// directory, default the system temp dir) for reading or diffing two runs.
+#[test]
+#[ignore]
+fn write_trace_and_history() {
+    let seed = seed_or(7);
+    let out = sim::run(seed, STEPS);
+    let dir = std::env::var("SIM_OUT").map_or_else(|_| std::env::temp_dir(), Into::into);
+    let trace = dir.join(format!("sim-{seed}.trace"));
+    let history = dir.join(format!("sim-{seed}.history"));
+    std::fs::write(&trace, &out.trace).expect("write trace");
+    std::fs::write(&history, out.history_text()).expect("write history");
+    eprintln!(
+        "{}
+{} and {}",
+        out.summary(),
+        trace.display(),
+        history.display()
+    );
+}
