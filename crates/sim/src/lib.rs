@@ -65,8 +65,11 @@ pub struct SimConfig {
     pub op_timeout_ms: u64,
     /// Attempts before an operation that keeps meeting definite errors fails.
     pub max_attempts: u32,
-    /// Steps allowed for draining and for the final read-back, each.
+    /// Steps allowed for draining, idling and the final read-back, each.
     pub settle_steps: u64,
+    /// Virtual time the cluster runs without clients before the read-back, ms: long enough
+    /// for idle regions to hibernate, so the read-back also wakes them.
+    pub idle_ms: u64,
 }
 
 impl Default for SimConfig {
@@ -82,6 +85,7 @@ impl Default for SimConfig {
             op_timeout_ms: 3_000,
             max_attempts: 50,
             settle_steps: 20_000,
+            idle_ms: 3_000,
         }
     }
 }

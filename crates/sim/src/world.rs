@@ -31,6 +31,8 @@ enum Phase {
     Load,
     /// Clients finish what they started and issue nothing new.
     Drain,
+    /// No client acts; the cluster runs on (idle regions go to sleep).
+    Idle,
     /// Each client reads back every key it owns.
     Verify,
 }
@@ -84,6 +86,8 @@ fn store_config(tick: Duration) -> Config {
     // is their tick phase and period, drawn from the seed.
     cfg.raft_max_election_timeout_ticks = cfg.raft_election_timeout_ticks + 2;
     cfg.max_leader_lease = cfg.default_leader_lease();
+    // As in production: idle regions sleep (tick-driven, so on virtual time too).
+    cfg.hibernate_regions = true;
     cfg
 }
 
@@ -173,6 +177,10 @@ impl Sim {
                 "{unfinished} clients still had an operation in flight after draining"
             ));
         }
+        self.phase = Phase::Idle;
+        self.log(format_args!("phase idle"));
+        let idle_end = self.now + self.cfg.idle_ms * 1_000_000;
+        self.run_until(idle_end, self.cfg.settle_steps);
         self.phase = Phase::Verify;
         self.log(format_args!("phase verify"));
         for c in &mut self.clients {
@@ -211,10 +219,16 @@ impl Sim {
     /// Runs `steps` more steps (or until nothing is left to do in the drain and verify
     /// phases).
     fn run_phase(&mut self, steps: u64) {
+        self.run_until(u64::MAX, steps);
+    }
+
+    /// Runs until virtual time `until` (ns), at most `steps` steps, or (when draining or
+    /// verifying) until every client is done.
+    fn run_until(&mut self, until: u64, steps: u64) {
         let end = self.step + steps;
         let mut runnable = Vec::new();
-        while self.step < end {
-            if self.phase != Phase::Load
+        while self.step < end && self.now < until {
+            if matches!(self.phase, Phase::Drain | Phase::Verify)
                 && self
                     .clients
                     .iter()
