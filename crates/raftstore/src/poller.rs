@@ -600,9 +600,10 @@ impl<E: Engine, T: Transport> Poller<E, T> {
             return;
         }
         let touched = std::mem::take(&mut self.touched);
+        let now = self.ctx.clock.now();
         for id in &touched {
             if let Some(peer) = self.peers.get_mut(id) {
-                peer.issue_read_index();
+                peer.issue_read_index(now);
                 peer.handle_ready(&mut self.ctx);
             }
         }

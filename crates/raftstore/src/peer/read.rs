@@ -147,15 +147,16 @@ impl<S> ReadQueue<S> {
 
 impl<E: Engine> Peer<E> {
     /// Issues one ReadIndex request for all reads that arrived since the last one, if the
-    /// leader can serve reads yet.
-    pub fn issue_read_index(&mut self) {
+    /// leader can serve reads yet. `now` is the store's clock (see [`crate::clock`]): once
+    /// confirmed, the round renews the lease from it.
+    pub fn issue_read_index(&mut self, now: Instant) {
         if !self.reads.has_waiting() || !self.is_leader() {
             return;
         }
         if !self.raft_group.raft.commit_to_current_term() {
             return;
         }
-        let ctx = self.reads.issue(Instant::now());
+        let ctx = self.reads.issue(now);
         self.raft_group.read_index(ctx);
     }
 
