@@ -1,50 +1,26 @@
 //! Clients as state machines: each issues one operation at a time through a store's router
-//! and is stepped by the simulator, never blocking. Retries on region errors (not leader,
-//! epoch, busy) are new attempts the simulator schedules; each operation's call, return and
-//! result go into the history.
+//! and is stepped by the simulator, never blocking. Retries on errors that prove the
+//! command was not applied (not leader, epoch, busy, stale command, store down) are new
+//! attempts the simulator schedules; each operation's call, return and result go into the
+//! history.
 //!
-//! Each client owns its keys (no other client writes them), so what a read may return is
-//! known exactly: the value of the client's last acknowledged put of that key, or of a put
-//! whose outcome is unknown (timed out) since then. Checking shared keys needs a
-//! linearizability checker (a later stage).
+//! Every client works on the same few hot keys (put, get, delete), so what a read may
+//! return depends on the other clients: the history goes to the linearizability checker
+//! (`history::linearizability`). Compare-and-swap is not in the workload: the raft command
+//! path has no conditional write (`CmdType` is Get, Put, Delete, Snap, DeleteRange...), and
+//! a read followed by a put would not be atomic.
 
-use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::{Arc, Mutex};
 
 use engine::{MemSnapshot, CF_DEFAULT};
+use history::{History, Op, Outcome, Ret};
 use proto::errorpb;
 use proto::metapb;
 use proto::raft_cmdpb::{
-    CmdType, GetRequest, PutRequest, RaftCmdRequest, RaftRequestHeader, Request,
+    CmdType, DeleteRequest, GetRequest, PutRequest, RaftCmdRequest, RaftRequestHeader, Request,
 };
 use raftstore::CmdResponse;
-
-/// What a client asked.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum OpKind {
-    /// Put `value` at `key`.
-    Put {
-        /// Key.
-        key: Vec<u8>,
-        /// Value (never empty).
-        value: Vec<u8>,
-    },
-    /// Read `key`.
-    Get {
-        /// Key.
-        key: Vec<u8>,
-    },
-}
-
-impl OpKind {
-    /// The key the operation is on.
-    pub fn key(&self) -> &[u8] {
-        match self {
-            OpKind::Put { key, .. } | OpKind::Get { key } => key,
-        }
-    }
-}
 
 /// How an operation ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,9 +29,10 @@ pub enum OpResult {
     Pending,
     /// Acknowledged; a get carries what it read (None: no value).
     Ok(Option<Vec<u8>>),
-    /// Outcome unknown (timed out, or an error after which it may still apply).
+    /// Outcome unknown (timed out, the store crashed, or an error after which it may still
+    /// apply).
     Unknown(String),
-    /// Definitely not done (gave up after retrying definite errors).
+    /// Definitely not done (gave up after retrying errors that prove it was not applied).
     Failed(String),
 }
 
@@ -65,7 +42,7 @@ pub struct OpRecord {
     /// Client that issued it.
     pub client: usize,
     /// What it asked.
-    pub kind: OpKind,
+    pub op: Op,
     /// Simulator step and virtual time (µs) of the call.
     pub call: (u64, u64),
     /// Step and virtual time (µs) of the return.
@@ -79,10 +56,6 @@ pub struct OpRecord {
 impl OpRecord {
     /// One line of the history text.
     pub fn line(&self, index: usize) -> String {
-        let kind = match &self.kind {
-            OpKind::Put { key, value } => format!("put {} {}", show(key), show(value)),
-            OpKind::Get { key } => format!("get {}", show(key)),
-        };
         let ret = self
             .ret
             .map_or("-".to_string(), |(s, t)| format!("step {s} t={t}us"));
@@ -94,9 +67,29 @@ impl OpRecord {
             OpResult::Failed(e) => format!("failed: {e}"),
         };
         format!(
-            "#{index} c{} {kind} call step {} t={}us return {ret} attempts {} -> {result}",
-            self.client, self.call.0, self.call.1, self.attempts
+            "#{index} c{} {} call step {} t={}us return {ret} attempts {} -> {result}",
+            self.client, self.op, self.call.0, self.call.1, self.attempts
         )
+    }
+
+    /// The operation for the checker: call and return positions are simulator steps;
+    /// `Pending` counts as `Unknown`.
+    pub fn to_history(&self, h: &mut History) {
+        let outcome = match &self.result {
+            OpResult::Ok(v) => match self.op {
+                Op::Get { .. } => Outcome::Ok(Ret::Value(v.clone())),
+                _ => Outcome::Ok(Ret::Done),
+            },
+            OpResult::Failed(_) => Outcome::Failed,
+            OpResult::Unknown(_) | OpResult::Pending => Outcome::Unknown,
+        };
+        h.push(
+            self.client as u64,
+            self.call.0,
+            self.ret.map(|r| r.0),
+            self.op.clone(),
+            outcome,
+        );
     }
 }
 
@@ -105,8 +98,47 @@ pub fn show(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
+/// What came back for an attempt.
+pub enum Reply {
+    /// The store answered.
+    Answer(Box<CmdResponse<MemSnapshot>>),
+    /// The store dropped the callback without answering (it crashed): the command may or
+    /// may not have been applied.
+    Dropped,
+}
+
 /// The slot an attempt's callback fills.
-pub type Slot = Arc<Mutex<Option<CmdResponse<MemSnapshot>>>>;
+pub type Slot = Arc<Mutex<Option<Reply>>>;
+
+/// Fills its slot with the answer, or with [`Reply::Dropped`] if it is dropped unanswered
+/// (the store that held the callback crashed).
+struct Responder {
+    slot: Slot,
+    answered: bool,
+}
+
+impl Drop for Responder {
+    fn drop(&mut self) {
+        if !self.answered {
+            let mut s = self.slot.lock().expect("slot");
+            if s.is_none() {
+                *s = Some(Reply::Dropped);
+            }
+        }
+    }
+}
+
+/// The callback for an attempt: it fills `slot`, also when it is dropped unanswered.
+pub fn callback(slot: &Slot) -> raftstore::msg::Callback<MemSnapshot> {
+    let mut r = Responder {
+        slot: slot.clone(),
+        answered: false,
+    };
+    Box::new(move |resp| {
+        r.answered = true;
+        *r.slot.lock().expect("slot") = Some(Reply::Answer(Box::new(resp)));
+    })
+}
 
 /// Where a client is.
 pub enum ClientState {
@@ -139,34 +171,25 @@ pub enum ClientState {
     Done,
 }
 
-/// A client: its keys, what each may hold, and where it is.
+/// A client and where it is.
 pub struct Client {
     /// Index.
     pub id: usize,
-    /// The keys it owns.
-    pub keys: Vec<Vec<u8>>,
-    /// For each key: the values a read may return (empty: never written).
-    pub possible: BTreeMap<Vec<u8>, Vec<Vec<u8>>>,
     /// Where it is.
     pub state: ClientState,
     /// Store it believes leads the region.
     pub leader_hint: Option<u64>,
-    /// Operations issued.
+    /// Writes issued (values are `c<id>v<n>`, unique).
     pub issued: u64,
-    /// Only reads from now on (the final check), or nothing more once its list is done.
-    pub script: Option<Vec<OpKind>>,
+    /// Only these operations from now on (the final read-back), nothing once done.
+    pub script: Option<Vec<Op>>,
 }
 
 impl Client {
-    /// A client owning `keys_per_client` keys of its own.
-    pub fn new(id: usize, keys_per_client: usize) -> Self {
-        let keys: Vec<Vec<u8>> = (0..keys_per_client)
-            .map(|k| format!("c{id}k{k}").into_bytes())
-            .collect();
+    /// A new client.
+    pub fn new(id: usize) -> Self {
         Client {
             id,
-            possible: keys.iter().map(|k| (k.clone(), Vec::new())).collect(),
-            keys,
             state: ClientState::Idle { at: 0 },
             leader_hint: None,
             issued: 0,
@@ -184,39 +207,19 @@ impl Client {
         }
     }
 
-    /// Whether a response has arrived for the attempt in flight.
+    /// Whether a reply has arrived for the attempt in flight.
     pub fn has_response(&self) -> bool {
         match &self.state {
             ClientState::Waiting { slot, .. } => slot.lock().expect("slot").is_some(),
             _ => false,
         }
     }
-
-    /// What `get` results this client accepts for `key` now.
-    pub fn accepts(&self, key: &[u8], got: &Option<Vec<u8>>) -> bool {
-        let possible = &self.possible[key];
-        match got {
-            None => possible.is_empty() || possible.iter().all(|v| v.is_empty()),
-            Some(v) => possible.contains(v),
-        }
-    }
-
-    /// Records that a put of `value` at `key` was acknowledged or may have applied.
-    pub fn on_put(&mut self, key: &[u8], value: &[u8], acknowledged: bool) {
-        let p = self.possible.get_mut(key).expect("own key");
-        if acknowledged {
-            p.clear();
-        }
-        if !p.iter().any(|v| v == value) {
-            p.push(value.to_vec());
-        }
-    }
 }
 
 /// The request for `op` to `region` at `store`.
-pub fn request(op: &OpKind, region: &metapb::Region, store: u64) -> RaftCmdRequest {
+pub fn request(op: &Op, region: &metapb::Region, store: u64) -> RaftCmdRequest {
     let req = match op {
-        OpKind::Put { key, value } => Request {
+        Op::Put { key, value } => Request {
             cmd_type: CmdType::Put as i32,
             put: Some(PutRequest {
                 cf: CF_DEFAULT.to_string(),
@@ -225,7 +228,7 @@ pub fn request(op: &OpKind, region: &metapb::Region, store: u64) -> RaftCmdReque
             }),
             ..Default::default()
         },
-        OpKind::Get { key } => Request {
+        Op::Get { key } => Request {
             cmd_type: CmdType::Get as i32,
             get: Some(GetRequest {
                 cf: CF_DEFAULT.to_string(),
@@ -233,6 +236,15 @@ pub fn request(op: &OpKind, region: &metapb::Region, store: u64) -> RaftCmdReque
             }),
             ..Default::default()
         },
+        Op::Delete { key } => Request {
+            cmd_type: CmdType::Delete as i32,
+            delete: Some(DeleteRequest {
+                cf: CF_DEFAULT.to_string(),
+                key: key.clone(),
+            }),
+            ..Default::default()
+        },
+        Op::Cas { .. } => unreachable!("the raft command path has no compare-and-swap"),
     };
     RaftCmdRequest {
         header: Some(RaftRequestHeader {

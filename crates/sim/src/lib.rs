@@ -34,27 +34,36 @@
 //!   clients here send through the store's own router, which has no local reader, so every
 //!   read goes through ReadIndex.
 
+pub mod chaos;
+pub mod check;
 pub mod client;
 pub mod net;
 pub mod node;
+pub mod sched;
 pub mod world;
 
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-pub use client::{OpKind, OpRecord, OpResult};
+pub use chaos::FaultCounts;
+pub use client::{OpRecord, OpResult};
+use history::Op;
 
 /// The shape of a simulated run.
 #[derive(Debug, Clone)]
 pub struct SimConfig {
     /// Stores (each holds a peer of the one region).
     pub stores: u64,
-    /// Concurrent clients, each with its own keys.
+    /// Concurrent clients.
     pub clients: usize,
-    /// Keys per client.
-    pub keys_per_client: usize,
+    /// Hot keys every client works on.
+    pub keys: usize,
     /// Fraction of operations that are puts.
     pub put_ratio: f64,
+    /// Fraction of operations that are deletes (the rest are gets).
+    pub delete_ratio: f64,
+    /// Inject faults (network faults, partitions, crashes; rates drawn from the seed).
+    pub faults: bool,
     /// Longest pause of a client between two operations, ms (drawn from 0).
     pub think_ms: u64,
     /// One-way network delay range, µs.
@@ -76,9 +85,11 @@ impl Default for SimConfig {
     fn default() -> Self {
         SimConfig {
             stores: 3,
-            clients: 3,
-            keys_per_client: 2,
-            put_ratio: 0.6,
+            clients: 4,
+            keys: 3,
+            put_ratio: 0.5,
+            delete_ratio: 0.1,
+            faults: true,
             think_ms: 20,
             min_delay_us: 200,
             max_delay_us: 5_000,
@@ -109,6 +120,10 @@ pub struct Outcome {
     pub violations: Vec<String>,
     /// Messages delivered.
     pub delivered: u64,
+    /// The faults injected.
+    pub faults: FaultCounts,
+    /// What the linearizability check covered.
+    pub check: String,
 }
 
 impl Outcome {
@@ -124,15 +139,13 @@ impl Outcome {
 
     /// Acknowledged puts.
     pub fn acked_puts(&self) -> usize {
-        self.count(|op| {
-            matches!(op.kind, OpKind::Put { .. }) && matches!(op.result, OpResult::Ok(_))
-        })
+        self.count(|op| matches!(op.op, Op::Put { .. }) && matches!(op.result, OpResult::Ok(_)))
     }
 
     /// Acknowledged gets that returned a value.
     pub fn gets_with_values(&self) -> usize {
         self.count(|op| {
-            matches!(op.kind, OpKind::Get { .. }) && matches!(op.result, OpResult::Ok(Some(_)))
+            matches!(op.op, Op::Get { .. }) && matches!(op.result, OpResult::Ok(Some(_)))
         })
     }
 
@@ -149,7 +162,7 @@ impl Outcome {
     pub fn summary(&self) -> String {
         format!(
             "seed {}: {} steps, {:?} virtual, {} messages, {} ops ({} puts acknowledged, {} \
-             unknown), leaders {:?}, {} violations",
+             unknown), leaders {:?}, faults: {}; {}; {} violations",
             self.seed,
             self.steps,
             self.virtual_time,
@@ -158,23 +171,29 @@ impl Outcome {
             self.acked_puts(),
             self.unknown_ops(),
             self.leaders,
+            self.faults,
+            self.check,
             self.violations.len()
         )
     }
 
-    /// Panics with the replay command if the run found a problem.
-    pub fn assert_ok(&self, test: &str) {
-        if self.violations.is_empty() {
-            return;
-        }
-        let tail: Vec<&str> = self.trace.lines().rev().take(40).collect();
-        panic!(
-            "{}\nviolations:\n  {}\nlast trace lines:\n{}\nreplay: {}",
+    /// What a failing run prints: its summary, each violation (a linearizability violation
+    /// with its shortened history), the last trace lines and `replay`.
+    pub fn report(&self, replay: &str) -> String {
+        let tail: Vec<&str> = self.trace.lines().rev().take(30).collect();
+        format!(
+            "{}\nviolations:\n  {}\nlast trace lines:\n{}\nreplay: {replay}",
             self.summary(),
             self.violations.join("\n  "),
             tail.into_iter().rev().collect::<Vec<_>>().join("\n"),
-            replay_command(self.seed, test)
-        );
+        )
+    }
+
+    /// Panics with the report and the replay command if the run found a problem.
+    pub fn assert_ok(&self, test: &str) {
+        if !self.violations.is_empty() {
+            panic!("{}", self.report(&replay_command(self.seed, test)));
+        }
     }
 }
 
@@ -188,8 +207,9 @@ pub fn seed_from_env() -> Option<u64> {
     std::env::var("SIM_SEED").ok().and_then(|s| s.parse().ok())
 }
 
-/// Simulates the default cluster (3 stores, 3 clients) for `steps` steps of load from
-/// `seed`, then drains and reads every key back.
+/// Simulates the default cluster (3 stores, 4 clients on 3 hot keys, faults on) for
+/// `steps` steps of load from `seed`, then drains, reads every key back and checks the
+/// history.
 pub fn run(seed: u64, steps: u64) -> Outcome {
     run_with(seed, steps, SimConfig::default())
 }

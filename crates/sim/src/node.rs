@@ -1,8 +1,20 @@
 //! One simulated store: the real raftstore's parts ([`raftstore::store::StoreParts`]) on a
 //! MemEngine and a raft-engine log, its own virtual clock, and the bits of driving that a
 //! thread would otherwise do (the log GC worker's purge timer).
+//!
+//! # Crash and restart
+//! The raft log sits on raftstore's fault-injecting file system
+//! ([`raftstore::storage::log_fs`]). [`SimStore::crash`] first crashes that disk (every log
+//! file goes back to its content at its last fsync, the last write maybe torn in half;
+//! nothing written afterwards reaches the files, including the sync raft-engine does when
+//! it closes), then drops the store's parts: pollers, writer, workers and every pending
+//! command's callback (no thread exists, so nothing runs on). [`SimStore::restart`] opens
+//! the log again on a fresh disk and builds the parts again with
+//! [`raftstore::store::StoreParts::build`], exactly as a store process starting up. The KV
+//! engine (a MemEngine) is kept as it was: a store applies only entries its log has made
+//! durable, so what the KV engine holds is never ahead of what the crash left in the log.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -11,6 +23,7 @@ use proto::metapb;
 use raftstore::clock::{Clock, ManualClock};
 use raftstore::scheduler_client::SchedulerClient;
 use raftstore::storage::bootstrap::{bootstrap_store, write_initial_region};
+use raftstore::storage::log_fs::{DiskFaults, LogFileSystem};
 use raftstore::store::StoreParts;
 use raftstore::worker::raftlog_gc::GcRunner;
 use raftstore::{Config, RaftLogEngine};
@@ -43,10 +56,22 @@ pub struct SimStore {
     pub id: u64,
     /// This store's virtual clock (all share one base instant).
     pub clock: Arc<ManualClock>,
-    /// The real store's parts, driven by [`SimStore::step`].
-    pub parts: StoreParts<MemEngine, SimTransport>,
+    /// The running store; `None` while it is crashed.
+    pub live: Option<Live>,
     /// What the parts sent during the last step.
     pub outbox: Outbox,
+    cfg: Config,
+    kv: MemEngine,
+    dir: PathBuf,
+    scheduler: Arc<dyn SchedulerClient>,
+}
+
+/// What a running store has and a crash loses.
+pub struct Live {
+    /// The real store's parts, driven by [`SimStore::step`].
+    pub parts: StoreParts<MemEngine, SimTransport>,
+    /// The disk under its raft log.
+    pub disk: DiskFaults,
     gc: GcRunner<MemEngine>,
     /// Virtual time (ns) of the next timed purge of the raft log.
     next_purge: u64,
@@ -65,38 +90,89 @@ impl SimStore {
         scheduler: Arc<dyn SchedulerClient>,
     ) -> Result<SimStore, String> {
         let kv = MemEngine::new();
-        let raft = RaftLogEngine::open_with(
-            &dir.join(format!("store{id}")),
-            cfg.raft_log_purge_threshold,
-        )
-        .map_err(|e| format!("opening the raft log of store {id}: {e}"))?;
+        let dir = dir.join(format!("store{id}"));
+        let disk = DiskFaults::new();
+        let raft = open_log(&dir, &cfg, &disk)
+            .map_err(|e| format!("opening the raft log of store {id}: {e}"))?;
         bootstrap_store(&kv, CLUSTER_ID, id).map_err(|e| e.to_string())?;
         write_initial_region(&kv, &raft, region).map_err(|e| e.to_string())?;
-        let clock = Arc::new(ManualClock::new(base));
-        let outbox = Outbox::default();
-        let purge = duration_nanos(cfg.raft_log_purge_interval);
-        let mut parts = StoreParts::build(
+        // The bootstrap is durable before the store first starts.
+        raft.sync().map_err(|e| e.to_string())?;
+        let mut store = SimStore {
+            id,
+            clock: Arc::new(ManualClock::new(base)),
+            live: None,
+            outbox: Outbox::default(),
             cfg,
-            kv.clone(),
-            raft.clone(),
-            SimTransport::new(outbox.clone()),
+            kv,
+            dir,
             scheduler,
-            clock.clone(),
+        };
+        store.start(raft, disk, phase)?;
+        Ok(store)
+    }
+
+    /// Builds the parts on `raft` (whose disk is `disk`); the first tick comes `phase` ns
+    /// from now.
+    fn start(&mut self, raft: RaftLogEngine, disk: DiskFaults, phase: u64) -> Result<(), String> {
+        let id = self.id;
+        let mut parts = StoreParts::build(
+            self.cfg.clone(),
+            self.kv.clone(),
+            raft.clone(),
+            SimTransport::new(self.outbox.clone()),
+            self.scheduler.clone(),
+            self.clock.clone(),
         )
         .map_err(|e| format!("building store {id}: {e}"))?;
-        let first_tick = base + Duration::from_nanos(phase);
+        let first_tick = self.clock.now() + Duration::from_nanos(phase);
         for p in &mut parts.pollers {
             p.set_next_tick(first_tick);
         }
-        let gc = GcRunner::new(kv, raft, Some(parts.router.clone()));
-        Ok(SimStore {
-            id,
-            clock,
+        let gc = GcRunner::new(self.kv.clone(), raft, Some(parts.router.clone()));
+        let now = duration_nanos(self.clock.offset_of(self.clock.now()));
+        self.live = Some(Live {
             parts,
-            outbox,
+            disk,
             gc,
-            next_purge: purge,
-        })
+            next_purge: now + duration_nanos(self.cfg.raft_log_purge_interval),
+        });
+        Ok(())
+    }
+
+    /// This store's tick period, ns.
+    pub fn tick_ns(&self) -> u64 {
+        duration_nanos(self.cfg.raft_base_tick_interval)
+    }
+
+    /// Whether the store is running.
+    pub fn is_up(&self) -> bool {
+        self.live.is_some()
+    }
+
+    /// Crashes the store: its disk loses what was not fsynced (with `torn`, half of the
+    /// last unsynced write stays), then its parts and pending callbacks are dropped.
+    /// Returns the bytes the raft log lost.
+    pub fn crash(&mut self, torn: bool) -> u64 {
+        let Some(live) = self.live.take() else {
+            return 0;
+        };
+        // First the disk: raft-engine syncs when it closes, and that sync must not land.
+        let lost = live.disk.crash(torn);
+        drop(live);
+        self.outbox.lock().expect("outbox").clear();
+        lost
+    }
+
+    /// Starts a crashed store again on what its disk kept, its first tick `phase` ns from
+    /// now. An error (or a panic, which the caller catches) means the store cannot start
+    /// on what the crash left.
+    pub fn restart(&mut self, phase: u64) -> Result<(), String> {
+        assert!(self.live.is_none(), "store {} is running", self.id);
+        let disk = DiskFaults::new();
+        let raft = open_log(&self.dir, &self.cfg, &disk)
+            .map_err(|e| format!("reopening the raft log of store {}: {e}", self.id))?;
+        self.start(raft, disk, phase)
     }
 
     /// Moves this store's clock to virtual time `now` (ns).
@@ -106,43 +182,49 @@ impl SimStore {
 
     /// The parts that have work at virtual time `now`, in a fixed order.
     pub fn runnable(&self, now: u64, out: &mut Vec<(u64, Part)>) {
+        let Some(live) = &self.live else { return };
+        let parts = &live.parts;
         let clock_now = self.clock.now();
-        for (i, p) in self.parts.pollers.iter().enumerate() {
+        for (i, p) in parts.pollers.iter().enumerate() {
             if p.has_pending() || clock_now >= p.next_tick() {
                 out.push((self.id, Part::Poller(i)));
             }
         }
-        if !self.parts.writer_rx.is_empty() {
+        if !parts.writer_rx.is_empty() {
             out.push((self.id, Part::Writer));
         }
-        if !self.parts.region_rx.is_empty() {
+        if !parts.region_rx.is_empty() {
             out.push((self.id, Part::Region));
         }
-        if !self.parts.gc_rx.is_empty() || now >= self.next_purge {
+        if !parts.gc_rx.is_empty() || now >= live.next_purge {
             out.push((self.id, Part::Gc));
         }
-        if !self.parts.split_rx.is_empty() {
+        if !parts.split_rx.is_empty() {
             out.push((self.id, Part::SplitCheck));
         }
-        if !self.parts.pd_rx.is_empty() {
+        if !parts.pd_rx.is_empty() {
             out.push((self.id, Part::Pd));
         }
     }
 
     /// The earliest virtual time (ns) at which a timer of this store fires: a poller's next
-    /// tick or the log purge.
+    /// tick or the log purge (none while it is down).
     pub fn next_timer(&self) -> u64 {
-        let ticks = self
+        let Some(live) = &self.live else {
+            return u64::MAX;
+        };
+        let ticks = live
             .parts
             .pollers
             .iter()
             .map(|p| duration_nanos(self.clock.offset_of(p.next_tick())));
-        ticks.fold(self.next_purge, u64::min)
+        ticks.fold(live.next_purge, u64::min)
     }
 
     /// Runs one step of `part` at virtual time `now`.
     pub fn step(&mut self, part: Part, now: u64) {
-        let parts = &mut self.parts;
+        let live = self.live.as_mut().expect("a runnable store is up");
+        let parts = &mut live.parts;
         match part {
             Part::Poller(i) => {
                 parts.pollers[i].step();
@@ -158,11 +240,11 @@ impl SimStore {
             }
             Part::Gc => {
                 let tasks: Vec<_> = parts.gc_rx.try_iter().collect();
-                self.gc.handle_batch(tasks);
-                if now >= self.next_purge {
+                live.gc.handle_batch(tasks);
+                if now >= live.next_purge {
                     // As the worker thread's timer: every purge interval, sooner after the
                     // purge named regions to compact.
-                    let named = self.gc.purge();
+                    let named = live.gc.purge();
                     let interval = if named.is_empty() {
                         parts.cfg.raft_log_purge_interval
                     } else {
@@ -171,7 +253,7 @@ impl SimStore {
                             .raft_log_purge_interval
                             .min(Duration::from_secs(1))
                     };
-                    self.next_purge = now + duration_nanos(interval);
+                    live.next_purge = now + duration_nanos(interval);
                 }
             }
             Part::SplitCheck => {
@@ -191,6 +273,15 @@ impl SimStore {
     pub fn take_outbox(&self) -> Vec<raftstore::RaftMessage> {
         std::mem::take(&mut *self.outbox.lock().expect("outbox"))
     }
+}
+
+/// Opens the raft log in `dir` on the faulty file system of `disk`.
+fn open_log(dir: &Path, cfg: &Config, disk: &DiskFaults) -> raftstore::Result<RaftLogEngine> {
+    RaftLogEngine::open_on(
+        dir,
+        cfg.raft_log_purge_threshold,
+        LogFileSystem::Faulty(disk.clone()),
+    )
 }
 
 /// `d` in nanoseconds (saturating).

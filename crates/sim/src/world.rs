@@ -11,9 +11,13 @@ use raftstore::Config;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use crate::client::{self, Client, ClientState, OpKind, OpRecord, OpResult, Verdict};
-use crate::net::{self, Net};
+use history::Op;
+
+use crate::chaos::{Chaos, FaultCounts};
+use crate::client::{self, Client, ClientState, OpRecord, OpResult, Reply, Verdict};
+use crate::net::{self, Fate, Net, NetFaults};
 use crate::node::{Part, SimStore};
+use crate::sched::SimScheduler;
 use crate::{Outcome, SimConfig};
 
 /// What can take the next step.
@@ -22,38 +26,52 @@ enum Runnable {
     Store(u64, Part),
     Deliver,
     Client(usize),
+    /// A fault to inject, or one to repair, is due.
+    Chaos,
 }
 
 /// Which phase the run is in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Phase {
+pub(crate) enum Phase {
     /// Clients issue their workload.
     Load,
     /// Clients finish what they started and issue nothing new.
     Drain,
     /// No client acts; the cluster runs on (idle regions go to sleep).
     Idle,
-    /// Each client reads back every key it owns.
+    /// Each client reads back every key.
     Verify,
 }
 
 /// A simulated cluster and its clients.
 pub struct Sim {
-    cfg: SimConfig,
-    rng: StdRng,
+    pub(crate) cfg: SimConfig,
+    pub(crate) rng: StdRng,
     /// Virtual time, ns.
-    now: u64,
-    step: u64,
-    stores: Vec<SimStore>,
-    net: Net,
-    clients: Vec<Client>,
+    pub(crate) now: u64,
+    pub(crate) step: u64,
+    pub(crate) stores: Vec<SimStore>,
+    pub(crate) net: Net,
+    pub(crate) clients: Vec<Client>,
+    /// The shared hot keys.
+    pub(crate) keys: Vec<Vec<u8>>,
     region: metapb::Region,
-    history: Vec<OpRecord>,
-    trace: String,
-    leaders: BTreeSet<(u64, u64)>,
-    violations: Vec<String>,
+    pub(crate) history: Vec<OpRecord>,
+    pub(crate) trace: String,
+    pub(crate) leaders: BTreeSet<(u64, u64)>,
+    pub(crate) violations: Vec<String>,
     delivered: u64,
     phase: Phase,
+    /// Index in `history` of the first read-back operation.
+    pub(crate) verify_from: usize,
+    pub(crate) scheduler: Arc<SimScheduler>,
+    pub(crate) chaos: Chaos,
+    pub(crate) faults: FaultCounts,
+    /// What the linearizability checker covered, or why it found nothing.
+    pub(crate) check_summary: String,
+    /// Probability that an attempt goes to a random store instead of the known leader (a
+    /// client with a stale region cache).
+    stale_route: f64,
     _dir: tempfile::TempDir,
 }
 
@@ -110,8 +128,23 @@ impl Sim {
         let dir = temp_dir();
         let region = initial_region(cfg.stores);
         let base = Instant::now();
-        let scheduler = Arc::new(test_cluster::scheduler::MockScheduler::default());
+        let scheduler = Arc::new(SimScheduler::new());
         let mut trace = String::new();
+        let net_faults = if cfg.faults {
+            NetFaults::draw(&mut rng)
+        } else {
+            NetFaults::none()
+        };
+        let chaos = Chaos::draw(cfg.faults, &mut rng);
+        let stale_route = if cfg.faults {
+            rng.gen_range(0.0..0.3)
+        } else {
+            0.0
+        };
+        let _ = writeln!(
+            trace,
+            "faults: {net_faults:?}, {chaos}, stale routes {stale_route:.3}"
+        );
         let mut stores = Vec::new();
         for id in 1..=cfg.stores {
             // Period within ±10% of 50 ms, phase within one period: drawn, not raced.
@@ -134,17 +167,19 @@ impl Sim {
             .unwrap_or_else(|e| panic!("seed {seed}: {e}"));
             stores.push(store);
         }
-        let clients = (0..cfg.clients)
-            .map(|c| Client::new(c, cfg.keys_per_client))
+        let clients = (0..cfg.clients).map(Client::new).collect();
+        let keys = (0..cfg.keys)
+            .map(|k| format!("k{k}").into_bytes())
             .collect();
         Sim {
-            net: Net::new(cfg.min_delay_us * 1000, cfg.max_delay_us * 1000),
+            net: Net::new(cfg.min_delay_us * 1000, cfg.max_delay_us * 1000, net_faults),
             cfg,
             rng,
             now: 0,
             step: 0,
             stores,
             clients,
+            keys,
             region,
             history: Vec::new(),
             trace,
@@ -152,11 +187,17 @@ impl Sim {
             violations: Vec::new(),
             delivered: 0,
             phase: Phase::Load,
+            verify_from: usize::MAX,
+            scheduler,
+            chaos,
+            faults: FaultCounts::default(),
+            check_summary: String::new(),
+            stale_route,
             _dir: dir,
         }
     }
 
-    fn log(&mut self, line: std::fmt::Arguments<'_>) {
+    pub(crate) fn log(&mut self, line: std::fmt::Arguments<'_>) {
         let _ = writeln!(self.trace, "{:>9}us #{} {line}", self.now / 1000, self.step);
     }
 
@@ -164,6 +205,9 @@ impl Sim {
     /// returns what happened.
     pub fn run(mut self, seed: u64, steps: u64) -> Outcome {
         self.run_phase(steps);
+        // Faults stop here (the per-message ones go on): everything heals, every store
+        // and the scheduler run again, so every client can finish and read back.
+        self.calm();
         self.phase = Phase::Drain;
         self.log(format_args!("phase drain"));
         self.run_phase(self.cfg.settle_steps);
@@ -183,12 +227,13 @@ impl Sim {
         self.run_until(idle_end, self.cfg.settle_steps);
         self.phase = Phase::Verify;
         self.log(format_args!("phase verify"));
+        self.verify_from = self.history.len();
         for c in &mut self.clients {
             c.script = Some(
-                c.keys
+                self.keys
                     .iter()
                     .rev()
-                    .map(|k| OpKind::Get { key: k.clone() })
+                    .map(|k| Op::Get { key: k.clone() })
                     .collect(),
             );
             if matches!(c.state, ClientState::Done) {
@@ -199,11 +244,12 @@ impl Sim {
         for c in &self.clients {
             if !matches!(c.state, ClientState::Done) {
                 self.violations.push(format!(
-                    "client c{} did not finish reading its keys back",
+                    "client c{} did not finish reading the keys back",
                     c.id
                 ));
             }
         }
+        self.check_history();
         Outcome {
             seed,
             steps: self.step,
@@ -213,6 +259,8 @@ impl Sim {
             leaders: self.leaders,
             violations: self.violations,
             delivered: self.delivered,
+            faults: self.faults,
+            check: self.check_summary,
         }
     }
 
@@ -258,6 +306,9 @@ impl Sim {
         if self.net.next_at().is_some_and(|at| at <= self.now) {
             out.push(Runnable::Deliver);
         }
+        if self.chaos.next_due().is_some_and(|at| at <= self.now) {
+            out.push(Runnable::Chaos);
+        }
         for c in &self.clients {
             if c.has_response() || c.next_time().is_some_and(|t| t <= self.now) {
                 out.push(Runnable::Client(c.id));
@@ -272,6 +323,9 @@ impl Sim {
             next = next.min(s.next_timer());
         }
         if let Some(at) = self.net.next_at() {
+            next = next.min(at);
+        }
+        if let Some(at) = self.chaos.next_due() {
             next = next.min(at);
         }
         for c in &self.clients {
@@ -298,8 +352,13 @@ impl Sim {
             }
             Runnable::Deliver => {
                 let m = self.net.pop_due(self.now).expect("due");
-                self.delivered += 1;
                 let line = net::describe(&m);
+                if self.net.blocked(m.from, m.msg.to_peer.store_id) {
+                    self.faults.cut_off += 1;
+                    self.log(format_args!("cut off: {line}"));
+                    return;
+                }
+                self.delivered += 1;
                 self.log(format_args!("{line}"));
                 let raft = &m.msg.message;
                 if m.msg.extra.is_none()
@@ -312,12 +371,17 @@ impl Sim {
                     self.leaders.insert((raft.term, m.from));
                 }
                 let to = m.msg.to_peer.store_id;
-                if let Some(s) = self.stores.get((to.wrapping_sub(1)) as usize) {
+                if let Some(live) = self
+                    .stores
+                    .get((to.wrapping_sub(1)) as usize)
+                    .and_then(|s| s.live.as_ref())
+                {
                     // A full mailbox drops it, as the real router does; raft resends.
-                    let _ = s.parts.router.send_raft_message(m.msg);
+                    let _ = live.parts.router.send_raft_message(m.msg);
                 }
             }
             Runnable::Client(c) => self.step_client(c),
+            Runnable::Chaos => self.run_chaos(),
         }
     }
 
@@ -326,7 +390,24 @@ impl Sim {
         for i in 0..self.stores.len() {
             let from = self.stores[i].id;
             for m in self.stores[i].take_outbox() {
-                self.net.send(self.now, from, m, &mut self.rng);
+                let to = m.to_peer.store_id;
+                let kind = m.message.get_msg_type();
+                let what = match self.net.send(self.now, from, m, &mut self.rng) {
+                    Fate::Sent => continue,
+                    Fate::Dropped => {
+                        self.faults.drops += 1;
+                        "drop"
+                    }
+                    Fate::Duplicated => {
+                        self.faults.dups += 1;
+                        "duplicate"
+                    }
+                    Fate::Reordered => {
+                        self.faults.reorders += 1;
+                        "reorder"
+                    }
+                };
+                self.log(format_args!("net {what} s{from}->s{to} {kind:?}"));
             }
         }
     }
@@ -344,7 +425,12 @@ impl Sim {
             } => {
                 let resp = slot.lock().expect("slot").take();
                 match resp {
-                    Some(resp) => self.on_response(c, op, store, resp, deadline),
+                    Some(Reply::Answer(resp)) => self.on_response(c, op, store, *resp, deadline),
+                    Some(Reply::Dropped) => {
+                        // The store crashed holding the command: it may have applied.
+                        self.clients[c].leader_hint = None;
+                        self.finish(c, op, OpResult::Unknown(format!("s{store} crashed")));
+                    }
                     None => {
                         // The deadline passed without an answer.
                         self.finish(c, op, OpResult::Unknown("timed out".into()));
@@ -356,7 +442,7 @@ impl Sim {
     }
 
     fn start_op(&mut self, c: usize) {
-        let kind = match &mut self.clients[c].script {
+        let op = match &mut self.clients[c].script {
             Some(script) => match script.pop() {
                 Some(k) => k,
                 None => {
@@ -369,55 +455,51 @@ impl Sim {
                     self.clients[c].state = ClientState::Done;
                     return;
                 }
+                let key = self.keys[self.rng.gen_range(0..self.keys.len())].clone();
                 let client = &mut self.clients[c];
-                let key = client.keys[self.rng.gen_range(0..client.keys.len())].clone();
-                if self.rng.gen_bool(self.cfg.put_ratio) {
+                let r: f64 = self.rng.gen();
+                if r < self.cfg.put_ratio {
                     client.issued += 1;
                     let value = format!("c{c}v{}", client.issued).into_bytes();
-                    OpKind::Put { key, value }
+                    Op::Put { key, value }
+                } else if r < self.cfg.put_ratio + self.cfg.delete_ratio {
+                    Op::Delete { key }
                 } else {
-                    OpKind::Get { key }
+                    Op::Get { key }
                 }
             }
         };
-        let op = self.history.len();
+        let index = self.history.len();
+        self.log(format_args!("c{c} call #{index} {op}"));
         self.history.push(OpRecord {
             client: c,
-            kind: kind.clone(),
+            op,
             call: (self.step, self.now / 1000),
             ret: None,
             result: OpResult::Pending,
             attempts: 0,
         });
-        let what = match &kind {
-            OpKind::Put { key, value } => {
-                format!("put {} {}", client::show(key), client::show(value))
-            }
-            OpKind::Get { key } => format!("get {}", client::show(key)),
-        };
-        self.log(format_args!("c{c} call #{op} {what}"));
         let deadline = self.now + self.cfg.op_timeout_ms * 1_000_000;
-        self.send_attempt(c, op, deadline);
+        self.send_attempt(c, index, deadline);
     }
 
     fn send_attempt(&mut self, c: usize, op: usize, deadline: u64) {
         let store = match self.clients[c].leader_hint {
-            Some(s) => s,
-            None => self.rng.gen_range(1..=self.cfg.stores),
+            Some(s) if !self.rng.gen_bool(self.stale_route) => s,
+            _ => self.rng.gen_range(1..=self.cfg.stores),
         };
         let record = &mut self.history[op];
         record.attempts += 1;
         let attempt = record.attempts;
-        let req = client::request(&record.kind, &self.region, store);
+        let req = client::request(&record.op, &self.region, store);
         self.log(format_args!("c{c} attempt #{op}.{attempt} -> s{store}"));
         let slot = client::Slot::default();
-        let filled = slot.clone();
-        self.stores[(store - 1) as usize].parts.router.send_command(
-            req,
-            Box::new(move |resp| {
-                *filled.lock().expect("slot") = Some(resp);
-            }),
-        );
+        let Some(live) = &self.stores[(store - 1) as usize].live else {
+            // Connection refused: never sent, so certainly not applied.
+            self.retry(c, op, store, None, "store down".into(), deadline);
+            return;
+        };
+        live.parts.router.send_command(req, client::callback(&slot));
         self.clients[c].state = ClientState::Waiting {
             op,
             store,
@@ -434,31 +516,13 @@ impl Sim {
         resp: raftstore::CmdResponse<engine::MemSnapshot>,
         deadline: u64,
     ) {
-        let is_get = matches!(self.history[op].kind, OpKind::Get { .. });
+        let is_get = matches!(self.history[op].op, Op::Get { .. });
         match client::verdict(&resp, is_get) {
             Verdict::Ok(value) => {
                 self.clients[c].leader_hint = Some(store);
                 self.finish(c, op, OpResult::Ok(value));
             }
-            Verdict::Retry(hint, why) => {
-                self.clients[c].leader_hint = hint;
-                self.log(format_args!("c{c} retry #{op} after s{store}: {why}"));
-                if self.now >= deadline || self.history[op].attempts >= self.cfg.max_attempts {
-                    self.finish(c, op, OpResult::Failed(why));
-                    return;
-                }
-                // Straight to a named leader; a short pause when none is known.
-                let pause = if hint.is_some() {
-                    1
-                } else {
-                    self.rng.gen_range(5..=50)
-                };
-                self.clients[c].state = ClientState::Backoff {
-                    op,
-                    at: self.now + pause * 1_000_000,
-                    deadline,
-                };
-            }
+            Verdict::Retry(hint, why) => self.retry(c, op, store, hint, why, deadline),
             Verdict::Unknown(why) => {
                 self.clients[c].leader_hint = None;
                 self.finish(c, op, OpResult::Unknown(why));
@@ -466,31 +530,42 @@ impl Sim {
         }
     }
 
-    /// Ends operation `op` of client `c` with `result`, checks it, and schedules the next.
-    fn finish(&mut self, c: usize, op: usize, result: OpResult) {
-        let kind = self.history[op].kind.clone();
-        let client = &mut self.clients[c];
-        match (&kind, &result) {
-            (OpKind::Put { key, value }, OpResult::Ok(_)) => client.on_put(key, value, true),
-            (OpKind::Put { key, value }, OpResult::Unknown(_)) => client.on_put(key, value, false),
-            (OpKind::Get { key }, OpResult::Ok(got)) if !client.accepts(key, got) => {
-                let expected: Vec<String> = client.possible[key.as_slice()]
-                    .iter()
-                    .map(|v| client::show(v))
-                    .collect();
-                let msg = format!(
-                    "op #{op}: c{c} read {} = {:?}, expected one of {expected:?}",
-                    client::show(key),
-                    got.as_deref().map(client::show)
-                );
-                self.violations.push(msg);
-            }
-            _ => {}
+    /// Attempt `op` of client `c` at `store` was certainly not applied: try again, or fail
+    /// the operation past its deadline or attempts.
+    fn retry(
+        &mut self,
+        c: usize,
+        op: usize,
+        store: u64,
+        hint: Option<u64>,
+        why: String,
+        deadline: u64,
+    ) {
+        self.clients[c].leader_hint = hint;
+        self.log(format_args!("c{c} retry #{op} after s{store}: {why}"));
+        if self.now >= deadline || self.history[op].attempts >= self.cfg.max_attempts {
+            self.finish(c, op, OpResult::Failed(why));
+            return;
         }
+        // Straight to a named leader; a short pause when none is known.
+        let pause = if hint.is_some() {
+            1
+        } else {
+            self.rng.gen_range(5..=50)
+        };
+        self.clients[c].state = ClientState::Backoff {
+            op,
+            at: self.now + pause * 1_000_000,
+            deadline,
+        };
+    }
+
+    /// Ends operation `op` of client `c` with `result` and schedules the next.
+    fn finish(&mut self, c: usize, op: usize, result: OpResult) {
         if self.phase == Phase::Verify && !matches!(result, OpResult::Ok(_)) {
             self.violations.push(format!(
                 "op #{op}: c{c} could not read {} back: {result:?}",
-                client::show(kind.key())
+                client::show(self.history[op].op.key())
             ));
         }
         let record = &mut self.history[op];

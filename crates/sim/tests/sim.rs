@@ -1,5 +1,6 @@
-//! The simulator's own tests: determinism (same seed, same run), that seeds matter, and a
-//! batch of seeds that each elect a leader, acknowledge writes and read them all back.
+//! The simulator's own tests: determinism (same seed, same run, faults included), that
+//! seeds matter, and batches of seeds under faults that each elect a leader, acknowledge
+//! writes, check as linearizable and read every acknowledged write back.
 //!
 //! Replay a failing seed with the command its panic prints
 //! (`SIM_SEED=<seed> cargo test -p sim --test sim -- <test> --exact --nocapture`).

@@ -1,0 +1,333 @@
+//! Faults injected at random steps of the load phase: partitions, an isolated store, store
+//! crashes (torn or not) and restarts, scheduler crashes and restarts. Each run draws how
+//! often each happens from its seed; every fault and every repair is a trace line.
+//!
+//! A disruption is due at a drawn virtual time; when it is, the chaos step is one of the
+//! runnable steps the RNG picks from (so it lands between any two steps of the stores and
+//! clients). Each disruption schedules its own repair: a partition heals, a store restarts,
+//! the scheduler comes back, after a drawn time. At most a minority of the stores is down
+//! at once, and one partition is in force at a time. When the load phase ends
+//! [`Sim::calm`] repairs everything at once and no new disruption comes.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use rand::rngs::StdRng;
+use rand::Rng;
+
+use crate::world::Sim;
+
+/// How many of each fault a run injected.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FaultCounts {
+    /// Messages lost.
+    pub drops: u64,
+    /// Messages delivered twice.
+    pub dups: u64,
+    /// Messages given an out-of-order delay.
+    pub reorders: u64,
+    /// Messages dropped at delivery because their link was cut or a store was down.
+    pub cut_off: u64,
+    /// Partitions of the stores into two sides.
+    pub partitions: u64,
+    /// Stores isolated from every other.
+    pub isolations: u64,
+    /// Store crashes.
+    pub crashes: u64,
+    /// Crashes that tore the last unsynced write.
+    pub torn: u64,
+    /// Bytes the raft logs lost in crashes.
+    pub lost_bytes: u64,
+    /// Restarts that worked.
+    pub restarts: u64,
+    /// Restarts that failed (a finding: a store that cannot start on what its disk kept).
+    pub failed_restarts: u64,
+    /// Scheduler crashes.
+    pub scheduler_crashes: u64,
+}
+
+impl fmt::Display for FaultCounts {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "drops {} dups {} reorders {} cut-off {} partitions {} isolations {} crashes {} \
+             (torn {}, {} bytes lost, {} restarts, {} failed) scheduler crashes {}",
+            self.drops,
+            self.dups,
+            self.reorders,
+            self.cut_off,
+            self.partitions,
+            self.isolations,
+            self.crashes,
+            self.torn,
+            self.lost_bytes,
+            self.restarts,
+            self.failed_restarts,
+            self.scheduler_crashes
+        )
+    }
+}
+
+/// A scheduled repair.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Repair {
+    Heal,
+    Restart(u64),
+    SchedulerRestart,
+}
+
+/// The disruptions of one run: their rates, the next one, and the repairs due.
+pub struct Chaos {
+    on: bool,
+    /// Virtual time (ns) of the next disruption.
+    next_at: u64,
+    /// Longest gap between two disruptions, ns.
+    max_gap: u64,
+    /// Relative weights of partition, isolation, crash, scheduler crash.
+    weights: [u32; 4],
+    /// Probability that a crash tears the last unsynced write.
+    torn: f64,
+    repairs: BTreeMap<(u64, u64), Repair>,
+    seq: u64,
+    partitioned: bool,
+}
+
+impl fmt::Display for Chaos {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if !self.on {
+            return write!(f, "no chaos");
+        }
+        let [p, i, c, s] = self.weights;
+        write!(
+            f,
+            "chaos every <= {} ms (weights: partition {p} isolate {i} crash {c} scheduler {s}), \
+             torn {:.2}",
+            self.max_gap / 1_000_000,
+            self.torn
+        )
+    }
+}
+
+impl Chaos {
+    /// Rates drawn from `rng`; with `on == false` nothing is ever injected.
+    pub fn draw(on: bool, rng: &mut StdRng) -> Chaos {
+        let mut c = Chaos {
+            on,
+            next_at: u64::MAX,
+            max_gap: 0,
+            weights: [0; 4],
+            torn: 0.0,
+            repairs: BTreeMap::new(),
+            seq: 0,
+            partitioned: false,
+        };
+        if on {
+            c.max_gap = rng.gen_range(300..=2_000) * 1_000_000;
+            c.weights = [
+                rng.gen_range(0..=3),
+                rng.gen_range(0..=3),
+                rng.gen_range(1..=4),
+                rng.gen_range(0..=1),
+            ];
+            c.torn = rng.gen_range(0.0..=1.0);
+            c.next_at = rng.gen_range(0..=c.max_gap);
+        }
+        c
+    }
+
+    /// When the next disruption or repair is due.
+    pub fn next_due(&self) -> Option<u64> {
+        let repair = self.repairs.keys().next().map(|(at, _)| *at);
+        let next = repair.unwrap_or(u64::MAX).min(self.next_at);
+        (next != u64::MAX).then_some(next)
+    }
+
+    fn schedule(&mut self, at: u64, r: Repair) {
+        self.seq += 1;
+        self.repairs.insert((at, self.seq), r);
+    }
+}
+
+impl Sim {
+    /// Runs the repairs that are due, then the disruption if it is due.
+    pub(crate) fn run_chaos(&mut self) {
+        while let Some((&(at, seq), &r)) = self.chaos.repairs.iter().next() {
+            if at > self.now {
+                break;
+            }
+            self.chaos.repairs.remove(&(at, seq));
+            self.repair(r);
+        }
+        if self.chaos.next_at <= self.now {
+            self.disrupt();
+            let gap = self.rng.gen_range(1..=self.chaos.max_gap);
+            self.chaos.next_at = self.now + gap;
+        }
+    }
+
+    /// Repairs everything now and injects nothing more (network faults go on).
+    pub(crate) fn calm(&mut self) {
+        self.chaos.next_at = u64::MAX;
+        let repairs: Vec<Repair> = std::mem::take(&mut self.chaos.repairs)
+            .into_values()
+            .collect();
+        for r in repairs {
+            self.repair(r);
+        }
+    }
+
+    fn repair(&mut self, r: Repair) {
+        match r {
+            Repair::Heal => {
+                self.net.heal();
+                self.chaos.partitioned = false;
+                self.log(format_args!("chaos: partition healed"));
+            }
+            Repair::SchedulerRestart => {
+                self.scheduler.restart();
+                self.log(format_args!("chaos: scheduler restarted"));
+            }
+            Repair::Restart(id) => self.restart_store(id),
+        }
+    }
+
+    fn disrupt(&mut self) {
+        let w = self.chaos.weights;
+        let total: u32 = w.iter().sum();
+        let mut pick = self.rng.gen_range(0..total.max(1));
+        let mut kind = 0;
+        while kind < 3 && pick >= w[kind] {
+            pick -= w[kind];
+            kind += 1;
+        }
+        let n = self.stores.len() as u64;
+        let down = self.stores.iter().filter(|s| !s.is_up()).count() as u64;
+        let heal_at = self.now + self.rng.gen_range(100..=2_000) * 1_000_000;
+        match kind {
+            0 | 1 if !self.chaos.partitioned => {
+                let side: Vec<bool> = if kind == 1 {
+                    // Isolate the latest leader half the time, else any store.
+                    let latest = self.leaders.iter().next_back().map(|(_, s)| *s);
+                    let victim = match latest {
+                        Some(s) if self.rng.gen_bool(0.5) => s,
+                        _ => self.rng.gen_range(1..=n),
+                    };
+                    (1..=n).map(|s| s == victim).collect()
+                } else {
+                    let mut side: Vec<bool> = (1..=n).map(|_| self.rng.gen_bool(0.5)).collect();
+                    let flip = self.rng.gen_range(0..n as usize);
+                    if side.iter().all(|b| *b) || side.iter().all(|b| !*b) {
+                        side[flip] = !side[flip];
+                    }
+                    side
+                };
+                // A partition cuts one way only a quarter of the time.
+                let one_way = kind == 0 && self.rng.gen_bool(0.25);
+                for a in 1..=n {
+                    for b in 1..=n {
+                        if side[(a - 1) as usize] && !side[(b - 1) as usize] {
+                            self.net.set_cut(a, b, true);
+                            self.net.set_cut(b, a, !one_way);
+                        }
+                    }
+                }
+                self.chaos.partitioned = true;
+                if kind == 0 {
+                    self.faults.partitions += 1;
+                } else {
+                    self.faults.isolations += 1;
+                }
+                let a: Vec<u64> = (1..=n).filter(|s| side[(s - 1) as usize]).collect();
+                let b: Vec<u64> = (1..=n).filter(|s| !side[(s - 1) as usize]).collect();
+                let what = if kind == 1 { "isolate" } else { "partition" };
+                let dir = if one_way { " (one way)" } else { "" };
+                self.log(format_args!(
+                    "chaos: {what} {a:?} | {b:?}{dir} until {}us",
+                    heal_at / 1000
+                ));
+                self.chaos.schedule(heal_at, Repair::Heal);
+            }
+            2 if down < (n - 1) / 2 => {
+                let up: Vec<u64> = (1..=n)
+                    .filter(|s| self.stores[(s - 1) as usize].is_up())
+                    .collect();
+                let id = up[self.rng.gen_range(0..up.len())];
+                let torn = self.rng.gen_bool(self.chaos.torn);
+                self.crash_store(id, torn);
+                self.chaos.schedule(heal_at, Repair::Restart(id));
+            }
+            3 if self.scheduler.is_up() => {
+                self.scheduler.crash();
+                self.faults.scheduler_crashes += 1;
+                self.log(format_args!(
+                    "chaos: scheduler crashed until {}us",
+                    heal_at / 1000
+                ));
+                self.chaos.schedule(heal_at, Repair::SchedulerRestart);
+            }
+            _ => self.log(format_args!(
+                "chaos: nothing (kind {kind} not possible now)"
+            )),
+        }
+    }
+
+    /// Crashes store `id` (see [`crate::node::SimStore::crash`]); what was in flight to or
+    /// from it is lost.
+    pub(crate) fn crash_store(&mut self, id: u64, torn: bool) {
+        let lost = self.stores[(id - 1) as usize].crash(torn);
+        self.net.set_down(id, true);
+        let dropped = self.net.drop_store(id);
+        self.faults.crashes += 1;
+        self.faults.torn += u64::from(torn);
+        self.faults.lost_bytes += lost;
+        self.log(format_args!(
+            "chaos: crash s{id} (torn: {torn}): log lost {lost} bytes, {dropped} messages in \
+             flight dropped"
+        ));
+    }
+
+    /// Restarts store `id` if it is down. A store that cannot start on what its disk kept
+    /// (an error, or a panic while loading) is a finding: it stays down and the run fails.
+    pub(crate) fn restart_store(&mut self, id: u64) {
+        let store = &mut self.stores[(id - 1) as usize];
+        if store.is_up() {
+            return;
+        }
+        let tick = store.tick_ns();
+        let phase = self.rng.gen_range(1..=tick);
+        let started = catch_unwind(AssertUnwindSafe(|| store.restart(phase)));
+        let failure = match started {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(e),
+            Err(panic) => Some(panic_message(&panic)),
+        };
+        match failure {
+            None => {
+                self.net.set_down(id, false);
+                self.faults.restarts += 1;
+                self.log(format_args!("chaos: restart s{id}"));
+            }
+            Some(e) => {
+                // The parts a failed build left are dropped; the store stays down.
+                self.stores[(id - 1) as usize].live = None;
+                self.faults.failed_restarts += 1;
+                self.log(format_args!("chaos: s{id} cannot restart: {e}"));
+                self.violations.push(format!(
+                    "store s{id} cannot restart on what its disk kept after a crash: {e}"
+                ));
+            }
+        }
+    }
+}
+
+/// The message of a caught panic.
+pub fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+    if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else if let Some(s) = panic.downcast_ref::<&str>() {
+        s.to_string()
+    } else {
+        "(no message)".into()
+    }
+}
