@@ -47,6 +47,23 @@ pub struct FaultCounts {
     pub scheduler_crashes: u64,
 }
 
+impl std::ops::AddAssign for FaultCounts {
+    fn add_assign(&mut self, o: FaultCounts) {
+        self.drops += o.drops;
+        self.dups += o.dups;
+        self.reorders += o.reorders;
+        self.cut_off += o.cut_off;
+        self.partitions += o.partitions;
+        self.isolations += o.isolations;
+        self.crashes += o.crashes;
+        self.torn += o.torn;
+        self.lost_bytes += o.lost_bytes;
+        self.restarts += o.restarts;
+        self.failed_restarts += o.failed_restarts;
+        self.scheduler_crashes += o.scheduler_crashes;
+    }
+}
+
 impl fmt::Display for FaultCounts {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(

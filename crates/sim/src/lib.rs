@@ -37,6 +37,7 @@
 pub mod chaos;
 pub mod check;
 pub mod client;
+pub mod exec;
 pub mod net;
 pub mod node;
 pub mod sched;
@@ -195,6 +196,28 @@ impl Outcome {
             panic!("{}", self.report(&replay_command(self.seed, test)));
         }
     }
+}
+
+/// Load steps of one run of the seed sweeps (the 50-seed test and `examples/simulate.rs`).
+pub const SWEEP_STEPS: u64 = 20_000;
+
+/// The cluster a seed sweep runs for `seed`: every third seed has 5 stores (so a partition
+/// can split 2 | 3 and two stores can be down at once), the others 3; faults on.
+pub fn sweep_config(seed: u64) -> SimConfig {
+    SimConfig {
+        stores: if seed.is_multiple_of(3) { 5 } else { 3 },
+        ..SimConfig::default()
+    }
+}
+
+/// One run of a seed sweep: [`sweep_config`] for [`SWEEP_STEPS`] steps.
+pub fn sweep_run(seed: u64) -> Outcome {
+    run_with(seed, SWEEP_STEPS, sweep_config(seed))
+}
+
+/// The command that replays `seed` of a seed sweep in a release build.
+pub fn sweep_replay_command(seed: u64) -> String {
+    format!("cargo run --release -p sim --example simulate -- --seeds 1 --start {seed} --verbose")
 }
 
 /// The command that replays `seed` in `test` (a test of crates/sim/tests/sim.rs).

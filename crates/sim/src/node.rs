@@ -28,6 +28,7 @@ use raftstore::store::StoreParts;
 use raftstore::worker::raftlog_gc::GcRunner;
 use raftstore::{Config, RaftLogEngine};
 
+use crate::exec::Executor;
 use crate::net::{Outbox, SimTransport};
 
 /// Cluster id written into every simulated store.
@@ -60,6 +61,8 @@ pub struct SimStore {
     pub live: Option<Live>,
     /// What the parts sent during the last step.
     pub outbox: Outbox,
+    /// The thread this incarnation's work runs on (see [`crate::exec`]).
+    exec: Executor,
     cfg: Config,
     kv: MemEngine,
     dir: PathBuf,
@@ -92,17 +95,22 @@ impl SimStore {
         let kv = MemEngine::new();
         let dir = dir.join(format!("store{id}"));
         let disk = DiskFaults::new();
-        let raft = open_log(&dir, &cfg, &disk)
-            .map_err(|e| format!("opening the raft log of store {id}: {e}"))?;
-        bootstrap_store(&kv, CLUSTER_ID, id).map_err(|e| e.to_string())?;
-        write_initial_region(&kv, &raft, region).map_err(|e| e.to_string())?;
-        // The bootstrap is durable before the store first starts.
-        raft.sync().map_err(|e| e.to_string())?;
+        let exec = Executor::new(format!("sim-s{id}"));
+        let raft = exec.run(|| -> Result<RaftLogEngine, String> {
+            let raft = open_log(&dir, &cfg, &disk)
+                .map_err(|e| format!("opening the raft log of store {id}: {e}"))?;
+            bootstrap_store(&kv, CLUSTER_ID, id).map_err(|e| e.to_string())?;
+            write_initial_region(&kv, &raft, region).map_err(|e| e.to_string())?;
+            // The bootstrap is durable before the store first starts.
+            raft.sync().map_err(|e| e.to_string())?;
+            Ok(raft)
+        })?;
         let mut store = SimStore {
             id,
             clock: Arc::new(ManualClock::new(base)),
             live: None,
             outbox: Outbox::default(),
+            exec,
             cfg,
             kv,
             dir,
@@ -116,15 +124,17 @@ impl SimStore {
     /// from now.
     fn start(&mut self, raft: RaftLogEngine, disk: DiskFaults, phase: u64) -> Result<(), String> {
         let id = self.id;
-        let mut parts = StoreParts::build(
-            self.cfg.clone(),
-            self.kv.clone(),
-            raft.clone(),
+        let (cfg, kv, clock) = (self.cfg.clone(), self.kv.clone(), self.clock.clone());
+        let (transport, scheduler) = (
             SimTransport::new(self.outbox.clone()),
             self.scheduler.clone(),
-            self.clock.clone(),
-        )
-        .map_err(|e| format!("building store {id}: {e}"))?;
+        );
+        let raft_for_build = raft.clone();
+        // On this incarnation's thread: loading the peers reads the log.
+        let mut parts = self
+            .exec
+            .run(move || StoreParts::build(cfg, kv, raft_for_build, transport, scheduler, clock))
+            .map_err(|e| format!("building store {id}: {e}"))?;
         let first_tick = self.clock.now() + Duration::from_nanos(phase);
         for p in &mut parts.pollers {
             p.set_next_tick(first_tick);
@@ -159,7 +169,7 @@ impl SimStore {
         };
         // First the disk: raft-engine syncs when it closes, and that sync must not land.
         let lost = live.disk.crash(torn);
-        drop(live);
+        self.exec.run(move || drop(live));
         self.outbox.lock().expect("outbox").clear();
         lost
     }
@@ -169,9 +179,14 @@ impl SimStore {
     /// on what the crash left.
     pub fn restart(&mut self, phase: u64) -> Result<(), String> {
         assert!(self.live.is_none(), "store {} is running", self.id);
+        // A new incarnation, a new thread: nothing the old one cached survives.
+        self.exec = Executor::new(format!("sim-s{}", self.id));
         let disk = DiskFaults::new();
-        let raft = open_log(&self.dir, &self.cfg, &disk)
-            .map_err(|e| format!("reopening the raft log of store {}: {e}", self.id))?;
+        let (dir, cfg, id) = (&self.dir, &self.cfg, self.id);
+        let raft = self
+            .exec
+            .run(|| open_log(dir, cfg, &disk))
+            .map_err(|e| format!("reopening the raft log of store {id}: {e}"))?;
         self.start(raft, disk, phase)
     }
 
@@ -224,6 +239,19 @@ impl SimStore {
     /// Runs one step of `part` at virtual time `now`.
     pub fn step(&mut self, part: Part, now: u64) {
         let live = self.live.as_mut().expect("a runnable store is up");
+        self.exec.run(move || live.step(part, now));
+    }
+
+    /// Takes what the parts sent since the last call.
+    pub fn take_outbox(&self) -> Vec<raftstore::RaftMessage> {
+        std::mem::take(&mut *self.outbox.lock().expect("outbox"))
+    }
+}
+
+impl Live {
+    /// Runs one step of `part` at virtual time `now` (on the store's thread).
+    fn step(&mut self, part: Part, now: u64) {
+        let live = self;
         let parts = &mut live.parts;
         match part {
             Part::Poller(i) => {
@@ -267,11 +295,6 @@ impl SimStore {
                 }
             }
         }
-    }
-
-    /// Takes what the parts sent since the last call.
-    pub fn take_outbox(&self) -> Vec<raftstore::RaftMessage> {
-        std::mem::take(&mut *self.outbox.lock().expect("outbox"))
     }
 }
 

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -69,6 +70,8 @@ pub struct Sim {
     pub(crate) faults: FaultCounts,
     /// What the linearizability checker covered, or why it found nothing.
     pub(crate) check_summary: String,
+    /// A step panicked: the run stopped.
+    panicked: bool,
     /// Probability that an attempt goes to a random store instead of the known leader (a
     /// client with a stale region cache).
     stale_route: f64,
@@ -192,6 +195,7 @@ impl Sim {
             chaos,
             faults: FaultCounts::default(),
             check_summary: String::new(),
+            panicked: false,
             stale_route,
             _dir: dir,
         }
@@ -204,13 +208,39 @@ impl Sim {
     /// Runs the load for `steps` steps, lets clients finish, reads every key back, and
     /// returns what happened.
     pub fn run(mut self, seed: u64, steps: u64) -> Outcome {
+        if self.phases(steps) {
+            self.check_history();
+        }
+        Outcome {
+            seed,
+            steps: self.step,
+            virtual_time: Duration::from_nanos(self.now),
+            history: self.history,
+            trace: self.trace,
+            leaders: self.leaders,
+            violations: self.violations,
+            delivered: self.delivered,
+            faults: self.faults,
+            check: self.check_summary,
+        }
+    }
+
+    /// Load, drain, idle, verify; false if a step panicked (the run stops there: the panic
+    /// is its violation).
+    fn phases(&mut self, steps: u64) -> bool {
         self.run_phase(steps);
+        if self.panicked {
+            return false;
+        }
         // Faults stop here (the per-message ones go on): everything heals, every store
         // and the scheduler run again, so every client can finish and read back.
         self.calm();
         self.phase = Phase::Drain;
         self.log(format_args!("phase drain"));
         self.run_phase(self.cfg.settle_steps);
+        if self.panicked {
+            return false;
+        }
         let unfinished = self
             .clients
             .iter()
@@ -225,6 +255,9 @@ impl Sim {
         self.log(format_args!("phase idle"));
         let idle_end = self.now + self.cfg.idle_ms * 1_000_000;
         self.run_until(idle_end, self.cfg.settle_steps);
+        if self.panicked {
+            return false;
+        }
         self.phase = Phase::Verify;
         self.log(format_args!("phase verify"));
         self.verify_from = self.history.len();
@@ -241,6 +274,9 @@ impl Sim {
             }
         }
         self.run_phase(self.cfg.settle_steps);
+        if self.panicked {
+            return false;
+        }
         for c in &self.clients {
             if !matches!(c.state, ClientState::Done) {
                 self.violations.push(format!(
@@ -249,19 +285,7 @@ impl Sim {
                 ));
             }
         }
-        self.check_history();
-        Outcome {
-            seed,
-            steps: self.step,
-            virtual_time: Duration::from_nanos(self.now),
-            history: self.history,
-            trace: self.trace,
-            leaders: self.leaders,
-            violations: self.violations,
-            delivered: self.delivered,
-            faults: self.faults,
-            check: self.check_summary,
-        }
+        true
     }
 
     /// Runs `steps` more steps (or until nothing is left to do in the drain and verify
@@ -292,7 +316,15 @@ impl Sim {
             }
             let pick = runnable[self.rng.gen_range(0..runnable.len())];
             self.step += 1;
-            self.run_one(pick);
+            // A panic in the real code is a finding: the run stops and reports it.
+            if let Err(p) = catch_unwind(AssertUnwindSafe(|| self.run_one(pick))) {
+                let msg = crate::chaos::panic_message(&p);
+                self.log(format_args!("PANIC in {pick:?}: {msg}"));
+                self.violations
+                    .push(format!("step {} ({pick:?}) panicked: {msg}", self.step));
+                self.panicked = true;
+                return;
+            }
             self.collect_sent();
         }
     }
