@@ -143,6 +143,7 @@ mod tests {
             ret: Some((ret, 0)),
             result,
             attempts: 1,
+            served_by: None,
         }
     }
 

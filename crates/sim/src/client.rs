@@ -51,6 +51,8 @@ pub struct OpRecord {
     pub result: OpResult,
     /// Attempts sent (retries + 1).
     pub attempts: u32,
+    /// The store whose answer ended it (or that crashed holding it).
+    pub served_by: Option<u64>,
 }
 
 impl OpRecord {
@@ -66,8 +68,9 @@ impl OpRecord {
             OpResult::Unknown(e) => format!("unknown: {e}"),
             OpResult::Failed(e) => format!("failed: {e}"),
         };
+        let by = self.served_by.map_or(String::new(), |s| format!(" (s{s})"));
         format!(
-            "#{index} c{} {} call step {} t={}us return {ret} attempts {} -> {result}",
+            "#{index} c{} {} call step {} t={}us return {ret} attempts {} -> {result}{by}",
             self.client, self.op, self.call.0, self.call.1, self.attempts
         )
     }

@@ -460,6 +460,7 @@ impl Sim {
                     Some(Reply::Answer(resp)) => self.on_response(c, op, store, *resp, deadline),
                     Some(Reply::Dropped) => {
                         // The store crashed holding the command: it may have applied.
+                        self.history[op].served_by = Some(store);
                         self.clients[c].leader_hint = None;
                         self.finish(c, op, OpResult::Unknown(format!("s{store} crashed")));
                     }
@@ -510,6 +511,7 @@ impl Sim {
             ret: None,
             result: OpResult::Pending,
             attempts: 0,
+            served_by: None,
         });
         let deadline = self.now + self.cfg.op_timeout_ms * 1_000_000;
         self.send_attempt(c, index, deadline);
@@ -552,11 +554,13 @@ impl Sim {
         match client::verdict(&resp, is_get) {
             Verdict::Ok(value) => {
                 self.clients[c].leader_hint = Some(store);
+                self.history[op].served_by = Some(store);
                 self.finish(c, op, OpResult::Ok(value));
             }
             Verdict::Retry(hint, why) => self.retry(c, op, store, hint, why, deadline),
             Verdict::Unknown(why) => {
                 self.clients[c].leader_hint = None;
+                self.history[op].served_by = Some(store);
                 self.finish(c, op, OpResult::Unknown(why));
             }
         }
