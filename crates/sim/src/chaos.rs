@@ -7,7 +7,7 @@
 //! clients). Each disruption schedules its own repair: a partition heals, a store restarts,
 //! the scheduler comes back, after a drawn time. At most a minority of the stores is down
 //! at once, and one partition is in force at a time. When the load phase ends
-//! [`Sim::calm`] repairs everything at once and no new disruption comes.
+//! `Sim::calm` repairs everything at once and no new disruption comes.
 
 use std::collections::BTreeMap;
 use std::fmt;

@@ -8,8 +8,12 @@
 //!   channels), built without threads, on a MemEngine and a raft-engine log in a temp
 //!   directory, with its own [`raftstore::clock::ManualClock`];
 //! - [`net`]: the transport the stores send through, and the messages in flight with their
-//!   seeded delays (FIFO per link);
-//! - [`client`]: clients as state machines, their history and what each read may return;
+//!   seeded delays (FIFO per link) and faults (drop, duplicate, reorder, cut links);
+//! - [`chaos`]: partitions, isolation, store crashes and restarts, scheduler crashes, at
+//!   drawn times; [`sched`]: the scheduler that can crash;
+//! - [`client`]: clients as state machines on shared hot keys, and their history;
+//! - [`check`]: linearizability and lost-write checks of the history, shortened reports;
+//! - [`exec`]: the thread each store incarnation's work runs on, one job at a time;
 //! - [`world`]: the event loop.
 //!
 //! # How an event flows
@@ -28,7 +32,8 @@
 //! - time: every behaviour of a store reads its [`raftstore::clock::Clock`];
 //! - raft-rs's randomized election timeout (`rand::thread_rng()`): the range is set to one
 //!   value, and each store's tick period (45–55 ms) and phase are drawn from the seed;
-//! - thread scheduling: no thread is started; the RNG orders every step;
+//! - thread scheduling: the store starts no thread; the RNG orders every step, and a store's
+//!   step runs on its incarnation's own thread while the simulator waits ([`exec`]);
 //! - hash map order in the poller: fixed hashers ([`raftstore::util::DetHashMap`]);
 //! - the local reader's lease check reads `Instant::now()` (raftstore's local_reader.rs):
 //!   clients here send through the store's own router, which has no local reader, so every

@@ -11,7 +11,7 @@
 //! Each run draws its own [`NetFaults`] from the seed: the probability that a message is
 //! dropped, duplicated (the copy travels on its own delay, so it may overtake or trail the
 //! original) or reordered (an extra delay that ignores the link's FIFO order). Partitions
-//! and crashed stores are [`Net::cut`] links and [`Net::set_down`] stores: a message on a
+//! and crashed stores are cut links ([`Net::set_cut`]) and [`Net::set_down`] stores: a message on a
 //! cut link or to a store that is down is dropped when it would be delivered (so what was
 //! in flight when a partition began is lost too), and a crash drops everything in flight
 //! to or from the store at once ([`Net::drop_store`]).
