@@ -157,9 +157,9 @@ impl Net {
         }
     }
 
-    /// Puts `msg` from store `from` on the wire at `now`; says what became of it. The RNG
-    /// is drawn the same number of times whatever the rates, so the rates change the run
-    /// only where a fault strikes.
+    /// Puts `msg` from store `from` on the wire at `now`; says what became of it. Every
+    /// message draws its delay and three fault dice from the RNG (a reordered or
+    /// duplicated one draws once more for its extra delay).
     pub fn send(&mut self, now: u64, from: u64, msg: RaftMessage, rng: &mut impl Rng) -> Fate {
         let to = msg.to_peer.store_id;
         let drawn = now + rng.gen_range(self.delay.0..=self.delay.1);
