@@ -2,14 +2,15 @@
 //! every failure with the command that replays it.
 //!
 //! ```sh
-//! cargo run --release -p sim --example simulate -- --seeds 1000 [--start 0] [--verbose]
+//! cargo run --release -p sim --example simulate -- --seeds 1000 [--start 0] [--verbose] [--out DIR]
 //! ```
 //!
 //! Each seed is one run of `sim::sweep_run` (the same runs as the 50-seed test): 3 or 5
 //! stores, every fault on, the history checked for linearizability and lost writes. One
 //! line per seed gives its faults; `--verbose` also prints a failing seed's whole report
-//! (the shortened history of the violating key, the last trace lines). Exits non-zero if
-//! any seed failed.
+//! (the shortened history of the violating key, the last trace lines); `--out DIR` writes
+//! each seed's whole trace and history to `DIR/sim-<seed>.trace` and `.history` (to read,
+//! or to diff two runs of one seed). Exits non-zero if any seed failed.
 
 use std::time::Instant;
 
@@ -17,6 +18,7 @@ fn main() {
     let mut seeds = 100u64;
     let mut start = 0u64;
     let mut verbose = false;
+    let mut out_dir: Option<std::path::PathBuf> = None;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         let mut num = |name: &str| -> u64 {
@@ -28,8 +30,17 @@ fn main() {
             "--seeds" => seeds = num("--seeds"),
             "--start" => start = num("--start"),
             "--verbose" => verbose = true,
+            "--out" => {
+                out_dir = Some(
+                    args.next()
+                        .unwrap_or_else(|| panic!("--out takes a directory"))
+                        .into(),
+                )
+            }
             other => {
-                eprintln!("unknown argument {other}; usage: --seeds N [--start S] [--verbose]");
+                eprintln!(
+                    "unknown argument {other}; usage: --seeds N [--start S] [--verbose] [--out DIR]"
+                );
                 std::process::exit(2);
             }
         }
@@ -41,6 +52,12 @@ fn main() {
     for seed in start..start + seeds {
         let t = Instant::now();
         let out = sim::sweep_run(seed);
+        if let Some(dir) = &out_dir {
+            std::fs::write(dir.join(format!("sim-{seed}.trace")), &out.trace)
+                .expect("write the trace");
+            std::fs::write(dir.join(format!("sim-{seed}.history")), out.history_text())
+                .expect("write the history");
+        }
         total += out.faults;
         ops += out.history.len();
         let verdict = if out.violations.is_empty() {

@@ -84,28 +84,6 @@ fn twenty_seeds_elect_a_leader_and_keep_every_acknowledged_write() {
     eprintln!("{count} seeds in {:?}", started.elapsed());
 }
 
-/// Writes the trace and history of one seed of the sweep (`SIM_SEED`, default 7; the runs
-/// of the 50-seed test and of `examples/simulate.rs`) into `SIM_OUT` (a directory, default
-/// the system temp dir) for reading or diffing two runs.
-#[test]
-#[ignore]
-fn write_trace_and_history() {
-    let seed = seed_or(7);
-    let out = sim::sweep_run(seed);
-    let dir = std::env::var("SIM_OUT").map_or_else(|_| std::env::temp_dir(), Into::into);
-    let trace = dir.join(format!("sim-{seed}.trace"));
-    let history = dir.join(format!("sim-{seed}.history"));
-    std::fs::write(&trace, &out.trace).expect("write trace");
-    std::fs::write(&history, out.history_text()).expect("write history");
-    eprintln!(
-        "{}
-{} and {}",
-        out.summary(),
-        trace.display(),
-        history.display()
-    );
-}
-
 /// 50 seeds under every fault (drops, duplicates, reordering, partitions, isolation, store
 /// crashes with torn writes, scheduler crashes), 3 or 5 stores: each history must check as
 /// linearizable, every acknowledged write must read back, every crashed store must start
