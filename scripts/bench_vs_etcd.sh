@@ -52,6 +52,11 @@
 #   BENCH_PORT_BASE    first loopback port used (default 32379): etcd clients on base..base+2,
 #                      etcd peers on base+10..base+12, Tessera's PD on base+100
 #   BENCH_API_VERSION  TiKV API version for the playground and the client (default 1)
+#   BENCH_CLIENTS_PER_CONNECTION  clients sharing one connection (default 8): etcd gets one
+#                      connection to its leader per this many clients (the leader is found
+#                      with Maintenance Status; if none is, connections go to the members in
+#                      turn), Tessera one tikv-client instance (own PD and store connections)
+#                      per this many
 #   BENCH_POLLERS      raft pollers per store (`playground --store-pool-size`; default 0:
 #                      one per four cores, at least one)
 #   BENCH_SETTLE       seconds to wait after the stores registered (default 3)
@@ -78,6 +83,7 @@ ONLY="${BENCH_ONLY:-both}"
 PORT_BASE="${BENCH_PORT_BASE:-32379}"
 API_VERSION="${BENCH_API_VERSION:-1}"
 POLLERS="${BENCH_POLLERS:-0}"
+PER_CONNECTION="${BENCH_CLIENTS_PER_CONNECTION:-8}"
 SETTLE="${BENCH_SETTLE:-3}"
 RUN_TIMEOUT_EXTRA="${BENCH_RUN_TIMEOUT:-180}"
 TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
@@ -234,7 +240,7 @@ run_one() {
     # shellcheck disable=SC2086 # $flags is a list of flags
     timeout --kill-after=10 "$limit" "$BENCH" --target "$target" --endpoints "$endpoints" \
         --workload "$workload" --clients "$clients" --duration "$DURATION" \
-        --warmup "$WARMUP" --json $flags "$@" 2>&1 >"$base.json" | tee "$base.log" >&2
+        --warmup "$WARMUP" --clients-per-connection "$PER_CONNECTION" --json $flags "$@" 2>&1 >"$base.json" | tee "$base.log" >&2
     rc=${PIPESTATUS[0]}
     set -e
     echo "$rc" >"$base.rc"
@@ -450,7 +456,7 @@ cell() {
 
 echo
 echo "${DURATION}s per run after ${WARMUP}s warm-up; $(nproc) cores shared by servers and client"
-echo "etcd $ETCD_VERSION (3 members, WAL fsync) vs tessera playground (3 stores, API v$API_VERSION)"
+echo "etcd $ETCD_VERSION (3 members, WAL fsync, clients at the leader) vs tessera playground (3 stores, API v$API_VERSION); $PER_CONNECTION clients per connection (etcd) or per tikv-client (tessera)"
 echo "write/read: ${VALUE_SIZE}-byte values, read over $READ_KEYS preloaded keys;" \
     "txn-transfer: $TXN_ACCOUNTS accounts"
 fmt='%-28s %7s %11s %11s %7s %15s %15s %9s %9s\n'

@@ -69,6 +69,11 @@ pub struct Args {
     /// Concurrent clients (tokio tasks), each with one request in flight.
     #[arg(long, default_value_t = 1)]
     pub clients: usize,
+    /// Clients sharing one connection: etcd opens one connection to its leader per this
+    /// many clients, tikv one `RawClient` / `TransactionClient` (its own PD and store
+    /// connections) per this many. Both systems get the same number of connections.
+    #[arg(long, default_value_t = 8)]
+    pub clients_per_connection: usize,
     /// Value size in bytes.
     #[arg(long, default_value_t = 256)]
     pub value_size: usize,
@@ -119,6 +124,8 @@ pub struct Config {
     pub endpoints: Vec<String>,
     pub workload: Workload,
     pub clients: usize,
+    /// Clients per connection (etcd) or per client instance (tikv), at least 1.
+    pub clients_per_connection: usize,
     pub value_size: usize,
     pub duration: Duration,
     pub keys: u64,
@@ -165,6 +172,8 @@ pub enum ArgError {
     TooFewAccounts(u64),
     #[error("--max-ops must be at least 1")]
     MaxOps,
+    #[error("--clients-per-connection must be at least 1")]
+    ClientsPerConnection,
 }
 
 impl Args {
@@ -172,6 +181,9 @@ impl Args {
     pub fn validate(self) -> Result<Config, ArgError> {
         if self.clients == 0 || self.clients > MAX_CLIENTS {
             return Err(ArgError::Clients(self.clients));
+        }
+        if self.clients_per_connection == 0 {
+            return Err(ArgError::ClientsPerConnection);
         }
         if self.value_size == 0 || self.value_size > MAX_VALUE_SIZE {
             return Err(ArgError::ValueSize(self.value_size));
@@ -229,6 +241,7 @@ impl Args {
             endpoints,
             workload: self.workload,
             clients: self.clients,
+            clients_per_connection: self.clients_per_connection,
             value_size: self.value_size,
             duration: Duration::from_secs_f64(self.duration),
             keys: self.keys,
@@ -372,6 +385,10 @@ mod tests {
     #[test]
     fn range_errors_name_the_flag() {
         assert_eq!(invalid(&["--clients", "0"]), ArgError::Clients(0));
+        assert_eq!(
+            invalid(&["--clients-per-connection", "0"]),
+            ArgError::ClientsPerConnection
+        );
         assert_eq!(invalid(&["--value-size", "0"]), ArgError::ValueSize(0));
         assert_eq!(invalid(&["--max-ops", "0"]), ArgError::MaxOps);
         assert_eq!(

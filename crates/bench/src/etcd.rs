@@ -1,9 +1,11 @@
 //! The `etcd` target: a minimal etcd v3 client over our own `.proto` (KV.Put, KV.Range and
 //! KV.Txn).
 //!
-//! One HTTP/2 connection per endpoint; client `i` uses endpoint `i % n`, so load is spread
-//! over all members as etcd's own benchmark tool does with several endpoints. Reads use
-//! etcd's default linearizable Range (TiKV's raw get also reads at the leader).
+//! etcd's best set-up, as the comparison asks: every client at the leader (found with
+//! Maintenance Status), one HTTP/2 connection per `--clients-per-connection` clients
+//! (client `i` uses connection `i % n`). If no leader can be found the connections go to the
+//! endpoints in turn. Reads use etcd's default linearizable Range (TiKV's raw get also
+//! reads at the leader).
 //!
 //! A `txn-transfer` is etcd's optimistic transaction, as its STM does it: Range both
 //! accounts (together), then one Txn whose compares require both accounts' `mod_revision`
@@ -25,6 +27,7 @@ pub mod pb {
 }
 
 use pb::kv_client::KvClient;
+use pb::maintenance_client::MaintenanceClient;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Per-request deadline: a request stuck longer is counted as an error.
@@ -44,38 +47,118 @@ pub fn endpoint_url(endpoint: &str) -> String {
 
 #[derive(Clone)]
 pub struct EtcdBackend {
-    /// One client per endpoint, each over its own connection.
+    /// Every connection the run opened (see [`EtcdBackend::connect`]).
     all: Vec<KvClient<Channel>>,
     /// The one this handle sends to.
     mine: KvClient<Channel>,
 }
 
+/// Where the clients of a run send, as [`EtcdBackend::connect`] decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Placement {
+    /// Every connection goes to the leader (its URL): no member forwards a request.
+    Leader(String),
+    /// The leader could not be found (why); connections go to the endpoints in turn.
+    Spread(String),
+}
+
 impl EtcdBackend {
-    /// Connects to every endpoint; any one failing fails the whole run, since a comparison
-    /// with a member missing would not be the one asked for.
-    pub async fn connect(endpoints: &[String]) -> Result<Self, BenchError> {
-        let mut all = Vec::with_capacity(endpoints.len());
-        for e in endpoints {
-            let url = endpoint_url(e);
-            let err = |detail: String| BenchError::Connect {
-                target: "etcd",
-                detail: format!("{url}: {detail}"),
-            };
-            let channel = Endpoint::from_shared(url.clone())
-                .map_err(|e| err(format!("not a valid address ({e})")))?
-                .connect_timeout(CONNECT_TIMEOUT)
-                .timeout(REQUEST_TIMEOUT)
-                .tcp_nodelay(true)
-                .connect()
-                .await
-                .map_err(|e| err(error_chain(&e)))?;
-            all.push(KvClient::new(channel));
+    /// Opens one connection per `clients_per_connection` clients. etcd's best set-up is
+    /// clients at the leader (a follower forwards every write and linearizable read to it,
+    /// one more hop): each endpoint is asked for its Maintenance Status and every
+    /// connection goes to the member that is the leader. If no endpoint names a leader
+    /// among them, the connections go to the endpoints in turn (at least one each). Any
+    /// endpoint failing to connect fails the whole run, since a comparison with a member
+    /// missing would not be the one asked for.
+    pub async fn connect(
+        endpoints: &[String],
+        clients: usize,
+        clients_per_connection: usize,
+    ) -> Result<(Self, Placement), BenchError> {
+        let urls: Vec<String> = endpoints.iter().map(|e| endpoint_url(e)).collect();
+        let mut probes = Vec::with_capacity(urls.len());
+        for url in &urls {
+            probes.push(open_channel(url).await?);
+        }
+        let placement = find_leader(&urls, &probes).await;
+        let wanted = clients.div_ceil(clients_per_connection.max(1)).max(1);
+        let mut all = Vec::with_capacity(wanted);
+        match &placement {
+            Placement::Leader(url) => {
+                let at = urls.iter().position(|u| u == url).unwrap_or(0);
+                all.push(KvClient::new(probes[at].clone()));
+                while all.len() < wanted {
+                    all.push(KvClient::new(open_channel(url).await?));
+                }
+            }
+            Placement::Spread(_) => {
+                for p in &probes {
+                    all.push(KvClient::new(p.clone()));
+                }
+                let mut i = 0;
+                while all.len() < wanted {
+                    all.push(KvClient::new(open_channel(&urls[i % urls.len()]).await?));
+                    i += 1;
+                }
+            }
         }
         let mine = all.first().cloned().ok_or_else(|| BenchError::Connect {
             target: "etcd",
             detail: "no endpoints".into(),
         })?;
-        Ok(EtcdBackend { all, mine })
+        Ok((EtcdBackend { all, mine }, placement))
+    }
+}
+
+/// A new HTTP/2 connection to `url`.
+async fn open_channel(url: &str) -> Result<Channel, BenchError> {
+    let err = |detail: String| BenchError::Connect {
+        target: "etcd",
+        detail: format!("{url}: {detail}"),
+    };
+    Endpoint::from_shared(url.to_string())
+        .map_err(|e| err(format!("not a valid address ({e})")))?
+        .connect_timeout(CONNECT_TIMEOUT)
+        .timeout(REQUEST_TIMEOUT)
+        .tcp_nodelay(true)
+        .connect()
+        .await
+        .map_err(|e| err(error_chain(&e)))
+}
+
+/// The URL of the member that is the leader: the one whose own member id is the leader id
+/// that the members report. `Spread` with the reason when none can be found.
+async fn find_leader(urls: &[String], channels: &[Channel]) -> Placement {
+    let mut leaders = Vec::new();
+    let mut members = Vec::new();
+    let mut errors = Vec::new();
+    for (url, ch) in urls.iter().zip(channels) {
+        match MaintenanceClient::new(ch.clone())
+            .status(pb::StatusRequest {})
+            .await
+        {
+            Ok(r) => {
+                let r = r.into_inner();
+                members.push((r.header.map(|h| h.member_id).unwrap_or(0), url));
+                if r.leader != 0 {
+                    leaders.push(r.leader);
+                }
+            }
+            Err(e) => errors.push(format!("{url}: {}", status_text(e))),
+        }
+    }
+    // The highest-term view would be best; members that answer at once agree in practice,
+    // and a disagreement (an election under way) falls back to spreading.
+    leaders.sort_unstable();
+    leaders.dedup();
+    match leaders.as_slice() {
+        [id] => match members.iter().find(|(m, _)| m == id) {
+            Some((_, url)) => Placement::Leader((*url).clone()),
+            None => Placement::Spread(format!("leader {id:x} is not among the endpoints")),
+        },
+        [] if errors.is_empty() => Placement::Spread("no member knows a leader".into()),
+        [] => Placement::Spread(format!("no Status answer: {}", errors.join("; "))),
+        many => Placement::Spread(format!("members disagree on the leader: {many:x?}")),
     }
 }
 
@@ -162,6 +245,8 @@ impl Backend for EtcdBackend {
     fn for_client(&self, index: usize) -> Self {
         EtcdBackend {
             all: self.all.clone(),
+            // Clients take the connections in turn, so each carries at most
+            // clients-per-connection of them.
             mine: self.all[index % self.all.len()].clone(),
         }
     }
@@ -465,7 +550,7 @@ mod tests {
             .local_addr()
             .unwrap()
             .port();
-        let err = EtcdBackend::connect(&[format!("127.0.0.1:{port}")])
+        let err = EtcdBackend::connect(&[format!("127.0.0.1:{port}")], 1, 8)
             .await
             .err()
             .expect("nothing listens there");

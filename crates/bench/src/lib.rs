@@ -65,8 +65,14 @@ pub async fn run(config: &Config) -> Result<Report, BenchError> {
                 config.api_version,
                 config.txn_mode,
                 config.tls.as_ref(),
+                config.clients.div_ceil(config.clients_per_connection),
             )
             .await?;
+            eprintln!(
+                "tikv: {} client instance(s), {} client(s) each at most",
+                backend.instances(),
+                config.clients_per_connection
+            );
             // The stores' stage histograms, scraped around the measured window (not over
             // TLS: the status ports then need a client certificate this tool does not send).
             let scraper = if config.tls.is_none() {
@@ -83,7 +89,21 @@ pub async fn run(config: &Config) -> Result<Report, BenchError> {
             runner::run_with_stages(backend, config, style, scraper).await
         }
         Target::Etcd => {
-            let backend = etcd::EtcdBackend::connect(&config.endpoints).await?;
+            let (backend, placement) = etcd::EtcdBackend::connect(
+                &config.endpoints,
+                config.clients,
+                config.clients_per_connection,
+            )
+            .await?;
+            match placement {
+                etcd::Placement::Leader(url) => eprintln!(
+                    "etcd: clients at the leader {url}, {} client(s) per connection at most",
+                    config.clients_per_connection
+                ),
+                etcd::Placement::Spread(why) => {
+                    eprintln!("etcd: clients spread over the endpoints ({why})")
+                }
+            }
             runner::run_with(backend, config, style).await
         }
     }

@@ -194,10 +194,13 @@ enum Client {
     },
 }
 
-/// One client shared by every client task: a `RawClient` (or `TransactionClient` for
-/// txn-transfer) is a handle over shared connections and a region cache, made to be shared.
+/// The client handles of a run: one `RawClient` (or `TransactionClient` for txn-transfer)
+/// per `--clients-per-connection` client tasks, each with its own PD and store
+/// connections, as etcd gets one connection per that many clients. Client task `i` uses
+/// handle `i % n`.
 #[derive(Clone)]
 pub struct TikvBackend {
+    all: Arc<Vec<Client>>,
     client: Client,
 }
 
@@ -208,48 +211,71 @@ fn connect_error(pd_endpoints: &[String], detail: String) -> BenchError {
     }
 }
 
+/// One `RawClient`, or with `txn_mode` one `TransactionClient`.
+async fn connect_one(
+    pd_endpoints: &[String],
+    api_version: u8,
+    txn_mode: Option<TxnMode>,
+    tls: Option<&crate::bank::TlsPaths>,
+) -> Result<Client, BenchError> {
+    let endpoints = pd_endpoints.to_vec();
+    let mut config = client_config(api_version);
+    if let Some(t) = tls {
+        config = config.with_security(&t.ca, &t.cert, &t.key);
+    }
+    let timeout = || {
+        connect_error(
+            pd_endpoints,
+            format!("no answer within {CONNECT_TIMEOUT:?}"),
+        )
+    };
+    Ok(match txn_mode {
+        None => {
+            let connect = RawClient::new_with_config(endpoints, config);
+            let raw = tokio::time::timeout(CONNECT_TIMEOUT, connect)
+                .await
+                .map_err(|_| timeout())?
+                .map_err(|e| connect_error(pd_endpoints, e.to_string()))?;
+            Client::Raw(raw)
+        }
+        Some(mode) => {
+            let connect = TransactionClient::new_with_config(endpoints, config);
+            let txn = tokio::time::timeout(CONNECT_TIMEOUT, connect)
+                .await
+                .map_err(|_| timeout())?
+                .map_err(|e| connect_error(pd_endpoints, e.to_string()))?;
+            Client::Txn {
+                client: Arc::new(txn),
+                mode,
+            }
+        }
+    })
+}
+
 impl TikvBackend {
-    /// Connects a `RawClient`, or with `txn_mode` a `TransactionClient` (same endpoints, same
-    /// API version handling).
+    /// Connects `instances` (at least one) `RawClient`s, or with `txn_mode`
+    /// `TransactionClient`s (same endpoints, same API version handling).
     pub async fn connect(
         pd_endpoints: &[String],
         api_version: u8,
         txn_mode: Option<TxnMode>,
         tls: Option<&crate::bank::TlsPaths>,
+        instances: usize,
     ) -> Result<Self, BenchError> {
-        let endpoints = pd_endpoints.to_vec();
-        let mut config = client_config(api_version);
-        if let Some(t) = tls {
-            config = config.with_security(&t.ca, &t.cert, &t.key);
+        let mut all = Vec::with_capacity(instances.max(1));
+        for _ in 0..instances.max(1) {
+            all.push(connect_one(pd_endpoints, api_version, txn_mode, tls).await?);
         }
-        let timeout = || {
-            connect_error(
-                pd_endpoints,
-                format!("no answer within {CONNECT_TIMEOUT:?}"),
-            )
-        };
-        let client = match txn_mode {
-            None => {
-                let connect = RawClient::new_with_config(endpoints, config);
-                let raw = tokio::time::timeout(CONNECT_TIMEOUT, connect)
-                    .await
-                    .map_err(|_| timeout())?
-                    .map_err(|e| connect_error(pd_endpoints, e.to_string()))?;
-                Client::Raw(raw)
-            }
-            Some(mode) => {
-                let connect = TransactionClient::new_with_config(endpoints, config);
-                let txn = tokio::time::timeout(CONNECT_TIMEOUT, connect)
-                    .await
-                    .map_err(|_| timeout())?
-                    .map_err(|e| connect_error(pd_endpoints, e.to_string()))?;
-                Client::Txn {
-                    client: Arc::new(txn),
-                    mode,
-                }
-            }
-        };
-        Ok(TikvBackend { client })
+        let client = all[0].clone();
+        Ok(TikvBackend {
+            all: Arc::new(all),
+            client,
+        })
+    }
+
+    /// Client handles this run opened.
+    pub fn instances(&self) -> usize {
+        self.all.len()
     }
 
     fn raw(&self) -> Result<&RawClient, String> {
@@ -268,8 +294,11 @@ impl TikvBackend {
 }
 
 impl Backend for TikvBackend {
-    fn for_client(&self, _index: usize) -> Self {
-        self.clone()
+    fn for_client(&self, index: usize) -> Self {
+        TikvBackend {
+            all: self.all.clone(),
+            client: self.all[index % self.all.len()].clone(),
+        }
     }
 
     async fn put(&self, key: Vec<u8>, value: Vec<u8>) -> Result<(), String> {
@@ -396,7 +425,7 @@ mod tests {
             .port();
         for mode in [None, Some(TxnMode::Optimistic)] {
             let started = std::time::Instant::now();
-            let err = TikvBackend::connect(&[format!("127.0.0.1:{port}")], 1, mode, None)
+            let err = TikvBackend::connect(&[format!("127.0.0.1:{port}")], 1, mode, None, 1)
                 .await
                 .err()
                 .expect("nothing listens there");

@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 
 use bench::etcd::pb;
 use pb::kv_server::{Kv, KvServer};
+use pb::maintenance_server::{Maintenance, MaintenanceServer};
 use tonic::{Request, Response, Status};
 
 fn bench_bin() -> Command {
@@ -286,11 +287,42 @@ impl Kv for FakeEtcd {
     }
 }
 
-/// Starts `n` fake members sharing one map; returns their addresses.
+/// A stand-in Maintenance service: member `id` of a cluster whose leader is `leader`.
+#[derive(Clone)]
+struct FakeStatus {
+    id: u64,
+    leader: u64,
+}
+
+#[tonic::async_trait]
+impl Maintenance for FakeStatus {
+    async fn status(
+        &self,
+        _req: Request<pb::StatusRequest>,
+    ) -> Result<Response<pb::StatusResponse>, Status> {
+        Ok(Response::new(pb::StatusResponse {
+            header: Some(pb::ResponseHeader {
+                member_id: self.id,
+                ..Default::default()
+            }),
+            leader: self.leader,
+            ..Default::default()
+        }))
+    }
+}
+
+/// Starts `n` fake members sharing one map; returns their addresses. They serve no
+/// Maintenance service, so the tool cannot find a leader and spreads its connections.
 async fn start_fakes(n: usize) -> (Vec<FakeEtcd>, Vec<String>) {
+    start_fakes_with_leader(n, None).await
+}
+
+/// As [`start_fakes`]; with `Some(l)`, member `i` has id `0x100 + i` and every member
+/// names member `l` the leader.
+async fn start_fakes_with_leader(n: usize, leader: Option<usize>) -> (Vec<FakeEtcd>, Vec<String>) {
     let data = Arc::new(Mutex::new(Kvs::default()));
     let (mut fakes, mut addrs) = (Vec::new(), Vec::new());
-    for _ in 0..n {
+    for i in 0..n {
         let fake = FakeEtcd {
             data: data.clone(),
             ..Default::default()
@@ -298,14 +330,57 @@ async fn start_fakes(n: usize) -> (Vec<FakeEtcd>, Vec<String>) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         addrs.push(listener.local_addr().unwrap().to_string());
         let svc = KvServer::new(fake.clone());
+        let status = leader.map(|l| {
+            MaintenanceServer::new(FakeStatus {
+                id: 0x100 + i as u64,
+                leader: 0x100 + l as u64,
+            })
+        });
         tokio::spawn(
             tonic::transport::Server::builder()
                 .add_service(svc)
+                .add_optional_service(status)
                 .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
         );
         fakes.push(fake);
     }
     (fakes, addrs)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcd_clients_are_sent_to_the_leader_when_the_members_name_one() {
+    let (fakes, addrs) = start_fakes_with_leader(3, Some(1)).await;
+    let endpoints = addrs.join(",");
+    let out = run_async(args(&[
+        "--target",
+        "etcd",
+        "--endpoints",
+        &endpoints,
+        "--workload",
+        "write",
+        "--clients",
+        "20",
+        "--duration",
+        "0.5",
+        "--keys",
+        "100",
+        "--json",
+    ]))
+    .await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains(&format!("clients at the leader http://{}", addrs[1])),
+        "{stderr}"
+    );
+    assert!(fakes[1].requests.load(Ordering::Relaxed) > 0);
+    for f in [&fakes[0], &fakes[2]] {
+        assert_eq!(
+            f.requests.load(Ordering::Relaxed),
+            0,
+            "a follower got requests"
+        );
+    }
 }
 
 async fn run_async(args: Vec<String>) -> Output {

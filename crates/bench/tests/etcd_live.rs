@@ -127,9 +127,14 @@ fn etcd_target_against_a_real_etcd() {
     rt.block_on(async {
         use bench::backend::Backend;
         use bench::workload::{key_for, prefix_end};
-        let b = bench::etcd::EtcdBackend::connect(&[ep.to_string()])
+        let (b, placement) = bench::etcd::EtcdBackend::connect(&[ep.to_string()], 16, 8)
             .await
             .unwrap();
+        // Our Maintenance Status message reads etcd's answer: the one member is the leader.
+        assert_eq!(
+            placement,
+            bench::etcd::Placement::Leader(bench::etcd::endpoint_url(ep))
+        );
         for i in 0..30 {
             b.put(key_for(1_000_000 + i), b"v".to_vec()).await.unwrap();
         }
