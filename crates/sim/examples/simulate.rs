@@ -66,11 +66,15 @@ fn main() {
             "FAILED"
         };
         println!(
-            "seed {seed} {verdict} ({} stores, {} ops, {:.2}s): {}",
+            "seed {seed} {verdict} ({} stores, {} ops, {:.2}s): {}; {} regions, {} conf \
+             changes, {} transfers made",
             sim::sweep_config(seed).stores,
             out.history.len(),
             t.elapsed().as_secs_f64(),
-            out.faults
+            out.faults,
+            out.regions,
+            out.conf_changes_applied,
+            out.leader_transfers
         );
         if !out.violations.is_empty() {
             let replay = sim::sweep_replay_command(seed);

@@ -1,5 +1,7 @@
 //! Faults injected at random steps of the load phase: partitions, an isolated store, store
-//! crashes (torn or not) and restarts, scheduler crashes and restarts. Each run draws how
+//! crashes (torn or not) and restarts, scheduler crashes and restarts, and the cluster
+//! operations of [`crate::ops`] (leader transfers, splits, peer removals with their later
+//! re-additions). Each run draws how
 //! often each happens from its seed; every fault and every repair is a trace line.
 //!
 //! A disruption is due at a drawn virtual time; when it is, the chaos step is one of the
@@ -45,6 +47,14 @@ pub struct FaultCounts {
     pub failed_restarts: u64,
     /// Scheduler crashes.
     pub scheduler_crashes: u64,
+    /// Leader transfers asked for.
+    pub transfers: u64,
+    /// Splits asked for (at a hot key not yet a region boundary).
+    pub splits: u64,
+    /// Peer removals scheduled (scheduler operators).
+    pub conf_changes: u64,
+    /// Peer additions scheduled by the membership repair (operators; a retry counts again).
+    pub peers_added: u64,
 }
 
 impl std::ops::AddAssign for FaultCounts {
@@ -61,6 +71,10 @@ impl std::ops::AddAssign for FaultCounts {
         self.restarts += o.restarts;
         self.failed_restarts += o.failed_restarts;
         self.scheduler_crashes += o.scheduler_crashes;
+        self.transfers += o.transfers;
+        self.splits += o.splits;
+        self.conf_changes += o.conf_changes;
+        self.peers_added += o.peers_added;
     }
 }
 
@@ -69,7 +83,8 @@ impl fmt::Display for FaultCounts {
         write!(
             f,
             "drops {} dups {} reorders {} cut-off {} partitions {} isolations {} crashes {} \
-             (torn {}, {} bytes lost, {} restarts, {} failed) scheduler crashes {}",
+             (torn {}, {} bytes lost, {} restarts, {} failed) scheduler crashes {} transfers {} \
+             splits {} removals {} additions {}",
             self.drops,
             self.dups,
             self.reorders,
@@ -81,7 +96,11 @@ impl fmt::Display for FaultCounts {
             self.lost_bytes,
             self.restarts,
             self.failed_restarts,
-            self.scheduler_crashes
+            self.scheduler_crashes,
+            self.transfers,
+            self.splits,
+            self.conf_changes,
+            self.peers_added
         )
     }
 }
@@ -92,7 +111,20 @@ enum Repair {
     Heal,
     Restart(u64),
     SchedulerRestart,
+    /// Give every region a peer on every store again (after a removal).
+    Membership,
 }
+
+/// Kinds of disruption, in the order of [`Chaos::weights`].
+const KINDS: [&str; 7] = [
+    "partition",
+    "isolate",
+    "crash",
+    "scheduler",
+    "transfer",
+    "split",
+    "remove-peer",
+];
 
 /// The disruptions of one run: their rates, the next one, and the repairs due.
 pub struct Chaos {
@@ -101,8 +133,8 @@ pub struct Chaos {
     next_at: u64,
     /// Longest gap between two disruptions, ns.
     max_gap: u64,
-    /// Relative weights of partition, isolation, crash, scheduler crash.
-    weights: [u32; 4],
+    /// Relative weights of each kind in [`KINDS`].
+    weights: [u32; KINDS.len()],
     /// Probability that a crash tears the last unsynced write.
     torn: f64,
     repairs: BTreeMap<(u64, u64), Repair>,
@@ -115,14 +147,15 @@ impl fmt::Display for Chaos {
         if !self.on {
             return write!(f, "no chaos");
         }
-        let [p, i, c, s] = self.weights;
         write!(
             f,
-            "chaos every <= {} ms (weights: partition {p} isolate {i} crash {c} scheduler {s}), \
-             torn {:.2}",
-            self.max_gap / 1_000_000,
-            self.torn
-        )
+            "chaos every <= {} ms (weights:",
+            self.max_gap / 1_000_000
+        )?;
+        for (k, w) in KINDS.iter().zip(self.weights) {
+            write!(f, " {k} {w}")?;
+        }
+        write!(f, "), torn {:.2}", self.torn)
     }
 }
 
@@ -133,7 +166,7 @@ impl Chaos {
             on,
             next_at: u64::MAX,
             max_gap: 0,
-            weights: [0; 4],
+            weights: [0; KINDS.len()],
             torn: 0.0,
             repairs: BTreeMap::new(),
             seq: 0,
@@ -145,6 +178,9 @@ impl Chaos {
                 rng.gen_range(0..=3),
                 rng.gen_range(0..=3),
                 rng.gen_range(1..=4),
+                rng.gen_range(0..=1),
+                rng.gen_range(0..=2),
+                rng.gen_range(0..=2),
                 rng.gen_range(0..=1),
             ];
             c.torn = rng.gen_range(0.0..=1.0);
@@ -206,6 +242,13 @@ impl Sim {
                 self.log(format_args!("chaos: scheduler restarted"));
             }
             Repair::Restart(id) => self.restart_store(id),
+            Repair::Membership => {
+                // Until every region has all its peers again, while the load goes on.
+                if !self.repair_membership() && self.chaos.next_at != u64::MAX {
+                    let at = self.now + 500_000_000;
+                    self.chaos.schedule(at, Repair::Membership);
+                }
+            }
         }
     }
 
@@ -214,7 +257,7 @@ impl Sim {
         let total: u32 = w.iter().sum();
         let mut pick = self.rng.gen_range(0..total.max(1));
         let mut kind = 0;
-        while kind < 3 && pick >= w[kind] {
+        while kind < KINDS.len() - 1 && pick >= w[kind] {
             pick -= w[kind];
             kind += 1;
         }
@@ -283,8 +326,16 @@ impl Sim {
                 ));
                 self.chaos.schedule(heal_at, Repair::SchedulerRestart);
             }
+            4 => self.op_transfer_leader(),
+            5 => self.op_split(),
+            6 => {
+                if self.op_remove_peer() {
+                    self.chaos.schedule(heal_at, Repair::Membership);
+                }
+            }
             _ => self.log(format_args!(
-                "chaos: nothing (kind {kind} not possible now)"
+                "chaos: nothing ({} not possible now)",
+                KINDS[kind]
             )),
         }
     }

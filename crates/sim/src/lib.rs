@@ -11,6 +11,8 @@
 //!   seeded delays (FIFO per link) and faults (drop, duplicate, reorder, cut links);
 //! - [`chaos`]: partitions, isolation, store crashes and restarts, scheduler crashes, at
 //!   drawn times; [`sched`]: the scheduler that can crash;
+//! - [`ops`]: cluster operations (leader transfers, splits, conf changes) and the
+//!   clients' region cache;
 //! - [`client`]: clients as state machines on shared hot keys, and their history;
 //! - [`check`]: linearizability and lost-write checks of the history, shortened reports;
 //! - [`exec`]: the thread each store incarnation's work runs on, one job at a time;
@@ -45,6 +47,7 @@ pub mod client;
 pub mod exec;
 pub mod net;
 pub mod node;
+pub mod ops;
 pub mod sched;
 pub mod world;
 
@@ -130,6 +133,13 @@ pub struct Outcome {
     pub faults: FaultCounts,
     /// What the linearizability check covered.
     pub check: String,
+    /// Regions at the end (more than one: splits took effect).
+    pub regions: usize,
+    /// Membership changes applied to the region that had the most (its conf version
+    /// minus the initial one).
+    pub conf_changes_applied: u64,
+    /// `MsgTimeoutNow` delivered: leader transfers the leader carried out.
+    pub leader_transfers: u64,
 }
 
 impl Outcome {
@@ -168,7 +178,8 @@ impl Outcome {
     pub fn summary(&self) -> String {
         format!(
             "seed {}: {} steps, {:?} virtual, {} messages, {} ops ({} puts acknowledged, {} \
-             unknown), leaders {:?}, faults: {}; {}; {} violations",
+             unknown), leaders {:?}, faults: {}; {} regions at the end, {} conf changes \
+             applied, {} leader transfers made; {}; {} violations",
             self.seed,
             self.steps,
             self.virtual_time,
@@ -178,6 +189,9 @@ impl Outcome {
             self.unknown_ops(),
             self.leaders,
             self.faults,
+            self.regions,
+            self.conf_changes_applied,
+            self.leader_transfers,
             self.check,
             self.violations.len()
         )

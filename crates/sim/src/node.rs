@@ -155,6 +155,11 @@ impl SimStore {
         duration_nanos(self.cfg.raft_base_tick_interval)
     }
 
+    /// The store's KV engine (kept across crashes).
+    pub fn kv(&self) -> &MemEngine {
+        &self.kv
+    }
+
     /// Whether the store is running.
     pub fn is_up(&self) -> bool {
         self.live.is_some()

@@ -4,10 +4,15 @@
 //! While it is down every call fails (as a connection to a dead scheduler would), and the
 //! stores' pd runners must cope: heartbeats are simply made again at their next tick. A
 //! restart starts a fresh `MockScheduler`: what it learned from heartbeats is gone and is
-//! learned again, as a real scheduler rebuilds its region cache. The mock's id allocator
-//! restarts too; no run asks for ids (no splits or conf changes are simulated yet), so no
-//! id can be handed out twice.
+//! learned again, as a real scheduler rebuilds its region cache, and the operators it held
+//! are lost (the simulator schedules them again if it still wants them).
+//!
+//! Ids are the exception: a real scheduler persists its id allocator, so it never hands
+//! out an id twice across restarts. The mock's allocator would restart from the same
+//! number, so ids for splits ([`SchedulerClient::ask_batch_split`]) and for new peers
+//! ([`SimScheduler::alloc_id`]) come from this wrapper's own counter, which a crash keeps.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use proto::metapb;
@@ -18,9 +23,16 @@ use raftstore::{Error, Result};
 use test_cluster::scheduler::MockScheduler;
 
 /// A [`MockScheduler`] that can crash and restart.
-#[derive(Default)]
 pub struct SimScheduler {
     inner: Mutex<Option<Arc<MockScheduler>>>,
+    /// The persisted id allocator (above every id the simulation bootstraps with).
+    next_id: AtomicU64,
+}
+
+impl Default for SimScheduler {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl SimScheduler {
@@ -28,6 +40,24 @@ impl SimScheduler {
     pub fn new() -> Self {
         SimScheduler {
             inner: Mutex::new(Some(Arc::new(MockScheduler::default()))),
+            next_id: AtomicU64::new(1_000),
+        }
+    }
+
+    /// A fresh id, never handed out before in this run (crashes included).
+    pub fn alloc_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Schedules `op` for `region_id` (handed to its leader on its next heartbeat until
+    /// done); false if the scheduler is down.
+    pub fn add_operator(&self, region_id: u64, op: Operator) -> bool {
+        match self.up() {
+            Ok(s) => {
+                s.add_operator(region_id, op);
+                true
+            }
+            Err(_) => false,
         }
     }
 
@@ -57,7 +87,15 @@ impl SimScheduler {
 
 impl SchedulerClient for SimScheduler {
     fn ask_batch_split(&self, region: &metapb::Region, count: usize) -> Result<Vec<SplitIds>> {
-        self.up()?.ask_batch_split(region, count)
+        // The mock checks the region's epoch; the ids come from the persisted allocator.
+        let mut ids = self.up()?.ask_batch_split(region, count)?;
+        for split in &mut ids {
+            split.new_region_id = self.alloc_id();
+            for p in &mut split.new_peer_ids {
+                *p = self.alloc_id();
+            }
+        }
+        Ok(ids)
     }
 
     fn region_heartbeat(&self, hb: &RegionHeartbeat) -> Result<Option<Operator>> {

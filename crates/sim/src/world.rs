@@ -56,12 +56,17 @@ pub struct Sim {
     pub(crate) clients: Vec<Client>,
     /// The shared hot keys.
     pub(crate) keys: Vec<Vec<u8>>,
-    region: metapb::Region,
+    /// The clients' region cache (see [`Sim::refresh_regions`]).
+    pub(crate) regions: Vec<metapb::Region>,
+    /// The new peer the membership repair last asked for, per region.
+    pub(crate) pending_adds: std::collections::BTreeMap<u64, metapb::Peer>,
     pub(crate) history: Vec<OpRecord>,
     pub(crate) trace: String,
     pub(crate) leaders: BTreeSet<(u64, u64)>,
     pub(crate) violations: Vec<String>,
     delivered: u64,
+    /// `MsgTimeoutNow` messages delivered: leader transfers under way.
+    timeout_now: u64,
     phase: Phase,
     /// Index in `history` of the first read-back operation.
     pub(crate) verify_from: usize,
@@ -183,12 +188,14 @@ impl Sim {
             stores,
             clients,
             keys,
-            region,
+            regions: vec![region],
+            pending_adds: Default::default(),
             history: Vec::new(),
             trace,
             leaders: BTreeSet::new(),
             violations: Vec::new(),
             delivered: 0,
+            timeout_now: 0,
             phase: Phase::Load,
             verify_from: usize::MAX,
             scheduler,
@@ -201,6 +208,11 @@ impl Sim {
         }
     }
 
+    /// Store `id`, if there is one.
+    pub(crate) fn store(&self, id: u64) -> Option<&SimStore> {
+        self.stores.get((id.wrapping_sub(1)) as usize)
+    }
+
     pub(crate) fn log(&mut self, line: std::fmt::Arguments<'_>) {
         let _ = writeln!(self.trace, "{:>9}us #{} {line}", self.now / 1000, self.step);
     }
@@ -211,7 +223,37 @@ impl Sim {
         if self.phases(steps) {
             self.check_history();
         }
+        self.refresh_regions();
+        let regions = self
+            .regions
+            .iter()
+            .map(|r| {
+                let e = r.region_epoch.unwrap_or_default();
+                let peers: Vec<u64> = r.peers.iter().map(|p| p.store_id).collect();
+                format!(
+                    "r{} [{}, {}) v{} c{} on {peers:?}",
+                    r.id,
+                    client::show(&r.start_key),
+                    client::show(&r.end_key),
+                    e.version,
+                    e.conf_ver
+                )
+            })
+            .collect::<Vec<_>>();
+        self.log(format_args!("regions at the end: {}", regions.join("; ")));
+        let conf_changes_applied = self
+            .regions
+            .iter()
+            .map(|r| {
+                let v = r.region_epoch.unwrap_or_default().conf_ver;
+                v.saturating_sub(raftstore::util::INIT_EPOCH_CONF_VER)
+            })
+            .max()
+            .unwrap_or(0);
         Outcome {
+            regions: self.regions.len(),
+            conf_changes_applied,
+            leader_transfers: self.timeout_now,
             seed,
             steps: self.step,
             virtual_time: Duration::from_nanos(self.now),
@@ -402,6 +444,11 @@ impl Sim {
                 {
                     self.leaders.insert((raft.term, m.from));
                 }
+                if m.msg.extra.is_none()
+                    && raft.get_msg_type() == raft::eraftpb::MessageType::MsgTimeoutNow
+                {
+                    self.timeout_now += 1;
+                }
                 let to = m.msg.to_peer.store_id;
                 if let Some(live) = self
                     .stores
@@ -522,10 +569,11 @@ impl Sim {
             Some(s) if !self.rng.gen_bool(self.stale_route) => s,
             _ => self.rng.gen_range(1..=self.cfg.stores),
         };
+        let region = self.region_for_key(self.history[op].op.key());
         let record = &mut self.history[op];
         record.attempts += 1;
         let attempt = record.attempts;
-        let req = client::request(&record.op, &self.region, store);
+        let req = client::request(&record.op, &region, store);
         self.log(format_args!("c{c} attempt #{op}.{attempt} -> s{store}"));
         let slot = client::Slot::default();
         let Some(live) = &self.stores[(store - 1) as usize].live else {
@@ -579,6 +627,11 @@ impl Sim {
     ) {
         self.clients[c].leader_hint = hint;
         self.log(format_args!("c{c} retry #{op} after s{store}: {why}"));
+        if hint.is_none() {
+            // Epoch not match, key not in region, region not found...: the region may
+            // have split or changed members; learn it again.
+            self.refresh_regions();
+        }
         if self.now >= deadline || self.history[op].attempts >= self.cfg.max_attempts {
             self.finish(c, op, OpResult::Failed(why));
             return;

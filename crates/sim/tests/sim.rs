@@ -85,9 +85,11 @@ fn twenty_seeds_elect_a_leader_and_keep_every_acknowledged_write() {
 }
 
 /// 50 seeds under every fault (drops, duplicates, reordering, partitions, isolation, store
-/// crashes with torn writes, scheduler crashes), 3 or 5 stores: each history must check as
-/// linearizable, every acknowledged write must read back, every crashed store must start
-/// again on what its disk kept, and the faults must actually have happened.
+/// crashes with torn writes, scheduler crashes) and cluster operation (leader transfers,
+/// splits at the hot keys, peer removals and additions), 3 or 5 stores: each history must
+/// check as linearizable, every acknowledged write must read back, every crashed store
+/// must start again on what its disk kept, and the faults and operations must actually
+/// have happened (splits, membership changes and transfers took effect in some seeds).
 #[test]
 fn fifty_seeds_with_faults_are_linearizable() {
     let test = "fifty_seeds_with_faults_are_linearizable";
@@ -99,9 +101,15 @@ fn fifty_seeds_with_faults_are_linearizable() {
     };
     let started = Instant::now();
     let mut total = sim::FaultCounts::default();
+    // Seeds whose cluster ended with more than one region, with a membership change
+    // applied, and with a leader transfer carried out: the operations took effect.
+    let (mut split, mut changed, mut transferred) = (0, 0, 0);
     for seed in first..first + count {
         let out = sim::sweep_run(seed);
         out.assert_ok(test);
+        split += u32::from(out.regions > 1);
+        changed += u32::from(out.conf_changes_applied > 0);
+        transferred += u32::from(out.leader_transfers > 0);
         assert!(
             !out.leaders.is_empty() && out.acked_puts() > 0,
             "{}\nreplay: {}",
@@ -110,7 +118,11 @@ fn fifty_seeds_with_faults_are_linearizable() {
         );
         total += out.faults;
     }
-    eprintln!("{count} seeds in {:?}: {total}", started.elapsed());
+    eprintln!(
+        "{count} seeds in {:?}: {total}; seeds that split {split}, changed membership \
+         {changed}, transferred leadership {transferred}",
+        started.elapsed()
+    );
     if count == 50 {
         // The sweep exercised every kind of fault (the rates are drawn per seed).
         for (what, n) in [
@@ -123,8 +135,19 @@ fn fifty_seeds_with_faults_are_linearizable() {
             ("torn crashes", total.torn),
             ("restarts", total.restarts),
             ("scheduler crashes", total.scheduler_crashes),
+            ("leader transfers asked", total.transfers),
+            ("splits asked", total.splits),
+            ("peer removals", total.conf_changes),
+            ("peer additions", total.peers_added),
         ] {
             assert!(n > 0, "50 seeds injected no {what}: {total}");
+        }
+        for (what, n) in [
+            ("ended with more than one region", split),
+            ("applied a membership change", changed),
+            ("carried out a leader transfer", transferred),
+        ] {
+            assert!(n > 0, "none of 50 seeds {what}");
         }
     }
 }
