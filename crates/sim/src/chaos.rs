@@ -55,6 +55,10 @@ pub struct FaultCounts {
     pub conf_changes: u64,
     /// Peer additions scheduled by the membership repair (operators; a retry counts again).
     pub peers_added: u64,
+    /// Raft logs made to fail every write and sync (I/O errors).
+    pub io_errors: u64,
+    /// Stores stopped by a fatal error on a failing disk (each also counts as a crash).
+    pub io_fatal: u64,
 }
 
 impl std::ops::AddAssign for FaultCounts {
@@ -75,6 +79,8 @@ impl std::ops::AddAssign for FaultCounts {
         self.splits += o.splits;
         self.conf_changes += o.conf_changes;
         self.peers_added += o.peers_added;
+        self.io_errors += o.io_errors;
+        self.io_fatal += o.io_fatal;
     }
 }
 
@@ -84,7 +90,7 @@ impl fmt::Display for FaultCounts {
             f,
             "drops {} dups {} reorders {} cut-off {} partitions {} isolations {} crashes {} \
              (torn {}, {} bytes lost, {} restarts, {} failed) scheduler crashes {} transfers {} \
-             splits {} removals {} additions {}",
+             splits {} removals {} additions {} io-errors {} (fatal {})",
             self.drops,
             self.dups,
             self.reorders,
@@ -100,7 +106,9 @@ impl fmt::Display for FaultCounts {
             self.transfers,
             self.splits,
             self.conf_changes,
-            self.peers_added
+            self.peers_added,
+            self.io_errors,
+            self.io_fatal
         )
     }
 }
@@ -116,7 +124,7 @@ enum Repair {
 }
 
 /// Kinds of disruption, in the order of [`Chaos::weights`].
-const KINDS: [&str; 7] = [
+const KINDS: [&str; 8] = [
     "partition",
     "isolate",
     "crash",
@@ -124,6 +132,7 @@ const KINDS: [&str; 7] = [
     "transfer",
     "split",
     "remove-peer",
+    "io-error",
 ];
 
 /// The disruptions of one run: their rates, the next one, and the repairs due.
@@ -182,6 +191,7 @@ impl Chaos {
                 rng.gen_range(0..=2),
                 rng.gen_range(0..=2),
                 rng.gen_range(0..=1),
+                rng.gen_range(0..=2),
             ];
             c.torn = rng.gen_range(0.0..=1.0);
             c.next_at = rng.gen_range(0..=c.max_gap);
@@ -262,7 +272,12 @@ impl Sim {
             kind += 1;
         }
         let n = self.stores.len() as u64;
-        let down = self.stores.iter().filter(|s| !s.is_up()).count() as u64;
+        // A store on a failing disk is as good as down: it stops at its next write.
+        let down = self
+            .stores
+            .iter()
+            .filter(|s| !s.is_up() || s.io_failing())
+            .count() as u64;
         let heal_at = self.now + self.rng.gen_range(100..=2_000) * 1_000_000;
         match kind {
             0 | 1 if !self.chaos.partitioned => {
@@ -308,13 +323,29 @@ impl Sim {
                 ));
                 self.chaos.schedule(heal_at, Repair::Heal);
             }
-            2 if down < (n - 1) / 2 => {
+            2 | 7 if down < (n - 1) / 2 => {
                 let up: Vec<u64> = (1..=n)
-                    .filter(|s| self.stores[(s - 1) as usize].is_up())
+                    .filter(|s| {
+                        let s = &self.stores[(s - 1) as usize];
+                        s.is_up() && !s.io_failing()
+                    })
                     .collect();
                 let id = up[self.rng.gen_range(0..up.len())];
-                let torn = self.rng.gen_bool(self.chaos.torn);
-                self.crash_store(id, torn);
+                if kind == 7 {
+                    // The store stops at its next raft log write (raftstore::fatal); if it
+                    // has not by `heal_at`, it is stopped then, and restarted on a healthy
+                    // disk either way.
+                    self.stores[(id - 1) as usize].fail_io();
+                    self.faults.io_errors += 1;
+                    self.log(format_args!(
+                        "chaos: s{id}'s raft log fails every write from now on, restart at \
+                         {}us",
+                        heal_at / 1000
+                    ));
+                } else {
+                    let torn = self.rng.gen_bool(self.chaos.torn);
+                    self.crash_store(id, torn);
+                }
                 self.chaos.schedule(heal_at, Repair::Restart(id));
             }
             3 if self.scheduler.is_up() => {
@@ -358,6 +389,11 @@ impl Sim {
     /// Restarts store `id` if it is down. A store that cannot start on what its disk kept
     /// (an error, or a panic while loading) is a finding: it stays down and the run fails.
     pub(crate) fn restart_store(&mut self, id: u64) {
+        if self.stores[(id - 1) as usize].io_failing() {
+            // Still running on its failing disk (it wrote nothing since): stop it, as an
+            // operator replacing the disk would.
+            self.crash_store(id, false);
+        }
         let store = &mut self.stores[(id - 1) as usize];
         if store.is_up() {
             return;
@@ -397,5 +433,19 @@ pub fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
         s.to_string()
     } else {
         "(no message)".into()
+    }
+}
+
+impl Sim {
+    /// Store `id`, whose raft log fails every write, panicked in a step with `msg`: it
+    /// stopped, as the process would. Its disk keeps what it had synced (a crash, not
+    /// torn); the restart already scheduled brings it back on a healthy disk.
+    pub(crate) fn io_stopped(&mut self, id: u64, msg: &str) {
+        self.faults.io_fatal += 1;
+        let first = msg.lines().next().unwrap_or_default();
+        self.log(format_args!(
+            "chaos: s{id} stopped on its failing disk: {first}"
+        ));
+        self.crash_store(id, false);
     }
 }

@@ -75,6 +75,8 @@ pub struct Live {
     pub parts: StoreParts<MemEngine, SimTransport>,
     /// The disk under its raft log.
     pub disk: DiskFaults,
+    /// Every write and sync of the raft log fails (an injected I/O error).
+    pub io_failing: bool,
     gc: GcRunner<MemEngine>,
     /// Virtual time (ns) of the next timed purge of the raft log.
     next_purge: u64,
@@ -144,6 +146,7 @@ impl SimStore {
         self.live = Some(Live {
             parts,
             disk,
+            io_failing: false,
             gc,
             next_purge: now + duration_nanos(self.cfg.raft_log_purge_interval),
         });
@@ -158,6 +161,22 @@ impl SimStore {
     /// The store's KV engine (kept across crashes).
     pub fn kv(&self) -> &MemEngine {
         &self.kv
+    }
+
+    /// From now on every write and sync of the raft log fails with an I/O error, until
+    /// the store restarts on a healthy disk. False if the store is down.
+    pub fn fail_io(&mut self) -> bool {
+        let Some(live) = self.live.as_mut() else {
+            return false;
+        };
+        live.disk.fail_io(true);
+        live.io_failing = true;
+        true
+    }
+
+    /// Whether the store runs on a disk that fails every write.
+    pub fn io_failing(&self) -> bool {
+        self.live.as_ref().is_some_and(|l| l.io_failing)
     }
 
     /// Whether the store is running.

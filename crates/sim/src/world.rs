@@ -361,6 +361,15 @@ impl Sim {
             // A panic in the real code is a finding: the run stops and reports it.
             if let Err(p) = catch_unwind(AssertUnwindSafe(|| self.run_one(pick))) {
                 let msg = crate::chaos::panic_message(&p);
+                if let Runnable::Store(id, _) = pick {
+                    if self.stores[(id - 1) as usize].io_failing() && designed_io_stop(&msg) {
+                        // The injected I/O error stopped the store, as it stops the
+                        // process in production: a crash, not a finding.
+                        self.io_stopped(id, &msg);
+                        self.collect_sent();
+                        continue;
+                    }
+                }
                 self.log(format_args!("PANIC in {pick:?}: {msg}"));
                 self.violations
                     .push(format!("step {} ({pick:?}) panicked: {msg}", self.step));
@@ -669,6 +678,16 @@ impl Sim {
     }
 }
 
+/// Whether a panic (message with its location, see [`crate::exec`]) is how the store is
+/// designed to stop on a failed raft log write: `raftstore::fatal`, or raft-engine's own
+/// panic when a sync fails (`LogFileWriter::sync`, file_pipe_log/log_file.rs: it panics
+/// rather than risk losing data). Any other panic, even on a failing disk, is a finding.
+fn designed_io_stop(msg: &str) -> bool {
+    let at = crate::exec::location_of(msg).unwrap_or_default();
+    msg.starts_with(raftstore::fatal::FATAL_PREFIX)
+        || (at.contains("raft-engine") && at.contains("file_pipe_log/log_file.rs"))
+}
+
 /// The number of store threads in this process whose names the real store gives them
 /// (see `raftstore::store`). A simulated run must not start any.
 pub fn store_threads() -> usize {
@@ -688,4 +707,29 @@ pub fn store_threads() -> usize {
                 || n.starts_with("pd-worker")
         })
         .count()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::designed_io_stop;
+
+    #[test]
+    fn only_the_designed_stops_on_a_failing_disk_are_crashes() {
+        assert!(designed_io_stop(
+            "fatal error, the store stops: raft log write failed: injected disk fault \
+             [at crates/raftstore/src/storage/write.rs:103]"
+        ));
+        assert!(designed_io_stop(
+            "called `Result::unwrap()` on an `Err` value: injected disk fault [at \
+             /root/.cargo/registry/src/x/raft-engine-0.4.2/src/file_pipe_log/log_file.rs:125]"
+        ));
+        // An unwrap of an I/O error in Tessera's own code is a finding, not a crash.
+        assert!(!designed_io_stop(
+            "called `Result::unwrap()` on an `Err` value: injected disk fault \
+             [at crates/raftstore/src/worker/raftlog_gc.rs:10]"
+        ));
+        assert!(!designed_io_stop(
+            "index out of bounds [at crates/raftstore/src/peer/mod.rs:1]"
+        ));
+    }
 }

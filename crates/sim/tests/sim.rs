@@ -85,7 +85,8 @@ fn twenty_seeds_elect_a_leader_and_keep_every_acknowledged_write() {
 }
 
 /// 50 seeds under every fault (drops, duplicates, reordering, partitions, isolation, store
-/// crashes with torn writes, scheduler crashes) and cluster operation (leader transfers,
+/// crashes with torn writes, scheduler crashes, raft logs failing with I/O errors, which
+/// stop their store until it restarts on a healthy disk) and cluster operation (leader transfers,
 /// splits at the hot keys, peer removals and additions), 3 or 5 stores: each history must
 /// check as linearizable, every acknowledged write must read back, every crashed store
 /// must start again on what its disk kept, and the faults and operations must actually
@@ -139,6 +140,8 @@ fn fifty_seeds_with_faults_are_linearizable() {
             ("splits asked", total.splits),
             ("peer removals", total.conf_changes),
             ("peer additions", total.peers_added),
+            ("I/O errors", total.io_errors),
+            ("stores stopped by an I/O error", total.io_fatal),
         ] {
             assert!(n > 0, "50 seeds injected no {what}: {total}");
         }
