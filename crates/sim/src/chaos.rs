@@ -59,6 +59,8 @@ pub struct FaultCounts {
     pub io_errors: u64,
     /// Stores stopped by a fatal error on a failing disk (each also counts as a crash).
     pub io_fatal: u64,
+    /// Times a store's clock started to drift.
+    pub drifts: u64,
 }
 
 impl std::ops::AddAssign for FaultCounts {
@@ -81,6 +83,7 @@ impl std::ops::AddAssign for FaultCounts {
         self.peers_added += o.peers_added;
         self.io_errors += o.io_errors;
         self.io_fatal += o.io_fatal;
+        self.drifts += o.drifts;
     }
 }
 
@@ -90,7 +93,7 @@ impl fmt::Display for FaultCounts {
             f,
             "drops {} dups {} reorders {} cut-off {} partitions {} isolations {} crashes {} \
              (torn {}, {} bytes lost, {} restarts, {} failed) scheduler crashes {} transfers {} \
-             splits {} removals {} additions {} io-errors {} (fatal {})",
+             splits {} removals {} additions {} io-errors {} (fatal {}) drifts {}",
             self.drops,
             self.dups,
             self.reorders,
@@ -108,7 +111,8 @@ impl fmt::Display for FaultCounts {
             self.conf_changes,
             self.peers_added,
             self.io_errors,
-            self.io_fatal
+            self.io_fatal,
+            self.drifts
         )
     }
 }
@@ -121,10 +125,12 @@ enum Repair {
     SchedulerRestart,
     /// Give every region a peer on every store again (after a removal).
     Membership,
+    /// Store's clock back to the rate of virtual time.
+    Undrift(u64),
 }
 
 /// Kinds of disruption, in the order of [`Chaos::weights`].
-const KINDS: [&str; 8] = [
+const KINDS: [&str; 9] = [
     "partition",
     "isolate",
     "crash",
@@ -133,7 +139,12 @@ const KINDS: [&str; 8] = [
     "split",
     "remove-peer",
     "io-error",
+    "drift",
 ];
+
+/// The widest clock drift drawn, parts per million either way (5%), narrowed further by
+/// [`Sim::lease_safe_rates`].
+pub const MAX_DRIFT_PPM: u64 = 50_000;
 
 /// The disruptions of one run: their rates, the next one, and the repairs due.
 pub struct Chaos {
@@ -149,6 +160,8 @@ pub struct Chaos {
     repairs: BTreeMap<(u64, u64), Repair>,
     seq: u64,
     partitioned: bool,
+    /// A store's clock drifts (one at a time).
+    drifting: bool,
 }
 
 impl fmt::Display for Chaos {
@@ -180,6 +193,7 @@ impl Chaos {
             repairs: BTreeMap::new(),
             seq: 0,
             partitioned: false,
+            drifting: false,
         };
         if on {
             c.max_gap = rng.gen_range(300..=2_000) * 1_000_000;
@@ -191,6 +205,7 @@ impl Chaos {
                 rng.gen_range(0..=2),
                 rng.gen_range(0..=2),
                 rng.gen_range(0..=1),
+                rng.gen_range(0..=2),
                 rng.gen_range(0..=2),
             ];
             c.torn = rng.gen_range(0.0..=1.0);
@@ -252,6 +267,12 @@ impl Sim {
                 self.log(format_args!("chaos: scheduler restarted"));
             }
             Repair::Restart(id) => self.restart_store(id),
+            Repair::Undrift(id) => {
+                let now = self.now;
+                self.stores[(id - 1) as usize].set_rate(now, crate::node::PPM);
+                self.chaos.drifting = false;
+                self.log(format_args!("chaos: s{id}'s clock back in step"));
+            }
             Repair::Membership => {
                 // Until every region has all its peers again, while the load goes on.
                 if !self.repair_membership() && self.chaos.next_at != u64::MAX {
@@ -364,6 +385,32 @@ impl Sim {
                     self.chaos.schedule(heal_at, Repair::Membership);
                 }
             }
+            8 if !self.chaos.drifting => {
+                let id = self.rng.gen_range(1..=n);
+                let (lo, hi) = self.lease_safe_rates(id);
+                let (lo, hi) = (
+                    lo.max(crate::node::PPM - MAX_DRIFT_PPM),
+                    hi.min(crate::node::PPM + MAX_DRIFT_PPM),
+                );
+                if lo > hi {
+                    self.log(format_args!(
+                        "chaos: nothing (no lease-safe drift for s{id})"
+                    ));
+                    return;
+                }
+                let ppm = self.rng.gen_range(lo..=hi);
+                // Drift lasts longer than the other faults: up to 10 s.
+                let until = self.now + self.rng.gen_range(500..=10_000) * 1_000_000;
+                let now = self.now;
+                self.stores[(id - 1) as usize].set_rate(now, ppm);
+                self.chaos.drifting = true;
+                self.faults.drifts += 1;
+                self.log(format_args!(
+                    "chaos: s{id}'s clock runs at {ppm} ppm of virtual time until {}us",
+                    until / 1000
+                ));
+                self.chaos.schedule(until, Repair::Undrift(id));
+            }
             _ => self.log(format_args!(
                 "chaos: nothing ({} not possible now)",
                 KINDS[kind]
@@ -400,7 +447,8 @@ impl Sim {
         }
         let tick = store.tick_ns();
         let phase = self.rng.gen_range(1..=tick);
-        let started = catch_unwind(AssertUnwindSafe(|| store.restart(phase)));
+        let now = self.now;
+        let started = catch_unwind(AssertUnwindSafe(|| store.restart(phase, now)));
         let failure = match started {
             Ok(Ok(())) => None,
             Ok(Err(e)) => Some(e),
@@ -447,5 +495,38 @@ impl Sim {
             "chaos: s{id} stopped on its failing disk: {first}"
         ));
         self.crash_store(id, false);
+    }
+}
+
+impl Sim {
+    /// The clock rates (ppm of virtual time, exclusive of the bounds' rounding) store `id`
+    /// may run at while the others run at the rate of virtual time, such that no leader
+    /// lease outlives the earliest election that could replace its leader:
+    /// - `id` leads: its lease (its clock) must end before any other store campaigns,
+    ///   `lease(id) / rate < earliest_campaign(f)` for every other store `f`;
+    /// - another store leads: its lease must end before `id` campaigns,
+    ///   `lease(l) < earliest_campaign(id) / rate`.
+    ///
+    /// Leases are not used to serve reads in the simulation (every read goes through
+    /// ReadIndex), but the drift is kept where a lease read would still be safe, as
+    /// production assumes of its clocks.
+    pub(crate) fn lease_safe_rates(&self, id: u64) -> (u64, u64) {
+        let ppm = u128::from(crate::node::PPM);
+        let me = &self.stores[(id - 1) as usize];
+        let others = self.stores.iter().filter(|s| s.id != id);
+        let min_campaign = others.clone().map(|s| s.earliest_campaign_ns()).min();
+        let max_lease = others.map(|s| s.lease_ns()).max();
+        let (Some(min_campaign), Some(max_lease)) = (min_campaign, max_lease) else {
+            return (crate::node::PPM, crate::node::PPM);
+        };
+        // rate > lease(id) / min_campaign, strictly.
+        let lo = u128::from(me.lease_ns()) * ppm / u128::from(min_campaign) + 1;
+        // rate < earliest_campaign(id) / max_lease, strictly.
+        let hi =
+            (u128::from(me.earliest_campaign_ns()) * ppm / u128::from(max_lease)).saturating_sub(1);
+        (
+            u64::try_from(lo).unwrap_or(u64::MAX),
+            u64::try_from(hi).unwrap_or(0),
+        )
     }
 }

@@ -31,6 +31,9 @@ use raftstore::{Config, RaftLogEngine};
 use crate::exec::Executor;
 use crate::net::{Outbox, SimTransport};
 
+/// A clock rate of 1 (parts per million).
+pub const PPM: u64 = 1_000_000;
+
 /// Cluster id written into every simulated store.
 pub const CLUSTER_ID: u64 = 1;
 
@@ -63,6 +66,8 @@ pub struct SimStore {
     pub outbox: Outbox,
     /// The thread this incarnation's work runs on (see [`crate::exec`]).
     exec: Executor,
+    /// How this store's clock reads against virtual time.
+    drift: Drift,
     cfg: Config,
     kv: MemEngine,
     dir: PathBuf,
@@ -113,18 +118,25 @@ impl SimStore {
             live: None,
             outbox: Outbox::default(),
             exec,
+            drift: Drift::default(),
             cfg,
             kv,
             dir,
             scheduler,
         };
-        store.start(raft, disk, phase)?;
+        store.start(raft, disk, phase, 0)?;
         Ok(store)
     }
 
-    /// Builds the parts on `raft` (whose disk is `disk`); the first tick comes `phase` ns
-    /// from now.
-    fn start(&mut self, raft: RaftLogEngine, disk: DiskFaults, phase: u64) -> Result<(), String> {
+    /// Builds the parts on `raft` (whose disk is `disk`) at virtual time `now` (ns); the
+    /// first tick comes `phase` ns (of this store's clock) from now.
+    fn start(
+        &mut self,
+        raft: RaftLogEngine,
+        disk: DiskFaults,
+        phase: u64,
+        now: u64,
+    ) -> Result<(), String> {
         let id = self.id;
         let (cfg, kv, clock) = (self.cfg.clone(), self.kv.clone(), self.clock.clone());
         let (transport, scheduler) = (
@@ -142,7 +154,6 @@ impl SimStore {
             p.set_next_tick(first_tick);
         }
         let gc = GcRunner::new(self.kv.clone(), raft, Some(parts.router.clone()));
-        let now = duration_nanos(self.clock.offset_of(self.clock.now()));
         self.live = Some(Live {
             parts,
             disk,
@@ -151,6 +162,19 @@ impl SimStore {
             next_purge: now + duration_nanos(self.cfg.raft_log_purge_interval),
         });
         Ok(())
+    }
+
+    /// The leader lease this store takes, ns of its own clock.
+    pub fn lease_ns(&self) -> u64 {
+        duration_nanos(self.cfg.max_leader_lease)
+    }
+
+    /// The earliest a follower of this store campaigns after it last heard from the
+    /// leader, ns of its own clock: the randomized timeout is fixed at election + 1 ticks
+    /// (see `store_config` in world.rs), and the first tick after a reset may come at
+    /// once, so `election` whole tick periods.
+    pub fn earliest_campaign_ns(&self) -> u64 {
+        self.tick_ns() * self.cfg.raft_election_timeout_ticks as u64
     }
 
     /// This store's tick period, ns.
@@ -198,10 +222,10 @@ impl SimStore {
         lost
     }
 
-    /// Starts a crashed store again on what its disk kept, its first tick `phase` ns from
-    /// now. An error (or a panic, which the caller catches) means the store cannot start
-    /// on what the crash left.
-    pub fn restart(&mut self, phase: u64) -> Result<(), String> {
+    /// Starts a crashed store again on what its disk kept at virtual time `now`, its first
+    /// tick `phase` ns from now. An error (or a panic, which the caller catches) means the
+    /// store cannot start on what the crash left.
+    pub fn restart(&mut self, phase: u64, now: u64) -> Result<(), String> {
         assert!(self.live.is_none(), "store {} is running", self.id);
         // A new incarnation, a new thread: nothing the old one cached survives.
         self.exec = Executor::new(format!("sim-s{}", self.id));
@@ -211,12 +235,25 @@ impl SimStore {
             .exec
             .run(|| open_log(dir, cfg, &disk))
             .map_err(|e| format!("reopening the raft log of store {id}: {e}"))?;
-        self.start(raft, disk, phase)
+        self.start(raft, disk, phase, now)
     }
 
-    /// Moves this store's clock to virtual time `now` (ns).
+    /// From virtual time `now` on, this store's clock runs at `rate_ppm` parts per million
+    /// of virtual time (see [`Drift::set_rate`]).
+    pub fn set_rate(&mut self, now: u64, rate_ppm: u64) {
+        self.drift.set_rate(now, rate_ppm);
+        self.set_time(now);
+    }
+
+    /// This store's clock rate, parts per million of virtual time.
+    pub fn rate_ppm(&self) -> u64 {
+        self.drift.rate_ppm
+    }
+
+    /// Moves this store's clock to what it reads at virtual time `now` (ns).
     pub fn set_time(&self, now: u64) {
-        self.clock.set_elapsed(Duration::from_nanos(now));
+        self.clock
+            .set_elapsed(Duration::from_nanos(self.drift.local_at(now)));
     }
 
     /// The parts that have work at virtual time `now`, in a fixed order.
@@ -252,11 +289,10 @@ impl SimStore {
         let Some(live) = &self.live else {
             return u64::MAX;
         };
-        let ticks = live
-            .parts
-            .pollers
-            .iter()
-            .map(|p| duration_nanos(self.clock.offset_of(p.next_tick())));
+        let ticks = live.parts.pollers.iter().map(|p| {
+            self.drift
+                .virtual_at(duration_nanos(self.clock.offset_of(p.next_tick())))
+        });
         ticks.fold(live.next_purge, u64::min)
     }
 
@@ -334,4 +370,87 @@ fn open_log(dir: &Path, cfg: &Config, disk: &DiskFaults) -> raftstore::Result<Ra
 /// `d` in nanoseconds (saturating).
 pub fn duration_nanos(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// A store's clock against virtual time: it runs at `rate_ppm` parts per million of virtual
+/// time from the anchor on. A rate change keeps the offset gained or lost so far, as a clock
+/// that drifted keeps its error; the clock never goes backwards.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Drift {
+    /// Parts per million of virtual time (1,000,000: in step).
+    rate_ppm: u64,
+    /// (virtual ns, clock ns) where the current rate took over.
+    anchor: (u64, u64),
+}
+
+impl Default for Drift {
+    fn default() -> Self {
+        Drift {
+            rate_ppm: PPM,
+            anchor: (0, 0),
+        }
+    }
+}
+
+impl Drift {
+    /// What the clock reads (ns after its base) at virtual time `v`.
+    pub fn local_at(&self, v: u64) -> u64 {
+        let (v0, l0) = self.anchor;
+        let d = u128::from(v.saturating_sub(v0)) * u128::from(self.rate_ppm) / u128::from(PPM);
+        l0.saturating_add(u64::try_from(d).unwrap_or(u64::MAX))
+    }
+
+    /// The first virtual time at which the clock reads `local` or more.
+    pub fn virtual_at(&self, local: u64) -> u64 {
+        let (v0, l0) = self.anchor;
+        if local <= l0 {
+            return v0;
+        }
+        let d = u128::from(local - l0) * u128::from(PPM);
+        let r = u128::from(self.rate_ppm);
+        v0.saturating_add(u64::try_from(d.div_ceil(r)).unwrap_or(u64::MAX))
+    }
+
+    /// From virtual time `now` on, the clock runs at `rate_ppm` (at least 1).
+    pub fn set_rate(&mut self, now: u64, rate_ppm: u64) {
+        self.anchor = (now, self.local_at(now));
+        self.rate_ppm = rate_ppm.max(1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Drift, PPM};
+
+    #[test]
+    fn a_drifting_clock_keeps_its_error_and_never_goes_back() {
+        let mut d = Drift::default();
+        assert_eq!(d.local_at(1_000), 1_000);
+        // 5% fast from t = 1,000.
+        d.set_rate(1_000, PPM + 50_000);
+        assert_eq!(d.local_at(3_000), 3_100);
+        // 5% slow from t = 3,000: the 100 ns gained stay.
+        d.set_rate(3_000, PPM - 50_000);
+        assert_eq!(d.local_at(3_000), 3_100);
+        assert_eq!(d.local_at(5_000), 5_000);
+        d.set_rate(5_000, PPM);
+        assert_eq!(d.local_at(6_000), 6_000);
+        let mut last = 0;
+        for v in (0..7_000).step_by(7) {
+            let l = d.local_at(v);
+            assert!(l >= last, "clock went back at {v}");
+            last = l;
+        }
+    }
+
+    #[test]
+    fn a_timer_fires_at_the_first_virtual_time_the_clock_reaches_it() {
+        let mut d = Drift::default();
+        d.set_rate(0, PPM - 30_000);
+        for local in [1, 999, 1_000, 12_345, 1_000_000] {
+            let v = d.virtual_at(local);
+            assert!(d.local_at(v) >= local, "{local}: not reached at {v}");
+            assert!(v == 0 || d.local_at(v - 1) < local, "{local}: {v} is late");
+        }
+    }
 }

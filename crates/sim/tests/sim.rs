@@ -142,6 +142,7 @@ fn fifty_seeds_with_faults_are_linearizable() {
             ("peer additions", total.peers_added),
             ("I/O errors", total.io_errors),
             ("stores stopped by an I/O error", total.io_fatal),
+            ("clock drifts", total.drifts),
         ] {
             assert!(n > 0, "50 seeds injected no {what}: {total}");
         }
