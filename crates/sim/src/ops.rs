@@ -194,6 +194,12 @@ impl Sim {
             .add_operator(region.id, Operator::RemovePeer(victim));
         if scheduled {
             self.faults.conf_changes += 1;
+            // A peer once removed is a tombstone on its store: adding its id back would
+            // name a peer that can never be created again (the region then waits for it
+            // forever). The repair must ask for a fresh id, as the real scheduler would.
+            if self.pending_adds.get(&region.id).map(|p| p.id) == Some(victim.id) {
+                self.pending_adds.remove(&region.id);
+            }
         }
         self.log(format_args!(
             "op: remove peer {} (s{}) of region {} (scheduled: {scheduled})",
