@@ -52,11 +52,11 @@
 #   BENCH_PORT_BASE    first loopback port used (default 32379): etcd clients on base..base+2,
 #                      etcd peers on base+10..base+12, Tessera's PD on base+100
 #   BENCH_API_VERSION  TiKV API version for the playground and the client (default 1)
-#   BENCH_CLIENTS_PER_CONNECTION  clients sharing one connection (default 8): etcd gets one
-#                      connection to its leader per this many clients (the leader is found
-#                      with Maintenance Status; if none is, connections go to the members in
-#                      turn), Tessera one tikv-client instance (own PD and store connections)
-#                      per this many
+#   BENCH_CLIENTS_PER_CONNECTION  etcd clients sharing one connection (default 8): etcd
+#                      gets one connection to its leader per this many clients (the leader
+#                      is found with Maintenance Status; if none is, connections go to the
+#                      members in turn). Tessera's clients share one tikv-client (its
+#                      fastest set-up here; tessera-bench --clients-per-connection changes it)
 #   BENCH_POLLERS      raft pollers per store (`playground --store-pool-size`; default 0:
 #                      one per four cores, at least one)
 #   BENCH_SETTLE       seconds to wait after the stores registered (default 3)
@@ -240,7 +240,7 @@ run_one() {
     # shellcheck disable=SC2086 # $flags is a list of flags
     timeout --kill-after=10 "$limit" "$BENCH" --target "$target" --endpoints "$endpoints" \
         --workload "$workload" --clients "$clients" --duration "$DURATION" \
-        --warmup "$WARMUP" --clients-per-connection "$PER_CONNECTION" --json $flags "$@" 2>&1 >"$base.json" | tee "$base.log" >&2
+        --warmup "$WARMUP" --json $flags "$@" 2>&1 >"$base.json" | tee "$base.log" >&2
     rc=${PIPESTATUS[0]}
     set -e
     echo "$rc" >"$base.rc"
@@ -361,7 +361,7 @@ if run_etcd; then
     log "starting a 3-member etcd cluster ($ETCD_VERSION)"
     if start_etcd; then
         echo "etcd healthy at $ETCD_ENDPOINTS" >&2
-        run_plan etcd etcd "$ETCD_ENDPOINTS"
+        run_plan etcd etcd "$ETCD_ENDPOINTS" --clients-per-connection "$PER_CONNECTION"
     else
         fail_plan etcd "$START_ERROR"
     fi
@@ -456,7 +456,7 @@ cell() {
 
 echo
 echo "${DURATION}s per run after ${WARMUP}s warm-up; $(nproc) cores shared by servers and client"
-echo "etcd $ETCD_VERSION (3 members, WAL fsync, clients at the leader) vs tessera playground (3 stores, API v$API_VERSION); $PER_CONNECTION clients per connection (etcd) or per tikv-client (tessera)"
+echo "etcd $ETCD_VERSION (3 members, WAL fsync, clients at the leader) vs tessera playground (3 stores, API v$API_VERSION); etcd: $PER_CONNECTION clients per connection; tessera: one shared tikv-client"
 echo "write/read: ${VALUE_SIZE}-byte values, read over $READ_KEYS preloaded keys;" \
     "txn-transfer: $TXN_ACCOUNTS accounts"
 fmt='%-28s %7s %11s %11s %7s %15s %15s %9s %9s\n'

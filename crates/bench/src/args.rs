@@ -40,6 +40,9 @@ pub enum TxnMode {
 /// The largest value we agree to generate. Both targets reject far smaller ones by default
 /// (etcd: 1.5 MiB requests); the cap only stops a typo from allocating gigabytes per client.
 pub const MAX_VALUE_SIZE: usize = 8 << 20;
+/// etcd's clients per connection unless given: etcd's best set-up has several connections.
+pub const ETCD_CLIENTS_PER_CONNECTION: usize = 8;
+
 /// More clients than this is almost certainly a typo on a 2-core machine.
 pub const MAX_CLIENTS: usize = 100_000;
 /// Longest accepted run (one day), so the duration arithmetic can never overflow.
@@ -69,11 +72,12 @@ pub struct Args {
     /// Concurrent clients (tokio tasks), each with one request in flight.
     #[arg(long, default_value_t = 1)]
     pub clients: usize,
-    /// Clients sharing one connection: etcd opens one connection to its leader per this
-    /// many clients, tikv one `RawClient` / `TransactionClient` (its own PD and store
-    /// connections) per this many. Both systems get the same number of connections.
-    #[arg(long, default_value_t = 8)]
-    pub clients_per_connection: usize,
+    /// Clients sharing one connection. etcd: one connection to its leader per this many
+    /// clients (default 8). tikv: one `RawClient` / `TransactionClient` (its own PD and
+    /// store connections) per this many (default: all clients share one, which was the
+    /// faster set-up on a 2-core machine).
+    #[arg(long)]
+    pub clients_per_connection: Option<usize>,
     /// Value size in bytes.
     #[arg(long, default_value_t = 256)]
     pub value_size: usize,
@@ -182,7 +186,7 @@ impl Args {
         if self.clients == 0 || self.clients > MAX_CLIENTS {
             return Err(ArgError::Clients(self.clients));
         }
-        if self.clients_per_connection == 0 {
+        if self.clients_per_connection == Some(0) {
             return Err(ArgError::ClientsPerConnection);
         }
         if self.value_size == 0 || self.value_size > MAX_VALUE_SIZE {
@@ -241,7 +245,10 @@ impl Args {
             endpoints,
             workload: self.workload,
             clients: self.clients,
-            clients_per_connection: self.clients_per_connection,
+            clients_per_connection: self.clients_per_connection.unwrap_or(match self.target {
+                Target::Etcd => ETCD_CLIENTS_PER_CONNECTION,
+                Target::Tikv => self.clients,
+            }),
             value_size: self.value_size,
             duration: Duration::from_secs_f64(self.duration),
             keys: self.keys,
