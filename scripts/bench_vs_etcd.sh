@@ -375,8 +375,11 @@ fi
 # START_ERROR.
 start_tessera() {
     local body
+    # The store's default region size (96 MiB, TiKV's), not the playground's 8 MiB that
+    # makes its demo split: a cluster under comparison runs as configured in production.
     setsid "$TESSERA" playground --dir "$WORK/tessera-$1" --pd-addr "127.0.0.1:$PD_PORT" --stores 3 \
-        --api-version "$API_VERSION" --store-pool-size "$POLLERS" >"$WORK/tessera-$1.log" 2>&1 &
+        --api-version "$API_VERSION" --store-pool-size "$POLLERS" --region-split-size-mb 96 \
+        >"$WORK/tessera-$1.log" 2>&1 &
     TESSERA_PID=$!
     PIDS+=("$TESSERA_PID")
     for _ in $(seq 1 120); do
