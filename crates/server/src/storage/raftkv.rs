@@ -157,6 +157,30 @@ impl<S: engine::Snapshot> RaftKv<S> {
         self.exec(ctx, requests, keep).await.map(|_| ())
     }
 
+    /// Like [`RaftKv::write`], for a write decided on a snapshot served in leader term
+    /// `term` (from [`RaftKv::snapshot_with_term`]): raftstore refuses it with StaleCommand
+    /// (not applied, so the client retries) unless this store still leads in that term or
+    /// the next. Without it, a read-then-write command (compare-and-swap, a transactional
+    /// write) whose store lost and regained leadership in between would write over what
+    /// another leader accepted meanwhile, decided on a read that no longer holds. One term
+    /// later is still safe: a term has one leader, so nobody else led between the two.
+    pub async fn write_in_term<K: Send + 'static>(
+        &self,
+        ctx: &Context,
+        term: u64,
+        modifies: Vec<Modify>,
+        keep: K,
+    ) -> Result<()> {
+        if term == 0 {
+            return self.write(ctx, modifies, keep).await;
+        }
+        let ctx = Context {
+            term,
+            ..ctx.clone()
+        };
+        self.write(&ctx, modifies, keep).await
+    }
+
     async fn exec<K: Send + 'static>(
         &self,
         ctx: &Context,

@@ -588,7 +588,7 @@ impl<S: Snapshot> RawStorage<S> {
         let cf = validate::raw_cf(&self.cfg, cf)?;
         validate::check_value(&self.cfg, &value)?;
         let guard = self.latches.acquire([key.as_slice()]).await;
-        let snap = self.kv.snapshot(ctx).await?;
+        let (snap, term) = self.kv.snapshot_with_term(ctx).await?;
         let now = value::now_secs();
         let current = visible(&key, snap.get(cf, &self.keys.stored(&key))?, now)?;
         let succeed = current == previous;
@@ -599,7 +599,8 @@ impl<S: Snapshot> RawStorage<S> {
                 key: self.keys.encode(key),
                 value: stored,
             };
-            self.kv.write(ctx, vec![put], guard).await?;
+            // In the read's term: the swap holds only if no other leader wrote since.
+            self.kv.write_in_term(ctx, term, vec![put], guard).await?;
         }
         Ok(CasOutcome {
             succeed,

@@ -17,7 +17,9 @@
 //!   ─► [async commit / 1PC prewrite: max_ts synced for this leader's term?]
 //!   ─► commands::X::process(snapshot, concurrency manager, req)
 //!      (on the blocking pool when the command names more than a few keys)
-//!   ─► modifies? RaftKv::write(modifies, keep = latches + memory-lock guards) ─► applied
+//!   ─► modifies? RaftKv::write_in_term(snapshot's term, modifies, keep = latches +
+//!      memory-lock guards) ─► applied (refused as StaleCommand if another leader may
+//!      have written since the snapshot)
 //!   ─► response
 //!
 //! read command (get, batch_get, scan, scan_lock):
@@ -290,9 +292,12 @@ impl<S: engine::Snapshot> TxnStorage<S> {
 
     /// Writes a command's changes (if any) through Raft, keeping `latch` and the memory
     /// locks until they are applied; then the command's response.
+    /// `term` is the leader term the command's snapshot was served in: the write is
+    /// refused if another leader may have written since (see [`RaftKv::write_in_term`]).
     async fn finish<R>(
         &self,
         ctx: &Context,
+        term: u64,
         result: WriteResult<R>,
         latch: LatchGuard,
     ) -> Result<R> {
@@ -303,7 +308,9 @@ impl<S: engine::Snapshot> TxnStorage<S> {
         } = result;
         if !modifies.is_empty() {
             let modifies = modifies.into_iter().map(to_storage_modify).collect();
-            self.kv.write(ctx, modifies, (latch, guards)).await?;
+            self.kv
+                .write_in_term(ctx, term, modifies, (latch, guards))
+                .await?;
         }
         Ok(response)
     }
@@ -336,7 +343,7 @@ impl<S: engine::Snapshot> TxnStorage<S> {
         }
         let cm = self.cm.clone();
         let result = run(keys.len() > INLINE_KEYS, move || process(&snap, &cm, &req)).await?;
-        self.finish(ctx, result, latch).await
+        self.finish(ctx, term, result, latch).await
     }
 
     // ---- Reads ----
