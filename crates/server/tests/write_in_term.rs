@@ -64,7 +64,6 @@ async fn a_write_decided_before_leadership_left_and_came_back_is_refused() {
         .await
         .expect("a write in the current term");
     let (snap, _) = kv.snapshot_with_term(&ctx).await.expect("snapshot");
-    use engine::Snapshot;
     assert_eq!(
         snap.get(engine::CF_DEFAULT, &env.stored_key(b"k")).unwrap(),
         Some(b"now".to_vec())
