@@ -98,10 +98,20 @@ pub fn lost_writes(history: &[OpRecord], verify_from: usize) -> Vec<String> {
             .iter()
             .enumerate()
             .filter(|(_, w)| w.op.is_write() && w.op.key() == key.as_slice())
-            .filter(|(_, w)| !matches!(w.result, OpResult::Failed(_)))
+            .filter(|(_, w)| {
+                !matches!(
+                    w.result,
+                    OpResult::Failed(_) | OpResult::Swapped { swapped: false, .. }
+                )
+            })
             .filter(|(_, w)| w.call.0 < read_ret)
             .collect();
-        let acked = |w: &OpRecord| matches!(w.result, OpResult::Ok(_));
+        let acked = |w: &OpRecord| {
+            matches!(
+                w.result,
+                OpResult::Ok(_) | OpResult::Swapped { swapped: true, .. }
+            )
+        };
         // Candidates: writes no acknowledged write was called after.
         let candidates: Vec<&(usize, &OpRecord)> = writes
             .iter()
@@ -112,6 +122,12 @@ pub fn lost_writes(history: &[OpRecord], verify_from: usize) -> Vec<String> {
             .collect();
         let fits = |w: &OpRecord| match (&w.op, got) {
             (Op::Put { value, .. }, Some(v)) => value == v,
+            (
+                Op::Cas {
+                    new: Some(value), ..
+                },
+                Some(v),
+            ) => value == v,
             (Op::Delete { .. }, None) => true,
             _ => false,
         };

@@ -1,26 +1,26 @@
-//! Clients as state machines: each issues one operation at a time through a store's router
-//! and is stepped by the simulator, never blocking. Retries on errors that prove the
-//! command was not applied (not leader, epoch, busy, stale command, store down) are new
-//! attempts the simulator schedules; each operation's call, return and result go into the
-//! history.
+//! Clients as state machines: each issues one operation at a time through a store's real
+//! raw storage layer (`server::storage::RawStorage`, the code behind the store's RawPut,
+//! RawGet, RawDelete and RawCompareAndSwap handlers) and is stepped by the simulator, never
+//! blocking. An attempt is a task on the simulator's executor ([`crate::tasks`]) that
+//! fills the attempt's slot with the storage layer's answer. Retries on errors that prove
+//! the command was not applied (not leader, epoch, busy, stale command, store down) are
+//! new attempts the simulator schedules; each operation's call, return and result go into
+//! the history.
 //!
-//! Every client works on the same few hot keys (put, get, delete), so what a read may
-//! return depends on the other clients: the history goes to the linearizability checker
-//! (`history::linearizability`). Compare-and-swap is not in the workload: the raft command
-//! path has no conditional write (`CmdType` is Get, Put, Delete, Snap, DeleteRange...), and
-//! a read followed by a put would not be atomic.
+//! Every client works on the same few hot keys (put, get, delete, compare-and-swap), so
+//! what a read may return depends on the other clients: the history goes to the
+//! linearizability checker (`history::linearizability`). A compare-and-swap expects the
+//! value its client last saw at the key, so some swap and some find another value.
 
 use std::fmt::Write as _;
 use std::sync::{Arc, Mutex};
 
-use engine::{MemSnapshot, CF_DEFAULT};
+use engine::MemSnapshot;
 use history::{History, Op, Outcome, Ret};
 use proto::errorpb;
+use proto::kvrpcpb::Context;
 use proto::metapb;
-use proto::raft_cmdpb::{
-    CmdType, DeleteRequest, GetRequest, PutRequest, RaftCmdRequest, RaftRequestHeader, Request,
-};
-use raftstore::CmdResponse;
+use server::storage::{CasOutcome, RawStorage};
 
 /// How an operation ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,6 +29,13 @@ pub enum OpResult {
     Pending,
     /// Acknowledged; a get carries what it read (None: no value).
     Ok(Option<Vec<u8>>),
+    /// A compare-and-swap answered: whether it swapped, and the value it found.
+    Swapped {
+        /// Whether the new value was written.
+        swapped: bool,
+        /// The value before the call.
+        previous: Option<Vec<u8>>,
+    },
     /// Outcome unknown (timed out, the store crashed, or an error after which it may still
     /// apply).
     Unknown(String),
@@ -65,6 +72,11 @@ impl OpRecord {
             OpResult::Pending => "pending".to_string(),
             OpResult::Ok(None) => "ok".to_string(),
             OpResult::Ok(Some(v)) => format!("ok {}", show(v)),
+            OpResult::Swapped { swapped, previous } => format!(
+                "{} (found {})",
+                if *swapped { "swapped" } else { "not swapped" },
+                previous.as_deref().map_or("nothing".into(), show)
+            ),
             OpResult::Unknown(e) => format!("unknown: {e}"),
             OpResult::Failed(e) => format!("failed: {e}"),
         };
@@ -83,6 +95,7 @@ impl OpRecord {
                 Op::Get { .. } => Outcome::Ok(Ret::Value(v.clone())),
                 _ => Outcome::Ok(Ret::Done),
             },
+            OpResult::Swapped { swapped, .. } => Outcome::Ok(Ret::Swapped(*swapped)),
             OpResult::Failed(_) => Outcome::Failed,
             OpResult::Unknown(_) | OpResult::Pending => Outcome::Unknown,
         };
@@ -101,46 +114,47 @@ pub fn show(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
-/// What came back for an attempt.
-pub enum Reply {
-    /// The store answered.
-    Answer(Box<CmdResponse<MemSnapshot>>),
-    /// The store dropped the callback without answering (it crashed): the command may or
-    /// may not have been applied.
-    Dropped,
+/// What came back for an attempt: the storage layer's answer.
+pub type Reply = server::storage::Result<Done>;
+
+/// What a raw operation returned.
+pub enum Done {
+    /// A put or delete was applied.
+    Written,
+    /// What a get read.
+    Value(Option<Vec<u8>>),
+    /// What a compare-and-swap found and did.
+    Cas(CasOutcome),
 }
 
-/// The slot an attempt's callback fills.
+/// The raw storage layer of one store.
+pub type Raw = RawStorage<MemSnapshot>;
+
+/// The slot an attempt's task fills.
 pub type Slot = Arc<Mutex<Option<Reply>>>;
 
-/// Fills its slot with the answer, or with [`Reply::Dropped`] if it is dropped unanswered
-/// (the store that held the callback crashed).
-struct Responder {
-    slot: Slot,
-    answered: bool,
-}
-
-impl Drop for Responder {
-    fn drop(&mut self) {
-        if !self.answered {
-            let mut s = self.slot.lock().expect("slot");
-            if s.is_none() {
-                *s = Some(Reply::Dropped);
-            }
-        }
+/// Runs `op` through the store's real raw storage layer, as its gRPC handler would (no
+/// TTL: an expiry would read the wall clock).
+pub async fn run_raw(raw: &Raw, ctx: &Context, op: Op) -> Reply {
+    match op {
+        Op::Put { key, value } => raw.put(ctx, "", key, value, 0).await.map(|_| Done::Written),
+        Op::Get { key } => raw.get(ctx, "", key).await.map(Done::Value),
+        Op::Delete { key } => raw.delete(ctx, "", key).await.map(|_| Done::Written),
+        Op::Cas { key, expected, new } => raw
+            .compare_and_swap(ctx, "", key, expected, new.unwrap_or_default(), 0)
+            .await
+            .map(Done::Cas),
     }
 }
 
-/// The callback for an attempt: it fills `slot`, also when it is dropped unanswered.
-pub fn callback(slot: &Slot) -> raftstore::msg::Callback<MemSnapshot> {
-    let mut r = Responder {
-        slot: slot.clone(),
-        answered: false,
-    };
-    Box::new(move |resp| {
-        r.answered = true;
-        *r.slot.lock().expect("slot") = Some(Reply::Answer(Box::new(resp)));
-    })
+/// The request context for `region` at `store` (term 0: raftstore checks no term).
+pub fn context(region: &metapb::Region, store: u64) -> Context {
+    Context {
+        region_id: region.id,
+        region_epoch: region.region_epoch,
+        peer: raftstore::util::find_peer(region, store).copied(),
+        ..Default::default()
+    }
 }
 
 /// Where a client is.
@@ -156,7 +170,7 @@ pub enum ClientState {
         op: usize,
         /// Store the attempt went to.
         store: u64,
-        /// Filled by the store's callback.
+        /// Filled by the attempt's task.
         slot: Slot,
         /// When the operation times out (ns).
         deadline: u64,
@@ -184,6 +198,8 @@ pub struct Client {
     pub leader_hint: Option<u64>,
     /// Writes issued (values are `c<id>v<n>`, unique).
     pub issued: u64,
+    /// The value this client last saw at each key (what its compare-and-swaps expect).
+    pub seen: std::collections::BTreeMap<Vec<u8>, Option<Vec<u8>>>,
     /// Only these operations from now on (the final read-back), nothing once done.
     pub script: Option<Vec<Op>>,
 }
@@ -196,6 +212,7 @@ impl Client {
             state: ClientState::Idle { at: 0 },
             leader_hint: None,
             issued: 0,
+            seen: Default::default(),
             script: None,
         }
     }
@@ -219,76 +236,31 @@ impl Client {
     }
 }
 
-/// The request for `op` to `region` at `store`.
-pub fn request(op: &Op, region: &metapb::Region, store: u64) -> RaftCmdRequest {
-    let req = match op {
-        Op::Put { key, value } => Request {
-            cmd_type: CmdType::Put as i32,
-            put: Some(PutRequest {
-                cf: CF_DEFAULT.to_string(),
-                key: key.clone(),
-                value: value.clone(),
-            }),
-            ..Default::default()
-        },
-        Op::Get { key } => Request {
-            cmd_type: CmdType::Get as i32,
-            get: Some(GetRequest {
-                cf: CF_DEFAULT.to_string(),
-                key: key.clone(),
-            }),
-            ..Default::default()
-        },
-        Op::Delete { key } => Request {
-            cmd_type: CmdType::Delete as i32,
-            delete: Some(DeleteRequest {
-                cf: CF_DEFAULT.to_string(),
-                key: key.clone(),
-            }),
-            ..Default::default()
-        },
-        Op::Cas { .. } => unreachable!("the raft command path has no compare-and-swap"),
-    };
-    RaftCmdRequest {
-        header: Some(RaftRequestHeader {
-            region_id: region.id,
-            peer: raftstore::util::find_peer(region, store).copied(),
-            region_epoch: region.region_epoch,
-            ..Default::default()
-        }),
-        requests: vec![req],
-        ..Default::default()
-    }
-}
-
-/// What to do after a response.
+/// What to do after an answer.
 pub enum Verdict {
-    /// Done: what a get read (None for a put or a missing key).
-    Ok(Option<Vec<u8>>),
+    /// Done, with this result.
+    Ok(OpResult),
     /// Not done, try again (at the store named, if any).
     Retry(Option<u64>, String),
     /// May or may not have applied.
     Unknown(String),
+    /// An error the storage layer must not give for these requests (a corrupt value, a
+    /// failed task): a finding; the outcome is unknown.
+    Broken(String),
 }
 
-/// Classifies a response: errors that prove the command was not applied are retried.
-pub fn verdict(resp: &CmdResponse<MemSnapshot>, is_get: bool) -> Verdict {
-    let err = resp.response.header.as_ref().and_then(|h| h.error.clone());
-    match err {
-        None => {
-            if !is_get {
-                return Verdict::Ok(None);
-            }
-            let value = resp
-                .response
-                .responses
-                .first()
-                .and_then(|r| r.get.as_ref())
-                .map(|g| g.value.clone())
-                .filter(|v| !v.is_empty());
-            Verdict::Ok(value)
-        }
-        Some(e) => classify(&e),
+/// Classifies an answer: region errors that prove the command was not applied are
+/// retried (a store that stopped holding the command, `StoreStopped`, is not one).
+pub fn verdict(reply: Reply) -> Verdict {
+    match reply {
+        Ok(Done::Written) => Verdict::Ok(OpResult::Ok(None)),
+        Ok(Done::Value(v)) => Verdict::Ok(OpResult::Ok(v)),
+        Ok(Done::Cas(o)) => Verdict::Ok(OpResult::Swapped {
+            swapped: o.succeed,
+            previous: o.previous,
+        }),
+        Err(server::storage::Error::Region(e)) => classify(&e),
+        Err(e) => Verdict::Broken(e.to_string()),
     }
 }
 

@@ -49,6 +49,8 @@ pub mod net;
 pub mod node;
 pub mod ops;
 pub mod sched;
+pub mod tasks;
+mod workload;
 pub mod world;
 
 use std::collections::BTreeSet;
@@ -69,8 +71,10 @@ pub struct SimConfig {
     pub keys: usize,
     /// Fraction of operations that are puts.
     pub put_ratio: f64,
-    /// Fraction of operations that are deletes (the rest are gets).
+    /// Fraction of operations that are deletes.
     pub delete_ratio: f64,
+    /// Fraction of operations that are compare-and-swaps (the rest are gets).
+    pub cas_ratio: f64,
     /// Inject faults (network faults, partitions, crashes; rates drawn from the seed).
     pub faults: bool,
     /// Longest pause of a client between two operations, ms (drawn from 0).
@@ -98,6 +102,7 @@ impl Default for SimConfig {
             keys: 3,
             put_ratio: 0.5,
             delete_ratio: 0.1,
+            cas_ratio: 0.15,
             faults: true,
             think_ms: 20,
             min_delay_us: 200,
@@ -165,6 +170,11 @@ impl Outcome {
         })
     }
 
+    /// Compare-and-swaps that swapped (`true`) or found another value (`false`).
+    pub fn cas_answered(&self, swapped: bool) -> usize {
+        self.count(|op| matches!(op.result, OpResult::Swapped { swapped: s, .. } if s == swapped))
+    }
+
     /// Operations whose outcome is unknown (timed out).
     pub fn unknown_ops(&self) -> usize {
         self.count(|op| matches!(op.result, OpResult::Unknown(_)))
@@ -177,8 +187,8 @@ impl Outcome {
     /// A one-line summary.
     pub fn summary(&self) -> String {
         format!(
-            "seed {}: {} steps, {:?} virtual, {} messages, {} ops ({} puts acknowledged, {} \
-             unknown), leaders {:?}, faults: {}; {} regions at the end, {} conf changes \
+            "seed {}: {} steps, {:?} virtual, {} messages, {} ops ({} puts acknowledged, {} cas \
+             swapped, {} not, {} unknown), leaders {:?}, faults: {}; {} regions at the end, {} conf changes \
              applied, {} leader transfers made; {}; {} violations",
             self.seed,
             self.steps,
@@ -186,6 +196,8 @@ impl Outcome {
             self.delivered,
             self.history.len(),
             self.acked_puts(),
+            self.cas_answered(true),
+            self.cas_answered(false),
             self.unknown_ops(),
             self.leaders,
             self.faults,

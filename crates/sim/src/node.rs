@@ -82,6 +82,9 @@ pub struct Live {
     pub disk: DiskFaults,
     /// Every write and sync of the raft log fails (an injected I/O error).
     pub io_failing: bool,
+    /// The store's raw KV storage layer (the server crate's), over its router; a new
+    /// one (new latches) for each incarnation, as a restarted process builds it.
+    pub raw: Arc<crate::client::Raw>,
     gc: GcRunner<MemEngine>,
     /// Virtual time (ns) of the next timed purge of the raft log.
     next_purge: u64,
@@ -154,7 +157,14 @@ impl SimStore {
             p.set_next_tick(first_tick);
         }
         let gc = GcRunner::new(self.kv.clone(), raft, Some(parts.router.clone()));
+        // Through `router`, not `client_router`: the latter's local reader checks leases
+        // against `Instant::now()`, which no seed controls.
+        let raw = Arc::new(server::storage::RawStorage::new(
+            parts.router.clone(),
+            server::storage::StorageConfig::default(),
+        ));
         self.live = Some(Live {
+            raw,
             parts,
             disk,
             io_failing: false,

@@ -15,10 +15,11 @@ use rand::{Rng, SeedableRng};
 use history::Op;
 
 use crate::chaos::{Chaos, FaultCounts};
-use crate::client::{self, Client, ClientState, OpRecord, OpResult, Reply, Verdict};
+use crate::client::{self, Client, ClientState, OpRecord};
 use crate::net::{self, Fate, Net, NetFaults};
 use crate::node::{Part, SimStore};
 use crate::sched::SimScheduler;
+use crate::tasks::Tasks;
 use crate::{Outcome, SimConfig};
 
 /// What can take the next step.
@@ -29,6 +30,8 @@ enum Runnable {
     Client(usize),
     /// A fault to inject, or one to repair, is due.
     Chaos,
+    /// Tasks of the executor were woken: poll them.
+    Tasks,
 }
 
 /// Which phase the run is in.
@@ -67,7 +70,7 @@ pub struct Sim {
     delivered: u64,
     /// `MsgTimeoutNow` messages delivered: leader transfers under way.
     timeout_now: u64,
-    phase: Phase,
+    pub(crate) phase: Phase,
     /// Index in `history` of the first read-back operation.
     pub(crate) verify_from: usize,
     pub(crate) scheduler: Arc<SimScheduler>,
@@ -79,7 +82,9 @@ pub struct Sim {
     panicked: bool,
     /// Probability that an attempt goes to a random store instead of the known leader (a
     /// client with a stale region cache).
-    stale_route: f64,
+    pub(crate) stale_route: f64,
+    /// The futures of the storage layer and of the clients' attempts ([`crate::tasks`]).
+    pub(crate) tasks: Tasks,
     _dir: tempfile::TempDir,
 }
 
@@ -204,6 +209,7 @@ impl Sim {
             check_summary: String::new(),
             panicked: false,
             stale_route,
+            tasks: Tasks::default(),
             _dir: dir,
         }
     }
@@ -397,6 +403,9 @@ impl Sim {
                 out.push(Runnable::Client(c.id));
             }
         }
+        if self.tasks.has_ready() {
+            out.push(Runnable::Tasks);
+        }
     }
 
     /// Nothing can run now: jump to the next timer or arrival.
@@ -416,6 +425,9 @@ impl Sim {
                 next = next.min(t);
             }
         }
+        if let Some(at) = self.tasks.next_timer() {
+            next = next.min(at);
+        }
         assert!(
             next != u64::MAX && next > self.now,
             "simulation stalled at {}ns",
@@ -425,6 +437,7 @@ impl Sim {
         for s in &self.stores {
             s.set_time(self.now);
         }
+        self.tasks.fire_timers(self.now);
     }
 
     fn run_one(&mut self, pick: Runnable) {
@@ -470,6 +483,7 @@ impl Sim {
             }
             Runnable::Client(c) => self.step_client(c),
             Runnable::Chaos => self.run_chaos(),
+            Runnable::Tasks => self.tasks.run_until_stalled(),
         }
     }
 
@@ -498,183 +512,6 @@ impl Sim {
                 self.log(format_args!("net {what} s{from}->s{to} {kind:?}"));
             }
         }
-    }
-
-    fn step_client(&mut self, c: usize) {
-        let state = std::mem::replace(&mut self.clients[c].state, ClientState::Done);
-        match state {
-            ClientState::Idle { .. } => self.start_op(c),
-            ClientState::Backoff { op, deadline, .. } => self.send_attempt(c, op, deadline),
-            ClientState::Waiting {
-                op,
-                store,
-                slot,
-                deadline,
-            } => {
-                let resp = slot.lock().expect("slot").take();
-                match resp {
-                    Some(Reply::Answer(resp)) => self.on_response(c, op, store, *resp, deadline),
-                    Some(Reply::Dropped) => {
-                        // The store crashed holding the command: it may have applied.
-                        self.history[op].served_by = Some(store);
-                        self.clients[c].leader_hint = None;
-                        self.finish(c, op, OpResult::Unknown(format!("s{store} crashed")));
-                    }
-                    None => {
-                        // The deadline passed without an answer.
-                        self.finish(c, op, OpResult::Unknown("timed out".into()));
-                    }
-                }
-            }
-            ClientState::Done => {}
-        }
-    }
-
-    fn start_op(&mut self, c: usize) {
-        let op = match &mut self.clients[c].script {
-            Some(script) => match script.pop() {
-                Some(k) => k,
-                None => {
-                    self.clients[c].state = ClientState::Done;
-                    return;
-                }
-            },
-            None => {
-                if self.phase != Phase::Load {
-                    self.clients[c].state = ClientState::Done;
-                    return;
-                }
-                let key = self.keys[self.rng.gen_range(0..self.keys.len())].clone();
-                let client = &mut self.clients[c];
-                let r: f64 = self.rng.gen();
-                if r < self.cfg.put_ratio {
-                    client.issued += 1;
-                    let value = format!("c{c}v{}", client.issued).into_bytes();
-                    Op::Put { key, value }
-                } else if r < self.cfg.put_ratio + self.cfg.delete_ratio {
-                    Op::Delete { key }
-                } else {
-                    Op::Get { key }
-                }
-            }
-        };
-        let index = self.history.len();
-        self.log(format_args!("c{c} call #{index} {op}"));
-        self.history.push(OpRecord {
-            client: c,
-            op,
-            call: (self.step, self.now / 1000),
-            ret: None,
-            result: OpResult::Pending,
-            attempts: 0,
-            served_by: None,
-        });
-        let deadline = self.now + self.cfg.op_timeout_ms * 1_000_000;
-        self.send_attempt(c, index, deadline);
-    }
-
-    fn send_attempt(&mut self, c: usize, op: usize, deadline: u64) {
-        let store = match self.clients[c].leader_hint {
-            Some(s) if !self.rng.gen_bool(self.stale_route) => s,
-            _ => self.rng.gen_range(1..=self.cfg.stores),
-        };
-        let region = self.region_for_key(self.history[op].op.key());
-        let record = &mut self.history[op];
-        record.attempts += 1;
-        let attempt = record.attempts;
-        let req = client::request(&record.op, &region, store);
-        self.log(format_args!("c{c} attempt #{op}.{attempt} -> s{store}"));
-        let slot = client::Slot::default();
-        let Some(live) = &self.stores[(store - 1) as usize].live else {
-            // Connection refused: never sent, so certainly not applied.
-            self.retry(c, op, store, None, "store down".into(), deadline);
-            return;
-        };
-        live.parts.router.send_command(req, client::callback(&slot));
-        self.clients[c].state = ClientState::Waiting {
-            op,
-            store,
-            slot,
-            deadline,
-        };
-    }
-
-    fn on_response(
-        &mut self,
-        c: usize,
-        op: usize,
-        store: u64,
-        resp: raftstore::CmdResponse<engine::MemSnapshot>,
-        deadline: u64,
-    ) {
-        let is_get = matches!(self.history[op].op, Op::Get { .. });
-        match client::verdict(&resp, is_get) {
-            Verdict::Ok(value) => {
-                self.clients[c].leader_hint = Some(store);
-                self.history[op].served_by = Some(store);
-                self.finish(c, op, OpResult::Ok(value));
-            }
-            Verdict::Retry(hint, why) => self.retry(c, op, store, hint, why, deadline),
-            Verdict::Unknown(why) => {
-                self.clients[c].leader_hint = None;
-                self.history[op].served_by = Some(store);
-                self.finish(c, op, OpResult::Unknown(why));
-            }
-        }
-    }
-
-    /// Attempt `op` of client `c` at `store` was certainly not applied: try again, or fail
-    /// the operation past its deadline or attempts.
-    fn retry(
-        &mut self,
-        c: usize,
-        op: usize,
-        store: u64,
-        hint: Option<u64>,
-        why: String,
-        deadline: u64,
-    ) {
-        self.clients[c].leader_hint = hint;
-        self.log(format_args!("c{c} retry #{op} after s{store}: {why}"));
-        if hint.is_none() {
-            // Epoch not match, key not in region, region not found...: the region may
-            // have split or changed members; learn it again.
-            self.refresh_regions();
-        }
-        if self.now >= deadline || self.history[op].attempts >= self.cfg.max_attempts {
-            self.finish(c, op, OpResult::Failed(why));
-            return;
-        }
-        // Straight to a named leader; a short pause when none is known.
-        let pause = if hint.is_some() {
-            1
-        } else {
-            self.rng.gen_range(5..=50)
-        };
-        self.clients[c].state = ClientState::Backoff {
-            op,
-            at: self.now + pause * 1_000_000,
-            deadline,
-        };
-    }
-
-    /// Ends operation `op` of client `c` with `result` and schedules the next.
-    fn finish(&mut self, c: usize, op: usize, result: OpResult) {
-        if self.phase == Phase::Verify && !matches!(result, OpResult::Ok(_)) {
-            self.violations.push(format!(
-                "op #{op}: c{c} could not read {} back: {result:?}",
-                client::show(self.history[op].op.key())
-            ));
-        }
-        let record = &mut self.history[op];
-        record.ret = Some((self.step, self.now / 1000));
-        record.result = result;
-        let line = record.line(op);
-        self.log(format_args!("c{c} return {line}"));
-        let think = self.rng.gen_range(0..=self.cfg.think_ms * 1000) * 1000;
-        self.clients[c].state = ClientState::Idle {
-            at: self.now + think,
-        };
     }
 }
 

@@ -105,12 +105,17 @@ fn fifty_seeds_with_faults_are_linearizable() {
     // Seeds whose cluster ended with more than one region, with a membership change
     // applied, and with a leader transfer carried out: the operations took effect.
     let (mut split, mut changed, mut transferred) = (0, 0, 0);
+    // Compare-and-swaps (through the stores' real raw storage layer) that swapped, and
+    // that found another value.
+    let (mut swapped, mut refused) = (0, 0);
     for seed in first..first + count {
         let out = sim::sweep_run(seed);
         out.assert_ok(test);
         split += u32::from(out.regions > 1);
         changed += u32::from(out.conf_changes_applied > 0);
         transferred += u32::from(out.leader_transfers > 0);
+        swapped += out.cas_answered(true);
+        refused += out.cas_answered(false);
         assert!(
             !out.leaders.is_empty() && out.acked_puts() > 0,
             "{}\nreplay: {}",
@@ -121,7 +126,7 @@ fn fifty_seeds_with_faults_are_linearizable() {
     }
     eprintln!(
         "{count} seeds in {:?}: {total}; seeds that split {split}, changed membership \
-         {changed}, transferred leadership {transferred}",
+         {changed}, transferred leadership {transferred}; cas swapped {swapped}, not {refused}",
         started.elapsed()
     );
     if count == 50 {
@@ -150,6 +155,8 @@ fn fifty_seeds_with_faults_are_linearizable() {
             ("ended with more than one region", split),
             ("applied a membership change", changed),
             ("carried out a leader transfer", transferred),
+            ("had a compare-and-swap swap", swapped as u32),
+            ("had a compare-and-swap find another value", refused as u32),
         ] {
             assert!(n > 0, "none of 50 seeds {what}");
         }
