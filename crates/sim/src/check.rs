@@ -55,6 +55,7 @@ impl Sim {
         for v in lost_writes(&self.history, self.verify_from) {
             self.violations.push(v);
         }
+        self.check_bank();
     }
 }
 

@@ -264,7 +264,8 @@ pub fn verdict(reply: Reply) -> Verdict {
     }
 }
 
-fn classify(e: &errorpb::Error) -> Verdict {
+/// Classifies a region error: retried if it proves the request was not applied.
+pub fn classify(e: &errorpb::Error) -> Verdict {
     if let Some(nl) = &e.not_leader {
         let hint = nl.leader.as_ref().map(|l| l.store_id).filter(|s| *s != 0);
         return Verdict::Retry(hint, format!("not leader (hint {hint:?})"));

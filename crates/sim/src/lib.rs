@@ -41,6 +41,7 @@
 //!   clients here send through the store's own router, which has no local reader, so every
 //!   read goes through ReadIndex.
 
+pub mod bank;
 pub mod chaos;
 pub mod check;
 pub mod client;
@@ -50,6 +51,7 @@ pub mod node;
 pub mod ops;
 pub mod sched;
 pub mod tasks;
+pub mod txn_client;
 mod workload;
 pub mod world;
 
@@ -75,6 +77,10 @@ pub struct SimConfig {
     pub delete_ratio: f64,
     /// Fraction of operations that are compare-and-swaps (the rest are gets).
     pub cas_ratio: f64,
+    /// Bank clients (transactions through the stores' TxnStorage; 0: no bank).
+    pub bank_clients: usize,
+    /// Bank accounts.
+    pub accounts: usize,
     /// Inject faults (network faults, partitions, crashes; rates drawn from the seed).
     pub faults: bool,
     /// Longest pause of a client between two operations, ms (drawn from 0).
@@ -103,6 +109,8 @@ impl Default for SimConfig {
             put_ratio: 0.5,
             delete_ratio: 0.1,
             cas_ratio: 0.15,
+            bank_clients: 2,
+            accounts: 5,
             faults: true,
             think_ms: 20,
             min_delay_us: 200,
@@ -140,6 +148,8 @@ pub struct Outcome {
     pub check: String,
     /// Regions at the end (more than one: splits took effect).
     pub regions: usize,
+    /// What the transactional clients did.
+    pub txn: txn_client::TxnStats,
     /// Membership changes applied to the region that had the most (its conf version
     /// minus the initial one).
     pub conf_changes_applied: u64,
@@ -189,7 +199,7 @@ impl Outcome {
         format!(
             "seed {}: {} steps, {:?} virtual, {} messages, {} ops ({} puts acknowledged, {} cas \
              swapped, {} not, {} unknown), leaders {:?}, faults: {}; {} regions at the end, {} conf changes \
-             applied, {} leader transfers made; {}; {} violations",
+             applied, {} leader transfers made; txn {:?}; {}; {} violations",
             self.seed,
             self.steps,
             self.virtual_time,
@@ -204,6 +214,7 @@ impl Outcome {
             self.regions,
             self.conf_changes_applied,
             self.leader_transfers,
+            self.txn,
             self.check,
             self.violations.len()
         )
@@ -233,10 +244,19 @@ impl Outcome {
 pub const SWEEP_STEPS: u64 = 20_000;
 
 /// The cluster a seed sweep runs for `seed`: every third seed has 5 stores (so a partition
-/// can split 2 | 3 and two stores can be down at once), the others 3; faults on.
+/// can split 2 | 3 and two stores can be down at once), the others 3; faults on. About
+/// half the seeds (drawn from the seed) also run the bank workload, with 1 to 3 clients.
 pub fn sweep_config(seed: u64) -> SimConfig {
+    use rand::{Rng, SeedableRng};
+    let mut draw = rand::rngs::StdRng::seed_from_u64(seed ^ 0x6261_6e6b);
+    let bank_clients = if draw.gen_bool(0.5) {
+        draw.gen_range(1..=3)
+    } else {
+        0
+    };
     SimConfig {
         stores: if seed.is_multiple_of(3) { 5 } else { 3 },
+        bank_clients,
         ..SimConfig::default()
     }
 }

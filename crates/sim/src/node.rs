@@ -27,6 +27,8 @@ use raftstore::storage::log_fs::{DiskFaults, LogFileSystem};
 use raftstore::store::StoreParts;
 use raftstore::worker::raftlog_gc::GcRunner;
 use raftstore::{Config, RaftLogEngine};
+use server::storage::txn::EngineRangeDestroyer;
+use server::storage::{StorageConfig, TsoSource, TxnDeps};
 
 use crate::exec::Executor;
 use crate::net::{Outbox, SimTransport};
@@ -72,7 +74,19 @@ pub struct SimStore {
     kv: MemEngine,
     dir: PathBuf,
     scheduler: Arc<dyn SchedulerClient>,
+    tso: Arc<dyn TsoSource>,
+    /// The running incarnation's transactional storage layer (the server crate's
+    /// TxnStorage: its own latches and concurrency manager, as a restarted process builds
+    /// them), shared with the transactional clients ([`crate::txn_client`]); `None`
+    /// while the store is down.
+    pub txn: TxnSlot,
 }
+
+/// Where the transactional clients find a store's running TxnStorage.
+pub type TxnSlot = Arc<std::sync::Mutex<Option<Arc<Txn>>>>;
+
+/// The transactional storage layer of one store.
+pub type Txn = server::storage::TxnStorage<engine::MemSnapshot>;
 
 /// What a running store has and a crash loses.
 pub struct Live {
@@ -100,7 +114,7 @@ impl SimStore {
         dir: &Path,
         base: Instant,
         phase: u64,
-        scheduler: Arc<dyn SchedulerClient>,
+        scheduler: Arc<crate::sched::SimScheduler>,
     ) -> Result<SimStore, String> {
         let kv = MemEngine::new();
         let dir = dir.join(format!("store{id}"));
@@ -125,7 +139,9 @@ impl SimStore {
             cfg,
             kv,
             dir,
-            scheduler,
+            scheduler: scheduler.clone(),
+            tso: scheduler,
+            txn: TxnSlot::default(),
         };
         store.start(raft, disk, phase, 0)?;
         Ok(store)
@@ -163,6 +179,12 @@ impl SimStore {
             parts.router.clone(),
             server::storage::StorageConfig::default(),
         ));
+        let deps = TxnDeps {
+            tso: self.tso.clone(),
+            destroyer: Arc::new(EngineRangeDestroyer::new(self.kv.clone())),
+        };
+        let txn = Txn::new(parts.router.clone(), StorageConfig::default(), deps);
+        *self.txn.lock().expect("txn slot") = Some(Arc::new(txn));
         self.live = Some(Live {
             raw,
             parts,
@@ -227,6 +249,7 @@ impl SimStore {
         };
         // First the disk: raft-engine syncs when it closes, and that sync must not land.
         let lost = live.disk.crash(torn);
+        *self.txn.lock().expect("txn slot") = None;
         self.exec.run(move || drop(live));
         self.outbox.lock().expect("outbox").clear();
         lost

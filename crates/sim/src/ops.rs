@@ -51,38 +51,46 @@ pub fn key_in(r: &metapb::Region, key: &[u8]) -> bool {
     r.start_key.as_slice() <= key && (r.end_key.is_empty() || key < r.end_key.as_slice())
 }
 
+/// The newest copy of each region the engines `kvs` hold (newer versions first where
+/// copies overlap), without overlaps, in key order: what a client learns from the
+/// scheduler.
+pub fn newest_regions<'a>(kvs: impl Iterator<Item = &'a engine::MemEngine>) -> Vec<metapb::Region> {
+    let mut best: BTreeMap<u64, metapb::Region> = BTreeMap::new();
+    for kv in kvs {
+        let Ok(states) = load_region_states(kv) else {
+            continue;
+        };
+        for st in states {
+            if st.state != proto::raft_serverpb::PeerState::Normal as i32 {
+                continue;
+            }
+            let Some(r) = st.region else { continue };
+            match best.get(&r.id) {
+                Some(b) if version(b) >= version(&r) => {}
+                _ => {
+                    best.insert(r.id, r);
+                }
+            }
+        }
+    }
+    let mut regions: Vec<metapb::Region> = best.into_values().collect();
+    // Stable sort: among equal versions, lower region ids first (deterministic).
+    regions.sort_by_key(|r| std::cmp::Reverse(r.region_epoch.unwrap_or_default().version));
+    let mut chosen: Vec<metapb::Region> = Vec::new();
+    for r in regions {
+        if !chosen.iter().any(|c| overlaps(c, &r)) {
+            chosen.push(r);
+        }
+    }
+    chosen.sort_by(|a, b| a.start_key.cmp(&b.start_key));
+    chosen
+}
+
 impl Sim {
     /// Rebuilds the region cache from the region states every store holds: the newest copy
     /// of each region, newer versions first where copies overlap.
     pub(crate) fn refresh_regions(&mut self) {
-        let mut best: BTreeMap<u64, metapb::Region> = BTreeMap::new();
-        for s in &self.stores {
-            let Ok(states) = load_region_states(s.kv()) else {
-                continue;
-            };
-            for st in states {
-                if st.state != proto::raft_serverpb::PeerState::Normal as i32 {
-                    continue;
-                }
-                let Some(r) = st.region else { continue };
-                match best.get(&r.id) {
-                    Some(b) if version(b) >= version(&r) => {}
-                    _ => {
-                        best.insert(r.id, r);
-                    }
-                }
-            }
-        }
-        let mut regions: Vec<metapb::Region> = best.into_values().collect();
-        // Stable sort: among equal versions, lower region ids first (deterministic).
-        regions.sort_by_key(|r| std::cmp::Reverse(r.region_epoch.unwrap_or_default().version));
-        let mut chosen: Vec<metapb::Region> = Vec::new();
-        for r in regions {
-            if !chosen.iter().any(|c| overlaps(c, &r)) {
-                chosen.push(r);
-            }
-        }
-        chosen.sort_by(|a, b| a.start_key.cmp(&b.start_key));
+        let chosen = newest_regions(self.stores.iter().map(|s| s.kv()));
         if !chosen.is_empty() {
             self.regions = chosen;
         }

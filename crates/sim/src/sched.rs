@@ -7,6 +7,11 @@
 //! learned again, as a real scheduler rebuilds its region cache, and the operators it held
 //! are lost (the simulator schedules them again if it still wants them).
 //!
+//! The timestamp oracle ([`SimScheduler::get_ts`]) is persisted the same way: its
+//! physical part follows virtual time (from [`TSO_BASE_MS`]), and a timestamp is always
+//! above the last one handed out, crashes included, as a real oracle persists the
+//! window it may hand out from.
+//!
 //! Ids are the exception: a real scheduler persists its id allocator, so it never hands
 //! out an id twice across restarts. The mock's allocator would restart from the same
 //! number, so ids for splits ([`SchedulerClient::ask_batch_split`]) and for new peers
@@ -22,11 +27,20 @@ use raftstore::scheduler_client::{
 use raftstore::{Error, Result};
 use test_cluster::scheduler::MockScheduler;
 
+/// The physical time (Unix ms) the oracle reads at virtual time 0.
+pub const TSO_BASE_MS: u64 = 1_700_000_000_000;
+
 /// A [`MockScheduler`] that can crash and restart.
 pub struct SimScheduler {
     inner: Mutex<Option<Arc<MockScheduler>>>,
     /// The persisted id allocator (above every id the simulation bootstraps with).
     next_id: AtomicU64,
+    /// Virtual time, ns (set by the world loop).
+    now: AtomicU64,
+    /// The last timestamp handed out (persisted: survives crashes).
+    last_ts: AtomicU64,
+    /// The GC safe point (persisted; never goes back).
+    safe_point: AtomicU64,
 }
 
 impl Default for SimScheduler {
@@ -41,7 +55,46 @@ impl SimScheduler {
         SimScheduler {
             inner: Mutex::new(Some(Arc::new(MockScheduler::default()))),
             next_id: AtomicU64::new(1_000),
+            now: AtomicU64::new(0),
+            last_ts: AtomicU64::new(0),
+            safe_point: AtomicU64::new(0),
         }
+    }
+
+    /// Moves the oracle's clock to virtual time `now` (ns).
+    pub fn set_now(&self, now: u64) {
+        self.now.store(now, Ordering::Relaxed);
+    }
+
+    /// A fresh timestamp: physical part = [`TSO_BASE_MS`] + virtual ms, above every
+    /// timestamp handed out before (crashes included). Fails while the scheduler is down.
+    pub fn get_ts(&self) -> std::result::Result<u64, String> {
+        if !self.is_up() {
+            return Err("scheduler unavailable (crashed)".into());
+        }
+        let ms = TSO_BASE_MS + self.now.load(Ordering::Relaxed) / 1_000_000;
+        let floor = txn::timestamp::compose(ms, 0);
+        let prev = self
+            .last_ts
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |last| {
+                Some(floor.max(last + 1))
+            })
+            .expect("always Some");
+        Ok(floor.max(prev + 1))
+    }
+
+    /// The GC safe point (0 if never set).
+    pub fn gc_safe_point(&self) -> u64 {
+        self.safe_point.load(Ordering::Relaxed)
+    }
+
+    /// Raises the GC safe point to `sp` (never lowers it); false if the scheduler is down.
+    pub fn update_gc_safe_point(&self, sp: u64) -> bool {
+        if !self.is_up() {
+            return false;
+        }
+        self.safe_point.fetch_max(sp, Ordering::Relaxed);
+        true
     }
 
     /// A fresh id, never handed out before in this run (crashes included).
@@ -108,5 +161,33 @@ impl SchedulerClient for SimScheduler {
 
     fn report_batch_split(&self, regions: &[metapb::Region]) -> Result<()> {
         self.up()?.report_batch_split(regions)
+    }
+}
+
+impl server::storage::TsoSource for SimScheduler {
+    fn get_ts(&self) -> server::storage::txn::TsoFuture<'_> {
+        let ts = SimScheduler::get_ts(self);
+        Box::pin(async move { ts })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SimScheduler;
+
+    #[test]
+    fn timestamps_grow_across_crashes_and_follow_virtual_time() {
+        let s = SimScheduler::new();
+        let a = s.get_ts().unwrap();
+        let b = s.get_ts().unwrap();
+        assert!(b > a);
+        s.crash();
+        assert!(s.get_ts().is_err());
+        s.restart();
+        let c = s.get_ts().unwrap();
+        assert!(c > b);
+        s.set_now(5_000_000_000);
+        let d = s.get_ts().unwrap();
+        assert_eq!(txn::timestamp::physical(d), super::TSO_BASE_MS + 5_000);
     }
 }

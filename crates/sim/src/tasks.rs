@@ -125,6 +125,7 @@ impl Tasks {
         Sleep {
             at,
             timers: self.timers.clone(),
+            key: None,
         }
     }
 
@@ -175,29 +176,50 @@ impl SimClock {
         Sleep {
             at: self.now() + ns,
             timers: self.timers.clone(),
+            key: None,
         }
     }
 }
 
-/// See [`Tasks::sleep_until`].
+/// See [`Tasks::sleep_until`]. Dropped before it fires, it takes its timer back.
 pub struct Sleep {
     at: u64,
     timers: Rc<Timers>,
+    /// The timer it registered (deadline, sequence), if any.
+    key: Option<(u64, u64)>,
+}
+
+impl Drop for Sleep {
+    fn drop(&mut self) {
+        if let Some(k) = self.key.take() {
+            self.timers.waiting.borrow_mut().remove(&k);
+        }
+    }
 }
 
 impl Future for Sleep {
     type Output = ();
 
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         if self.timers.now.get() >= self.at {
+            if let Some(k) = self.key.take() {
+                self.timers.waiting.borrow_mut().remove(&k);
+            }
             return Poll::Ready(());
         }
-        let seq = self.timers.seq.get();
-        self.timers.seq.set(seq + 1);
+        let key = match self.key {
+            Some(k) => k,
+            None => {
+                let seq = self.timers.seq.get();
+                self.timers.seq.set(seq + 1);
+                (self.at, seq)
+            }
+        };
+        self.key = Some(key);
         self.timers
             .waiting
             .borrow_mut()
-            .insert((self.at, seq), cx.waker().clone());
+            .insert(key, cx.waker().clone());
         Poll::Pending
     }
 }

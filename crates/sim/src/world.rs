@@ -85,6 +85,10 @@ pub struct Sim {
     pub(crate) stale_route: f64,
     /// The futures of the storage layer and of the clients' attempts ([`crate::tasks`]).
     pub(crate) tasks: Tasks,
+    /// What the transactional clients share, if any run ([`crate::txn_client`]).
+    pub(crate) txn_env: Option<std::rc::Rc<crate::txn_client::TxnEnv>>,
+    /// The bank workload, if it runs ([`crate::bank`]).
+    pub(crate) bank: Option<std::rc::Rc<crate::bank::Bank>>,
     _dir: tempfile::TempDir,
 }
 
@@ -184,7 +188,7 @@ impl Sim {
         let keys = (0..cfg.keys)
             .map(|k| format!("k{k}").into_bytes())
             .collect();
-        Sim {
+        let mut sim = Sim {
             net: Net::new(cfg.min_delay_us * 1000, cfg.max_delay_us * 1000, net_faults),
             cfg,
             rng,
@@ -210,8 +214,12 @@ impl Sim {
             panicked: false,
             stale_route,
             tasks: Tasks::default(),
+            txn_env: None,
+            bank: None,
             _dir: dir,
-        }
+        };
+        sim.start_txn_clients();
+        sim
     }
 
     /// Store `id`, if there is one.
@@ -256,7 +264,13 @@ impl Sim {
             })
             .max()
             .unwrap_or(0);
+        let txn = self
+            .txn_env
+            .as_ref()
+            .map(|e| e.stats.borrow().clone())
+            .unwrap_or_default();
         Outcome {
+            txn,
             regions: self.regions.len(),
             conf_changes_applied,
             leader_transfers: self.timeout_now,
@@ -283,6 +297,9 @@ impl Sim {
         // Faults stop here (the per-message ones go on): everything heals, every store
         // and the scheduler run again, so every client can finish and read back.
         self.calm();
+        if let Some(env) = &self.txn_env {
+            env.load.set(false);
+        }
         self.phase = Phase::Drain;
         self.log(format_args!("phase drain"));
         self.run_phase(self.cfg.settle_steps);
@@ -298,6 +315,11 @@ impl Sim {
             self.violations.push(format!(
                 "{unfinished} clients still had an operation in flight after draining"
             ));
+        }
+        if !self.txn_clients_done() {
+            self.violations.push(
+                "transactional clients still had a transaction under way after draining".into(),
+            );
         }
         self.phase = Phase::Idle;
         self.log(format_args!("phase idle"));
@@ -353,6 +375,7 @@ impl Sim {
                     .clients
                     .iter()
                     .all(|c| matches!(c.state, ClientState::Done))
+                && self.txn_clients_done()
             {
                 return;
             }
@@ -437,6 +460,7 @@ impl Sim {
         for s in &self.stores {
             s.set_time(self.now);
         }
+        self.scheduler.set_now(self.now);
         self.tasks.fire_timers(self.now);
     }
 
@@ -483,7 +507,10 @@ impl Sim {
             }
             Runnable::Client(c) => self.step_client(c),
             Runnable::Chaos => self.run_chaos(),
-            Runnable::Tasks => self.tasks.run_until_stalled(),
+            Runnable::Tasks => {
+                self.tasks.run_until_stalled();
+                self.collect_txn_trace();
+            }
         }
     }
 

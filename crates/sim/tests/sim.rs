@@ -108,6 +108,8 @@ fn fifty_seeds_with_faults_are_linearizable() {
     // Compare-and-swaps (through the stores' real raw storage layer) that swapped, and
     // that found another value.
     let (mut swapped, mut refused) = (0, 0);
+    // Bank seeds, and what their transactions did.
+    let (mut bank_seeds, mut txn) = (0, sim::txn_client::TxnStats::default());
     for seed in first..first + count {
         let out = sim::sweep_run(seed);
         out.assert_ok(test);
@@ -116,6 +118,14 @@ fn fifty_seeds_with_faults_are_linearizable() {
         transferred += u32::from(out.leader_transfers > 0);
         swapped += out.cas_answered(true);
         refused += out.cas_answered(false);
+        if sim::sweep_config(seed).bank_clients > 0 {
+            bank_seeds += 1;
+            txn.committed += out.txn.committed;
+            txn.unknown += out.txn.unknown;
+            txn.aborted += out.txn.aborted;
+            txn.snapshots += out.txn.snapshots;
+            txn.locks_resolved += out.txn.locks_resolved;
+        }
         assert!(
             !out.leaders.is_empty() && out.acked_puts() > 0,
             "{}\nreplay: {}",
@@ -126,7 +136,7 @@ fn fifty_seeds_with_faults_are_linearizable() {
     }
     eprintln!(
         "{count} seeds in {:?}: {total}; seeds that split {split}, changed membership \
-         {changed}, transferred leadership {transferred}; cas swapped {swapped}, not {refused}",
+         {changed}, transferred leadership {transferred}; cas swapped {swapped}, not {refused}; {bank_seeds} bank seeds: {txn:?}",
         started.elapsed()
     );
     if count == 50 {
@@ -157,6 +167,10 @@ fn fifty_seeds_with_faults_are_linearizable() {
             ("carried out a leader transfer", transferred),
             ("had a compare-and-swap swap", swapped as u32),
             ("had a compare-and-swap find another value", refused as u32),
+            ("ran the bank", bank_seeds),
+            ("committed a bank transfer", txn.committed as u32),
+            ("took a bank snapshot", txn.snapshots as u32),
+            ("resolved a lock", txn.locks_resolved as u32),
         ] {
             assert!(n > 0, "none of 50 seeds {what}");
         }
