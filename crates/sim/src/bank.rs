@@ -185,7 +185,7 @@ pub async fn client(env: Rc<TxnEnv>, bank: Rc<Bank>, id: usize) {
 impl Sim {
     /// Starts the transactional clients the configuration asks for.
     pub(crate) fn start_txn_clients(&mut self) {
-        if self.cfg.bank_clients == 0 {
+        if self.cfg.bank_clients == 0 && self.cfg.list_clients == 0 {
             return;
         }
         let env = Rc::new(TxnEnv::new(
@@ -196,16 +196,28 @@ impl Sim {
             rand::SeedableRng::seed_from_u64(self.rng.gen()),
             self.cfg.op_timeout_ms * 1_000_000,
         ));
-        let bank = Rc::new(Bank::new(self.cfg.accounts, self.keys.len()));
-        for id in 0..self.cfg.bank_clients {
-            self.tasks.spawn(client(env.clone(), bank.clone(), id));
+        if self.cfg.bank_clients > 0 {
+            let bank = Rc::new(Bank::new(self.cfg.accounts, self.keys.len()));
+            for id in 0..self.cfg.bank_clients {
+                self.tasks.spawn(client(env.clone(), bank.clone(), id));
+            }
+            let (clients, accounts) = (self.cfg.bank_clients, bank.accounts.len());
+            self.log(format_args!(
+                "bank: {clients} clients on {accounts} accounts"
+            ));
+            self.bank = Some(bank);
         }
-        let (clients, accounts) = (self.cfg.bank_clients, bank.accounts.len());
-        self.log(format_args!(
-            "bank: {clients} clients on {accounts} accounts"
-        ));
+        if self.cfg.list_clients > 0 {
+            let lists = Rc::new(crate::appends::Lists::new(self.cfg.lists, self.keys.len()));
+            for _ in 0..self.cfg.list_clients {
+                self.tasks
+                    .spawn(crate::appends::client(env.clone(), lists.clone()));
+            }
+            let (clients, n) = (self.cfg.list_clients, lists.keys.len());
+            self.log(format_args!("lists: {clients} clients on {n} lists"));
+            self.lists = Some(lists);
+        }
         self.txn_env = Some(env);
-        self.bank = Some(bank);
     }
 
     /// Moves the transactional clients' trace lines into the trace.

@@ -56,6 +56,7 @@ impl Sim {
             self.violations.push(v);
         }
         self.check_bank();
+        self.check_lists();
     }
 }
 

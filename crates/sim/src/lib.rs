@@ -41,6 +41,7 @@
 //!   clients here send through the store's own router, which has no local reader, so every
 //!   read goes through ReadIndex.
 
+pub mod appends;
 pub mod bank;
 pub mod chaos;
 pub mod check;
@@ -81,6 +82,10 @@ pub struct SimConfig {
     pub bank_clients: usize,
     /// Bank accounts.
     pub accounts: usize,
+    /// List-append clients (transactions checked for snapshot isolation; 0: none).
+    pub list_clients: usize,
+    /// Lists they append to.
+    pub lists: usize,
     /// Inject faults (network faults, partitions, crashes; rates drawn from the seed).
     pub faults: bool,
     /// Longest pause of a client between two operations, ms (drawn from 0).
@@ -111,6 +116,8 @@ impl Default for SimConfig {
             cas_ratio: 0.15,
             bank_clients: 2,
             accounts: 5,
+            list_clients: 2,
+            lists: 4,
             faults: true,
             think_ms: 20,
             min_delay_us: 200,
@@ -150,6 +157,8 @@ pub struct Outcome {
     pub regions: usize,
     /// What the transactional clients did.
     pub txn: txn_client::TxnStats,
+    /// Committed list-append transactions that appended.
+    pub list_appends_committed: usize,
     /// Membership changes applied to the region that had the most (its conf version
     /// minus the initial one).
     pub conf_changes_applied: u64,
@@ -245,7 +254,8 @@ pub const SWEEP_STEPS: u64 = 20_000;
 
 /// The cluster a seed sweep runs for `seed`: every third seed has 5 stores (so a partition
 /// can split 2 | 3 and two stores can be down at once), the others 3; faults on. About
-/// half the seeds (drawn from the seed) also run the bank workload, with 1 to 3 clients.
+/// half the seeds (drawn from the seed) also run the bank workload, and about half the
+/// list-append workload, each with 1 to 3 clients.
 pub fn sweep_config(seed: u64) -> SimConfig {
     use rand::{Rng, SeedableRng};
     let mut draw = rand::rngs::StdRng::seed_from_u64(seed ^ 0x6261_6e6b);
@@ -254,9 +264,15 @@ pub fn sweep_config(seed: u64) -> SimConfig {
     } else {
         0
     };
+    let list_clients = if draw.gen_bool(0.5) {
+        draw.gen_range(1..=3)
+    } else {
+        0
+    };
     SimConfig {
         stores: if seed.is_multiple_of(3) { 5 } else { 3 },
         bank_clients,
+        list_clients,
         ..SimConfig::default()
     }
 }

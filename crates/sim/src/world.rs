@@ -89,6 +89,8 @@ pub struct Sim {
     pub(crate) txn_env: Option<std::rc::Rc<crate::txn_client::TxnEnv>>,
     /// The bank workload, if it runs ([`crate::bank`]).
     pub(crate) bank: Option<std::rc::Rc<crate::bank::Bank>>,
+    /// The list-append workload, if it runs ([`crate::appends`]).
+    pub(crate) lists: Option<std::rc::Rc<crate::appends::Lists>>,
     _dir: tempfile::TempDir,
 }
 
@@ -216,6 +218,7 @@ impl Sim {
             tasks: Tasks::default(),
             txn_env: None,
             bank: None,
+            lists: None,
             _dir: dir,
         };
         sim.start_txn_clients();
@@ -269,8 +272,21 @@ impl Sim {
             .as_ref()
             .map(|e| e.stats.borrow().clone())
             .unwrap_or_default();
+        let list_appends_committed = self.lists.as_ref().map_or(0, |l| {
+            let h = l.history.borrow();
+            h.txns()
+                .iter()
+                .filter(|t| t.status == history::list_append::TxnStatus::Committed)
+                .filter(|t| {
+                    t.mops
+                        .iter()
+                        .any(|m| matches!(m, history::list_append::Mop::Append { .. }))
+                })
+                .count()
+        });
         Outcome {
             txn,
+            list_appends_committed,
             regions: self.regions.len(),
             conf_changes_applied,
             leader_transfers: self.timeout_now,

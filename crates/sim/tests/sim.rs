@@ -110,6 +110,8 @@ fn fifty_seeds_with_faults_are_linearizable() {
     let (mut swapped, mut refused) = (0, 0);
     // Bank seeds, and what their transactions did.
     let (mut bank_seeds, mut txn) = (0, sim::txn_client::TxnStats::default());
+    // List-append seeds, and their committed transactions that appended.
+    let (mut list_seeds, mut appended) = (0, 0);
     for seed in first..first + count {
         let out = sim::sweep_run(seed);
         out.assert_ok(test);
@@ -118,6 +120,10 @@ fn fifty_seeds_with_faults_are_linearizable() {
         transferred += u32::from(out.leader_transfers > 0);
         swapped += out.cas_answered(true);
         refused += out.cas_answered(false);
+        if sim::sweep_config(seed).list_clients > 0 {
+            list_seeds += 1;
+            appended += out.list_appends_committed;
+        }
         if sim::sweep_config(seed).bank_clients > 0 {
             bank_seeds += 1;
             txn.committed += out.txn.committed;
@@ -136,7 +142,8 @@ fn fifty_seeds_with_faults_are_linearizable() {
     }
     eprintln!(
         "{count} seeds in {:?}: {total}; seeds that split {split}, changed membership \
-         {changed}, transferred leadership {transferred}; cas swapped {swapped}, not {refused}; {bank_seeds} bank seeds: {txn:?}",
+         {changed}, transferred leadership {transferred}; cas swapped {swapped}, not {refused}; {bank_seeds} bank seeds: {txn:?}; {list_seeds} list-append seeds, {appended} \
+         appending transactions committed",
         started.elapsed()
     );
     if count == 50 {
@@ -171,6 +178,8 @@ fn fifty_seeds_with_faults_are_linearizable() {
             ("committed a bank transfer", txn.committed as u32),
             ("took a bank snapshot", txn.snapshots as u32),
             ("resolved a lock", txn.locks_resolved as u32),
+            ("ran list-append transactions", list_seeds),
+            ("committed a list append", appended as u32),
         ] {
             assert!(n > 0, "none of 50 seeds {what}");
         }
