@@ -80,6 +80,11 @@ pub struct GcConfig {
     pub batch_keys: usize,
     /// Regions asked from the scheduler per call.
     pub region_page: usize,
+    /// Run each batch's scan on the calling task instead of tokio's blocking pool, and
+    /// skip the rate limit's sleep: for callers without a tokio runtime, such as the
+    /// deterministic simulator (crates/sim), which polls the round's future on its own
+    /// single-threaded executor in virtual time. Production leaves it off.
+    pub inline: bool,
 }
 
 impl Default for GcConfig {
@@ -89,6 +94,7 @@ impl Default for GcConfig {
             max_keys_per_sec: 50_000,
             batch_keys: 512,
             region_page: 256,
+            inline: false,
         }
     }
 }
@@ -352,7 +358,7 @@ impl<S: engine::Snapshot> Inner<S> {
             let snap = self.kv.snapshot(&ctx).await?;
             let end = snap.region().end_key.clone();
             let start = cursor.clone();
-            let batch = tokio::task::spawn_blocking(move || {
+            let scan = move || {
                 txn::gc::gc_range(
                     &TxnSnapshot::new(snap),
                     &start,
@@ -360,9 +366,14 @@ impl<S: engine::Snapshot> Inner<S> {
                     safe_point,
                     batch_keys,
                 )
-            })
-            .await
-            .map_err(|e| Skip::Failed(format!("gc task: {e}")))?
+            };
+            let batch = if self.cfg.inline {
+                scan()
+            } else {
+                tokio::task::spawn_blocking(scan)
+                    .await
+                    .map_err(|e| Skip::Failed(format!("gc task: {e}")))?
+            }
             .map_err(|e| Skip::Failed(e.to_string()))?;
             if !batch.modifies.is_empty() {
                 let modifies = batch.modifies.into_iter().map(to_storage).collect();
@@ -373,7 +384,7 @@ impl<S: engine::Snapshot> Inner<S> {
             sum.versions_deleted += batch.versions_deleted;
             let due = Duration::from_secs_f64(batch.keys_scanned as f64 / rate);
             let spent = began.elapsed();
-            if spent < due {
+            if spent < due && !self.cfg.inline {
                 tokio::time::sleep(due - spent).await;
             }
             match batch.next {

@@ -222,6 +222,10 @@ impl Sim {
 
     /// Moves the transactional clients' trace lines into the trace.
     pub(crate) fn collect_txn_trace(&mut self) {
+        let gc = std::mem::take(&mut *self.gc_trace.borrow_mut());
+        for line in gc {
+            self.log(format_args!("{line}"));
+        }
         let Some(env) = self.txn_env.clone() else {
             return;
         };

@@ -61,6 +61,8 @@ pub struct FaultCounts {
     pub io_fatal: u64,
     /// Times a store's clock started to drift.
     pub drifts: u64,
+    /// GC operations (safe point moved up, a round on every running store).
+    pub gc_ops: u64,
 }
 
 impl std::ops::AddAssign for FaultCounts {
@@ -84,6 +86,7 @@ impl std::ops::AddAssign for FaultCounts {
         self.io_errors += o.io_errors;
         self.io_fatal += o.io_fatal;
         self.drifts += o.drifts;
+        self.gc_ops += o.gc_ops;
     }
 }
 
@@ -93,7 +96,7 @@ impl fmt::Display for FaultCounts {
             f,
             "drops {} dups {} reorders {} cut-off {} partitions {} isolations {} crashes {} \
              (torn {}, {} bytes lost, {} restarts, {} failed) scheduler crashes {} transfers {} \
-             splits {} removals {} additions {} io-errors {} (fatal {}) drifts {}",
+             splits {} removals {} additions {} io-errors {} (fatal {}) drifts {} gc {}",
             self.drops,
             self.dups,
             self.reorders,
@@ -112,7 +115,8 @@ impl fmt::Display for FaultCounts {
             self.peers_added,
             self.io_errors,
             self.io_fatal,
-            self.drifts
+            self.drifts,
+            self.gc_ops
         )
     }
 }
@@ -130,7 +134,7 @@ enum Repair {
 }
 
 /// Kinds of disruption, in the order of [`Chaos::weights`].
-const KINDS: [&str; 9] = [
+const KINDS: [&str; 10] = [
     "partition",
     "isolate",
     "crash",
@@ -140,6 +144,7 @@ const KINDS: [&str; 9] = [
     "remove-peer",
     "io-error",
     "drift",
+    "gc",
 ];
 
 /// The widest clock drift drawn, parts per million either way (5%), narrowed further by
@@ -205,6 +210,7 @@ impl Chaos {
                 rng.gen_range(0..=2),
                 rng.gen_range(0..=2),
                 rng.gen_range(0..=1),
+                rng.gen_range(0..=2),
                 rng.gen_range(0..=2),
                 rng.gen_range(0..=2),
             ];
@@ -379,6 +385,10 @@ impl Sim {
                 self.chaos.schedule(heal_at, Repair::SchedulerRestart);
             }
             4 => self.op_transfer_leader(),
+            9 => {
+                self.faults.gc_ops += 1;
+                self.op_gc();
+            }
             5 => self.op_split(),
             6 => {
                 if self.op_remove_peer() {

@@ -47,6 +47,7 @@ pub mod chaos;
 pub mod check;
 pub mod client;
 pub mod exec;
+pub mod gc;
 pub mod net;
 pub mod node;
 pub mod ops;
@@ -157,6 +158,8 @@ pub struct Outcome {
     pub regions: usize,
     /// What the transactional clients did.
     pub txn: txn_client::TxnStats,
+    /// What the GC operations did.
+    pub gc: gc::GcStats,
     /// Committed list-append transactions that appended.
     pub list_appends_committed: usize,
     /// Membership changes applied to the region that had the most (its conf version
@@ -208,7 +211,7 @@ impl Outcome {
         format!(
             "seed {}: {} steps, {:?} virtual, {} messages, {} ops ({} puts acknowledged, {} cas \
              swapped, {} not, {} unknown), leaders {:?}, faults: {}; {} regions at the end, {} conf changes \
-             applied, {} leader transfers made; txn {:?}; {}; {} violations",
+             applied, {} leader transfers made; txn {:?}; {:?}; {}; {} violations",
             self.seed,
             self.steps,
             self.virtual_time,
@@ -224,6 +227,7 @@ impl Outcome {
             self.conf_changes_applied,
             self.leader_transfers,
             self.txn,
+            self.gc,
             self.check,
             self.violations.len()
         )

@@ -91,6 +91,10 @@ pub struct Sim {
     pub(crate) bank: Option<std::rc::Rc<crate::bank::Bank>>,
     /// The list-append workload, if it runs ([`crate::appends`]).
     pub(crate) lists: Option<std::rc::Rc<crate::appends::Lists>>,
+    /// What the GC operations did ([`crate::gc`]).
+    pub(crate) gc: std::rc::Rc<std::cell::RefCell<crate::gc::GcStats>>,
+    /// Trace lines of the GC rounds.
+    pub(crate) gc_trace: std::rc::Rc<std::cell::RefCell<Vec<String>>>,
     _dir: tempfile::TempDir,
 }
 
@@ -219,6 +223,8 @@ impl Sim {
             txn_env: None,
             bank: None,
             lists: None,
+            gc: Default::default(),
+            gc_trace: Default::default(),
             _dir: dir,
         };
         sim.start_txn_clients();
@@ -285,6 +291,7 @@ impl Sim {
                 .count()
         });
         Outcome {
+            gc: self.gc.borrow().clone(),
             txn,
             list_appends_committed,
             regions: self.regions.len(),

@@ -112,6 +112,7 @@ fn fifty_seeds_with_faults_are_linearizable() {
     let (mut bank_seeds, mut txn) = (0, sim::txn_client::TxnStats::default());
     // List-append seeds, and their committed transactions that appended.
     let (mut list_seeds, mut appended) = (0, 0);
+    let mut gc = sim::gc::GcStats::default();
     for seed in first..first + count {
         let out = sim::sweep_run(seed);
         out.assert_ok(test);
@@ -120,6 +121,10 @@ fn fifty_seeds_with_faults_are_linearizable() {
         transferred += u32::from(out.leader_transfers > 0);
         swapped += out.cas_answered(true);
         refused += out.cas_answered(false);
+        gc.advances += out.gc.advances;
+        gc.rounds += out.gc.rounds;
+        gc.regions_collected += out.gc.regions_collected;
+        gc.versions_deleted += out.gc.versions_deleted;
         if sim::sweep_config(seed).list_clients > 0 {
             list_seeds += 1;
             appended += out.list_appends_committed;
@@ -143,7 +148,7 @@ fn fifty_seeds_with_faults_are_linearizable() {
     eprintln!(
         "{count} seeds in {:?}: {total}; seeds that split {split}, changed membership \
          {changed}, transferred leadership {transferred}; cas swapped {swapped}, not {refused}; {bank_seeds} bank seeds: {txn:?}; {list_seeds} list-append seeds, {appended} \
-         appending transactions committed",
+         appending transactions committed; {gc:?}",
         started.elapsed()
     );
     if count == 50 {
@@ -180,6 +185,9 @@ fn fifty_seeds_with_faults_are_linearizable() {
             ("resolved a lock", txn.locks_resolved as u32),
             ("ran list-append transactions", list_seeds),
             ("committed a list append", appended as u32),
+            ("moved the GC safe point", gc.advances as u32),
+            ("ran a GC round", gc.rounds as u32),
+            ("had GC delete an MVCC version", gc.versions_deleted as u32),
         ] {
             assert!(n > 0, "none of 50 seeds {what}");
         }
