@@ -13,8 +13,20 @@
 //!   drawn times; [`sched`]: the scheduler that can crash;
 //! - [`ops`]: cluster operations (leader transfers, splits, conf changes) and the
 //!   clients' region cache;
-//! - [`client`]: clients as state machines on shared hot keys, and their history;
-//! - [`check`]: linearizability and lost-write checks of the history, shortened reports;
+//! - the server crate's storage layer on every store, rebuilt at each restart:
+//!   `server::storage::RawStorage` and `TxnStorage` over the store's router (a
+//!   [`node::SimStore`] holds them), and `server::gc_worker::GcWorker` rounds ([`gc`]);
+//! - [`tasks`]: the deterministic single-threaded executor their futures (and the
+//!   clients' requests) run on, with timers in virtual time;
+//! - [`client`]: raw clients as state machines on shared hot keys (put, get, delete,
+//!   compare-and-swap through `RawStorage`), and their history;
+//! - [`txn_client`]: a minimal Percolator client (async fns on [`tasks`]: timestamps from
+//!   the scheduler's oracle, prewrite / commit, lock resolution, region-error retries), on
+//!   which run the bank workload ([`bank`]) and the list-append workload ([`appends`]);
+//! - [`gc`]: the GC safe point as a cluster operation;
+//! - [`check`]: linearizability and lost-write checks of the raw history, the bank's
+//!   snapshots (`history::bank`) and the list-append history's snapshot isolation
+//!   (`history::list_append`), shortened reports;
 //! - [`exec`]: the thread each store incarnation's work runs on, one job at a time;
 //! - [`world`]: the event loop.
 //!
@@ -24,8 +36,9 @@
 //! or whose answer arrived. It picks one with the RNG and runs one step of it: a poller
 //! round ([`raftstore::poller::Poller::step`]), a writer round
 //! ([`raftstore::storage::write::LogWriter::write_round`]), one worker task, one delivery
-//! (into the destination store's router, i.e. its poller's mailbox), or one client action
-//! (send a command through a router, take an answer, retry). Whatever the step sent goes
+//! (into the destination store's router, i.e. its poller's mailbox), one client action
+//! (start an attempt as a task, take an answer, retry), or a round of the executor (poll
+//! every task a callback or a timer woke, in wake order). Whatever the step sent goes
 //! from the store's outbox onto the wire with a delay drawn from the RNG. When nothing can
 //! run, virtual time jumps to the next timer or arrival and every store's clock is set to
 //! it. Processing takes no virtual time.
@@ -38,8 +51,14 @@
 //!   step runs on its incarnation's own thread while the simulator waits ([`exec`]);
 //! - hash map order in the poller: fixed hashers ([`raftstore::util::DetHashMap`]);
 //! - the local reader's lease check reads `Instant::now()` (raftstore's local_reader.rs):
-//!   clients here send through the store's own router, which has no local reader, so every
-//!   read goes through ReadIndex.
+//!   the storage layer here is built on the store's own router, which has no local reader,
+//!   so every read goes through ReadIndex;
+//! - the storage layer's futures: polled by [`tasks`] on this thread, woken by raftstore's
+//!   callbacks (which only enqueue); no tokio runtime. Its `spawn_blocking` paths are not
+//!   taken (raw get / put / delete / CAS never use them, transactional commands name at
+//!   most a few keys, ResolveLock names its key, and GC runs with `GcConfig::inline`); raw
+//!   values carry no TTL, so the wall clock (`value::now_secs`) decides nothing;
+//! - timestamps: the simulated scheduler's oracle, whose physical part is virtual time.
 
 pub mod appends;
 pub mod bank;
