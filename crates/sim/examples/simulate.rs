@@ -65,16 +65,35 @@ fn main() {
         } else {
             "FAILED"
         };
+        let cfg = sim::sweep_config(seed);
+        let mut txns = String::new();
+        if cfg.bank_clients + cfg.list_clients > 0 {
+            txns = format!(
+                "; {} bank / {} list-append clients: {} txns committed, {} unknown, {} \
+                 snapshots, {} locks resolved",
+                cfg.bank_clients,
+                cfg.list_clients,
+                out.txn.committed,
+                out.txn.unknown,
+                out.txn.snapshots,
+                out.txn.locks_resolved
+            );
+        }
         println!(
             "seed {seed} {verdict} ({} stores, {} ops, {:.2}s): {}; {} regions, {} conf \
-             changes, {} transfers made",
-            sim::sweep_config(seed).stores,
+             changes, {} transfers made; cas {} swapped {} not{txns}; gc {} rounds, {} \
+             versions deleted",
+            cfg.stores,
             out.history.len(),
             t.elapsed().as_secs_f64(),
             out.faults,
             out.regions,
             out.conf_changes_applied,
-            out.leader_transfers
+            out.leader_transfers,
+            out.cas_answered(true),
+            out.cas_answered(false),
+            out.gc.rounds,
+            out.gc.versions_deleted
         );
         if !out.violations.is_empty() {
             let replay = sim::sweep_replay_command(seed);
