@@ -1,7 +1,8 @@
 //! Faults injected at random steps of the load phase: partitions, an isolated store, store
 //! crashes (torn or not) and restarts, scheduler crashes and restarts, and the cluster
 //! operations of [`crate::ops`] (leader transfers, splits, peer removals with their later
-//! re-additions). Each run draws how
+//! re-additions), GC safe point moves ([`crate::gc`]) and stalls of the storage layer's
+//! tasks (the server's async runtime pausing while raft goes on). Each run draws how
 //! often each happens from its seed; every fault and every repair is a trace line.
 //!
 //! A disruption is due at a drawn virtual time; when it is, the chaos step is one of the
@@ -63,6 +64,8 @@ pub struct FaultCounts {
     pub drifts: u64,
     /// GC operations (safe point moved up, a round on every running store).
     pub gc_ops: u64,
+    /// Stalls of the storage layer's tasks.
+    pub stalls: u64,
 }
 
 impl std::ops::AddAssign for FaultCounts {
@@ -87,6 +90,7 @@ impl std::ops::AddAssign for FaultCounts {
         self.io_fatal += o.io_fatal;
         self.drifts += o.drifts;
         self.gc_ops += o.gc_ops;
+        self.stalls += o.stalls;
     }
 }
 
@@ -96,7 +100,7 @@ impl fmt::Display for FaultCounts {
             f,
             "drops {} dups {} reorders {} cut-off {} partitions {} isolations {} crashes {} \
              (torn {}, {} bytes lost, {} restarts, {} failed) scheduler crashes {} transfers {} \
-             splits {} removals {} additions {} io-errors {} (fatal {}) drifts {} gc {}",
+             splits {} removals {} additions {} io-errors {} (fatal {}) drifts {} gc {} stalls {}",
             self.drops,
             self.dups,
             self.reorders,
@@ -116,7 +120,8 @@ impl fmt::Display for FaultCounts {
             self.io_errors,
             self.io_fatal,
             self.drifts,
-            self.gc_ops
+            self.gc_ops,
+            self.stalls
         )
     }
 }
@@ -134,7 +139,7 @@ enum Repair {
 }
 
 /// Kinds of disruption, in the order of [`Chaos::weights`].
-const KINDS: [&str; 10] = [
+const KINDS: [&str; 11] = [
     "partition",
     "isolate",
     "crash",
@@ -145,6 +150,7 @@ const KINDS: [&str; 10] = [
     "io-error",
     "drift",
     "gc",
+    "stall",
 ];
 
 /// The widest clock drift drawn, parts per million either way (5%), narrowed further by
@@ -213,6 +219,7 @@ impl Chaos {
                 rng.gen_range(0..=2),
                 rng.gen_range(0..=2),
                 rng.gen_range(0..=2),
+                rng.gen_range(0..=1),
             ];
             c.torn = rng.gen_range(0.0..=1.0);
             c.next_at = rng.gen_range(0..=c.max_gap);
@@ -253,6 +260,7 @@ impl Sim {
     /// Repairs everything now and injects nothing more (network faults go on).
     pub(crate) fn calm(&mut self) {
         self.chaos.next_at = u64::MAX;
+        self.tasks_stalled_until = 0;
         let repairs: Vec<Repair> = std::mem::take(&mut self.chaos.repairs)
             .into_values()
             .collect();
@@ -385,6 +393,18 @@ impl Sim {
                 self.chaos.schedule(heal_at, Repair::SchedulerRestart);
             }
             4 => self.op_transfer_leader(),
+            10 => {
+                // The server's async workers stall (a long pause of the process's
+                // runtime): no storage-layer future is polled until then, while raft
+                // goes on; a request resumes between its read and its write.
+                let until = self.now + self.rng.gen_range(100..=1_500) * 1_000_000;
+                self.tasks_stalled_until = self.tasks_stalled_until.max(until);
+                self.faults.stalls += 1;
+                self.log(format_args!(
+                    "chaos: the storage layer's tasks stall until {}us",
+                    until / 1000
+                ));
+            }
             9 => {
                 self.faults.gc_ops += 1;
                 self.op_gc();

@@ -85,6 +85,8 @@ pub struct Sim {
     pub(crate) stale_route: f64,
     /// The futures of the storage layer and of the clients' attempts ([`crate::tasks`]).
     pub(crate) tasks: Tasks,
+    /// Virtual time (ns) until which no task is polled (a stall of the server's runtime).
+    pub(crate) tasks_stalled_until: u64,
     /// What the transactional clients share, if any run ([`crate::txn_client`]).
     pub(crate) txn_env: Option<std::rc::Rc<crate::txn_client::TxnEnv>>,
     /// The bank workload, if it runs ([`crate::bank`]).
@@ -220,6 +222,7 @@ impl Sim {
             panicked: false,
             stale_route,
             tasks: Tasks::default(),
+            tasks_stalled_until: 0,
             txn_env: None,
             bank: None,
             lists: None,
@@ -449,7 +452,7 @@ impl Sim {
                 out.push(Runnable::Client(c.id));
             }
         }
-        if self.tasks.has_ready() {
+        if self.tasks.has_ready() && self.now >= self.tasks_stalled_until {
             out.push(Runnable::Tasks);
         }
     }
@@ -473,6 +476,9 @@ impl Sim {
         }
         if let Some(at) = self.tasks.next_timer() {
             next = next.min(at);
+        }
+        if self.tasks.has_ready() && self.tasks_stalled_until > self.now {
+            next = next.min(self.tasks_stalled_until);
         }
         assert!(
             next != u64::MAX && next > self.now,

@@ -170,6 +170,8 @@ fn fifty_seeds_with_faults_are_linearizable() {
             ("I/O errors", total.io_errors),
             ("stores stopped by an I/O error", total.io_fatal),
             ("clock drifts", total.drifts),
+            ("GC operations", total.gc_ops),
+            ("storage-layer stalls", total.stalls),
         ] {
             assert!(n > 0, "50 seeds injected no {what}: {total}");
         }
