@@ -30,6 +30,16 @@ pub enum Error {
     /// This store has no peer of the region.
     #[error("region {0} not found")]
     RegionNotFound(u64),
+    /// This store's peer was destroyed (removed from the region) while the command was
+    /// proposed and not yet applied here. The other peers may still commit and apply it,
+    /// so its outcome is unknown; unlike [`Error::RegionNotFound`] it is not a refusal, and
+    /// it crosses the wire as a region error with a message only (no field a client
+    /// retries on).
+    #[error(
+        "region {0}: this store's peer was removed with the command pending; the other \
+         peers may still apply it"
+    )]
+    RemovedWithProposal(u64),
     /// The key lies outside the region's range.
     #[error(
         "key {} is not in region {region_id} {}",
@@ -182,5 +192,36 @@ impl From<Error> for errorpb::Error {
             _ => {}
         }
         err
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Error;
+    use proto::errorpb;
+
+    /// Whether a client would take `e` as proof that the command was not applied (the
+    /// fields TiKV clients retry on).
+    fn refusal(e: &errorpb::Error) -> bool {
+        e.not_leader.is_some()
+            || e.region_not_found.is_some()
+            || e.key_not_in_region.is_some()
+            || e.epoch_not_match.is_some()
+            || e.server_is_busy.is_some()
+            || e.stale_command.is_some()
+            || e.store_not_match.is_some()
+            || e.mismatch_peer_id.is_some()
+    }
+
+    /// Regression (simulator seed 1178 of the CAS/transactions sweep): a leader whose peer
+    /// was removed answered its pending put with "region not found"; the new leader had
+    /// committed the put, the client retried it and the put took effect twice.
+    #[test]
+    fn a_command_pending_when_its_peer_is_destroyed_is_not_a_refusal() {
+        let e: errorpb::Error = Error::RemovedWithProposal(7).into();
+        assert!(!refusal(&e), "{e:?}");
+        assert!(e.message.contains("may still apply"), "{}", e.message);
+        let refused: errorpb::Error = Error::RegionNotFound(7).into();
+        assert!(refusal(&refused));
     }
 }

@@ -44,6 +44,14 @@ fn retryable(e: &errorpb::Error) -> bool {
         || e.store_not_match.is_some()
         || e.mismatch_peer_id.is_some()
         || e.message.contains("store stopped")
+        || removed_with_proposal(e)
+}
+
+/// raftstore's `RemovedWithProposal`: the peer was destroyed with the command pending (its
+/// outcome is unknown). This harness retries it as it retries "store stopped", as it
+/// retried the "region not found" raftstore answered before.
+fn removed_with_proposal(e: &errorpb::Error) -> bool {
+    e.message.contains("removed with the command pending")
 }
 
 impl Cluster {
@@ -256,6 +264,7 @@ impl Cluster {
             || e.key_not_in_region.is_some()
             || e.region_not_found.is_some()
             || e.mismatch_peer_id.is_some()
+            || removed_with_proposal(e)
         {
             self.leader_hints.lock().remove(&region.id);
             self.refresh_regions();

@@ -206,8 +206,11 @@ impl<E: Engine> Peer<E> {
             ctx.store_meta
                 .remove_if_starts_at(region_id, &region.start_key);
         }
+        // A pending proposal is in the log the other peers replicate: they may commit and
+        // apply it after this peer is gone, so its outcome is unknown (a "region not
+        // found" would tell the client it was refused, and a retry would apply it twice).
         for p in self.proposals.drain(..) {
-            (p.callback)(CmdResponse::error(Error::RegionNotFound(region_id)));
+            (p.callback)(CmdResponse::error(Error::RemovedWithProposal(region_id)));
         }
         self.reads.fail_all(|| Error::RegionNotFound(region_id));
         self.pending_destroy = false;
