@@ -195,23 +195,25 @@ impl From<Error> for errorpb::Error {
     }
 }
 
+/// Whether a client may take region error `e` as proof that the command was not applied
+/// (the fields TiKV clients retry on): raftstore sets them only on a command it refused
+/// before proposing it, or on one it knows was not committed. The test harnesses' clients
+/// build their retry rules on this.
+pub fn is_refusal(e: &errorpb::Error) -> bool {
+    e.not_leader.is_some()
+        || e.region_not_found.is_some()
+        || e.key_not_in_region.is_some()
+        || e.epoch_not_match.is_some()
+        || e.server_is_busy.is_some()
+        || e.stale_command.is_some()
+        || e.store_not_match.is_some()
+        || e.mismatch_peer_id.is_some()
+}
+
 #[cfg(test)]
 mod tests {
-    use super::Error;
+    use super::{is_refusal as refusal, Error};
     use proto::errorpb;
-
-    /// Whether a client would take `e` as proof that the command was not applied (the
-    /// fields TiKV clients retry on).
-    fn refusal(e: &errorpb::Error) -> bool {
-        e.not_leader.is_some()
-            || e.region_not_found.is_some()
-            || e.key_not_in_region.is_some()
-            || e.epoch_not_match.is_some()
-            || e.server_is_busy.is_some()
-            || e.stale_command.is_some()
-            || e.store_not_match.is_some()
-            || e.mismatch_peer_id.is_some()
-    }
 
     /// Regression (simulator seed 1178 of the CAS/transactions sweep): a leader whose peer
     /// was removed answered its pending put with "region not found"; the new leader had

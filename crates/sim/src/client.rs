@@ -270,14 +270,8 @@ pub fn classify(e: &errorpb::Error) -> Verdict {
         let hint = nl.leader.as_ref().map(|l| l.store_id).filter(|s| *s != 0);
         return Verdict::Retry(hint, format!("not leader (hint {hint:?})"));
     }
-    let definite = e.region_not_found.is_some()
-        || e.key_not_in_region.is_some()
-        || e.epoch_not_match.is_some()
-        || e.server_is_busy.is_some()
-        || e.stale_command.is_some()
-        || e.store_not_match.is_some()
-        || e.read_index_not_ready.is_some()
-        || e.mismatch_peer_id.is_some();
+    // not_leader, a refusal too, was handled above (it may name the leader).
+    let definite = raftstore::error::is_refusal(e) || e.read_index_not_ready.is_some();
     let mut msg = String::new();
     let _ = write!(msg, "{}", e.message);
     if definite {

@@ -35,14 +35,7 @@ fn version(r: &metapb::Region) -> (u64, u64) {
 
 /// Region errors a client retries; anything else is the request's own fault.
 fn retryable(e: &errorpb::Error) -> bool {
-    e.not_leader.is_some()
-        || e.region_not_found.is_some()
-        || e.key_not_in_region.is_some()
-        || e.epoch_not_match.is_some()
-        || e.server_is_busy.is_some()
-        || e.stale_command.is_some()
-        || e.store_not_match.is_some()
-        || e.mismatch_peer_id.is_some()
+    raftstore::error::is_refusal(e)
         || e.message.contains("store stopped")
         || removed_with_proposal(e)
 }
