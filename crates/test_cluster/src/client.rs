@@ -22,6 +22,8 @@ pub(crate) const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(1);
 /// way, so a region that spends a few seconds leaderless under heavy message loss delays a
 /// client instead of failing it, while a region that stays unavailable still fails the test.
 const MIN_ROUNDS: usize = 10;
+/// Most deletes [`Cluster::must_delete_keys`] puts in one command.
+const DELETE_BATCH: usize = 128;
 
 fn key_in(region: &metapb::Region, key: &[u8]) -> bool {
     raftstore::util::key_in_region(key, region)
@@ -369,6 +371,48 @@ impl Cluster {
     /// Deletes from CF default.
     pub fn must_delete(&self, key: &[u8]) {
         self.must_delete_cf(CF_DEFAULT, key)
+    }
+
+    /// Deletes every key of `keys` (sorted) from CF default, many to a command: each command
+    /// holds the keys that the region of its first key covers, at most [`DELETE_BATCH`]. A
+    /// command not acknowledged within one round (the region split under it, say) is redone
+    /// key by key; deletes are idempotent, so a command applied twice does no harm.
+    pub fn must_delete_keys(&self, keys: &[Vec<u8>]) {
+        self.refresh_regions();
+        let mut i = 0;
+        while i < keys.len() {
+            let Some(region) = self.region_for_key(&keys[i]) else {
+                self.must_delete(&keys[i]);
+                i += 1;
+                continue;
+            };
+            let mut j = i + 1;
+            while j < keys.len() && j - i < DELETE_BATCH && key_in(&region, &keys[j]) {
+                j += 1;
+            }
+            let requests = keys[i..j]
+                .iter()
+                .map(|k| Request {
+                    cmd_type: CmdType::Delete as i32,
+                    delete: Some(DeleteRequest {
+                        cf: CF_DEFAULT.to_string(),
+                        key: k.clone(),
+                    }),
+                    ..Default::default()
+                })
+                .collect();
+            let cmd = RaftCmdRequest {
+                requests,
+                ..Default::default()
+            };
+            if self.request_round(&keys[i], &cmd, REQUEST_TIMEOUT).is_err() {
+                self.refresh_regions();
+                for k in &keys[i..j] {
+                    self.must_delete(k);
+                }
+            }
+            i = j;
+        }
     }
 
     fn snap_request() -> Request {

@@ -242,9 +242,8 @@ impl GenericTest {
             crate::check::must_settle(&cluster);
             for (c, n) in counts.iter().enumerate() {
                 check_client_range(&cluster, c, *n);
-                for j in 0..*n {
-                    cluster.must_delete(&client_key(c, j));
-                }
+                let keys: Vec<_> = (0..*n).map(|j| client_key(c, j)).collect();
+                cluster.must_delete_keys(&keys);
             }
             if self.max_raft_log > 0 {
                 thread::sleep(Duration::from_secs(1));
