@@ -62,6 +62,10 @@ pub struct PlaygroundFlags {
     /// cores, at least one.
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=64))]
     pub store_pool_size: u64,
+    /// Apply threads per store (`[raftstore] apply_pool_size`); 0 = the pollers write their
+    /// own KV batches; unset = one per poller on eight cores or more, none below.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(0..=64))]
+    pub apply_pool_size: Option<u64>,
 }
 
 /// How the playground's own clients reach a TLS cluster: loaded for its HTTP calls, and
@@ -268,13 +272,17 @@ split_check_interval_ms = 1000
 region_heartbeat_interval_ms = 2000
 store_heartbeat_interval_ms = 2000
 store_pool_size = {pollers}
-{security}"#,
+{appliers}{security}"#,
         pd = flags.pd_addr,
         pd_dir = dir.join("pd"),
         replicas = flags.stores.min(3),
         api = flags.api_version,
         max = split + split / 2,
         pollers = flags.store_pool_size,
+        appliers = flags
+            .apply_pool_size
+            .map(|n| format!("apply_pool_size = {n}\n"))
+            .unwrap_or_default(),
     )
 }
 

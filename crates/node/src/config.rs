@@ -171,6 +171,11 @@ pub struct RaftstoreConfig {
     /// least one.
     #[serde(alias = "store-pool-size")]
     pub store_pool_size: usize,
+    /// Apply threads per store (TiKV's `apply-pool-size`): they write the pollers' KV
+    /// batches while the pollers go on with raft. 0 = the pollers write their own; unset =
+    /// one per poller on machines of eight cores or more, none below.
+    #[serde(alias = "apply-pool-size")]
+    pub apply_pool_size: Option<usize>,
     /// The raft log reclaims files once it holds more than this (MiB; TiKV's
     /// `raft-engine.purge-threshold`): it deletes files whose entries were all compacted and
     /// has the regions still holding many old entries compact their logs. At least 4.
@@ -193,6 +198,7 @@ impl Default for RaftstoreConfig {
             hibernate_regions: d.hibernate_regions,
             capacity_mb: d.capacity >> 20,
             store_pool_size: d.store_pool_size,
+            apply_pool_size: d.apply_pool_size,
             raft_log_purge_threshold_mb: d.raft_log_purge_threshold >> 20,
         }
     }
@@ -244,6 +250,7 @@ impl RaftstoreConfig {
         c.raft_entry_max_size = positive("raft_entry_max_size", self.raft_entry_max_size)?;
         c.hibernate_regions = self.hibernate_regions;
         c.store_pool_size = self.store_pool_size;
+        c.apply_pool_size = self.apply_pool_size;
         c.raft_log_purge_threshold = self
             .raft_log_purge_threshold_mb
             .checked_mul(1 << 20)

@@ -65,6 +65,10 @@ pub struct Config {
     /// (see [`Config::pollers`]). Regions are spread over them by id; they share the log
     /// writer, so their log writes still meet in one fsync per round.
     pub store_pool_size: usize,
+    /// Apply threads (TiKV's `apply-pool-size`): `Some(0)` has each poller write its
+    /// rounds' KV batches itself, `Some(n)` hands them to `n` apply threads (poller `i` to
+    /// thread `i % n`), `None` picks from the cores (see [`Config::appliers`]).
+    pub apply_pool_size: Option<usize>,
     /// Most messages a poller takes from its mailbox in one round.
     pub max_batch_messages: usize,
     /// Most client commands and raft messages from other stores waiting in the store's
@@ -133,6 +137,7 @@ impl Default for Config {
             region_heartbeat_tick_interval: Duration::from_secs(10),
             store_heartbeat_tick_interval: Duration::from_secs(10),
             store_pool_size: 0,
+            apply_pool_size: None,
             max_batch_messages: 4096,
             // A heartbeat round of 10,000 regions from one other store fits with room.
             max_mailbox_messages: 32 * 1024,
@@ -168,6 +173,14 @@ impl Config {
             // Two pollers whatever the machine: every scenario then runs regions on both,
             // with splits starting peers across them.
             store_pool_size: 2,
+            // The poller writes its own KV batches unless a test asks for apply threads
+            // (`TESSERA_TEST_APPLY_POOL=n` runs every cluster test with n of them).
+            apply_pool_size: Some(
+                std::env::var("TESSERA_TEST_APPLY_POOL")
+                    .ok()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0),
+            ),
             ..Config::default()
         }
     }
@@ -188,6 +201,24 @@ impl Config {
         }
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         (cores / 4).clamp(1, 8)
+    }
+
+    /// The number of apply threads to run: `apply_pool_size`, or, when it is not set, one
+    /// per poller on machines of eight cores or more and none below. An apply thread takes
+    /// the KV write (a third of a busy poller's round, see docs/performance.md) off the
+    /// poller at the cost of one more hand-off per round; where the pollers are not the
+    /// limit, as on a small machine where gRPC takes the cores, the hand-off only adds
+    /// latency.
+    pub fn appliers(&self) -> usize {
+        if let Some(n) = self.apply_pool_size {
+            return n;
+        }
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        if cores >= 8 {
+            self.pollers()
+        } else {
+            0
+        }
     }
 
     /// Number of base ticks in `interval` (at least one).
@@ -245,6 +276,12 @@ impl Config {
         if self.store_pool_size > MAX_POLLERS {
             return Err(format!(
                 "store_pool_size must be at most {MAX_POLLERS} (0 picks one from the cores)"
+            ));
+        }
+        if self.apply_pool_size.is_some_and(|n| n > MAX_POLLERS) {
+            return Err(format!(
+                "apply_pool_size must be at most {MAX_POLLERS} (0 = the pollers write their \
+                 own batches; unset picks from the cores)"
             ));
         }
         if self.max_mailbox_messages == 0 {

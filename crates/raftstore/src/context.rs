@@ -2,11 +2,17 @@
 //!
 //! Peers stage their work here instead of doing I/O themselves: log writes go into one
 //! [`LogWriteBatch`] for the writer, applied commands into one KV write batch, callbacks into
-//! a list fired only after that batch is written. One round therefore costs one KV write and
-//! one hand-off to the log writer, however many regions were busy.
+//! a list fired only after that batch is written (by the poller, or by its apply thread).
+//! One round therefore costs one KV write and one hand-off to the log writer, however many
+//! regions were busy.
+
+use std::sync::Arc;
+use std::time::Instant;
 
 use crossbeam_channel::Sender;
 use engine::{Engine, WriteBatch as _};
+
+use crate::apply::writer::{fire_callbacks, KvJob, KvProgress};
 
 use crate::config::Config;
 use crate::msg::{Callback, CmdResponse, RaftMessage};
@@ -84,6 +90,20 @@ pub struct PollContext<E: Engine, T: Transport> {
     pub kv_wb: E::WriteBatch,
     /// Results to deliver after `kv_wb` is written.
     pub callbacks: Vec<PendingCallback<E::Snapshot>>,
+    /// The apply thread this poller hands its KV batches to; none: it writes them itself.
+    pub kv_apply: Option<KvApplyLink<E>>,
+}
+
+/// A poller's link to its apply thread (see [`crate::apply::writer`]).
+pub struct KvApplyLink<E: Engine> {
+    /// The poller's index, named in its jobs.
+    pub poller: usize,
+    /// The apply thread's queue.
+    pub tx: Sender<KvJob<E>>,
+    /// How far the apply thread has written this poller's jobs.
+    pub progress: Arc<KvProgress>,
+    /// The number of the last job handed over.
+    pub submitted: u64,
 }
 
 impl<E: Engine, T: Transport> PollContext<E, T> {
@@ -92,13 +112,61 @@ impl<E: Engine, T: Transport> PollContext<E, T> {
         self.transport.send(msg)
     }
 
-    /// Writes the KV batch staged so far (callbacks still wait for the end of the round).
+    /// Writes the KV batch staged so far (callbacks still wait for the end of the round),
+    /// after every batch handed to the apply thread: the engine then holds everything
+    /// applied, as a scan of it during apply needs.
     pub fn flush_kv(&mut self) -> engine::Result<()> {
+        if let Some(link) = &self.kv_apply {
+            link.progress.wait_for(link.submitted);
+        }
         if self.kv_wb.is_empty() {
             return Ok(());
         }
         let wb = std::mem::replace(&mut self.kv_wb, self.engine.write_batch());
         self.engine.write(wb, false)
+    }
+
+    /// Writes the round's KV batch on this thread and answers the commands waiting for it
+    /// (no apply thread).
+    pub fn write_kv_here(&mut self) {
+        let kv_start = Instant::now();
+        let flushed = self.flush_kv();
+        let kv_done = Instant::now();
+        crate::metrics::KV_WRITE.observe(crate::metrics::secs(kv_start, kv_done));
+        if let Err(e) = flushed {
+            // Acknowledging writes that are not in the engine would lose them. Apply checked
+            // every key against the engine's limits, so this is the disk, not a command.
+            crate::fatal::fatal(format_args!(
+                "store {}: writing applied data failed: {e}",
+                self.store_id
+            ));
+        }
+        fire_callbacks(std::mem::take(&mut self.callbacks), kv_done);
+    }
+
+    /// Hands the round's KV batch and the commands waiting for it to the apply thread;
+    /// returns the job's number, or none if the round staged nothing.
+    pub fn hand_kv_to_applier(&mut self) -> Option<u64> {
+        if self.kv_wb.is_empty() && self.callbacks.is_empty() {
+            return None;
+        }
+        let link = self.kv_apply.as_mut().expect("an apply thread");
+        link.submitted += 1;
+        let job = KvJob {
+            poller: link.poller,
+            seq: link.submitted,
+            wb: std::mem::replace(&mut self.kv_wb, self.engine.write_batch()),
+            callbacks: std::mem::take(&mut self.callbacks),
+            progress: link.progress.clone(),
+        };
+        if link.tx.send(job).is_err() {
+            // Only when the store is being torn down with this poller still running.
+            crate::fatal::fatal(format_args!(
+                "store {}: the apply thread is gone",
+                self.store_id
+            ));
+        }
+        Some(link.submitted)
     }
 
     /// Hands this round's log writes to the writer, if any.

@@ -214,6 +214,13 @@ pub struct Persisted {
 pub enum StoreMsg {
     /// The log writer made these readies durable.
     Persisted(Vec<Persisted>),
+    /// An apply thread wrote job `seq` of poller `poller` (see [`crate::apply::writer`]).
+    KvWritten {
+        /// The poller whose job it was.
+        poller: usize,
+        /// The job's number among that poller's jobs.
+        seq: u64,
+    },
     /// Stop the poller.
     Stop,
 }

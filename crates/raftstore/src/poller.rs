@@ -69,6 +69,18 @@ pub struct Poller<E: Engine, T: Transport> {
     stopped: bool,
     /// Messages taken from the mailbox, reused between rounds.
     batch: Vec<PollerMsg<E::Snapshot>>,
+    /// Rounds whose KV batch an apply thread has not reported written yet, in order, with
+    /// their job number (none: the round had nothing to write but must finish after the
+    /// rounds before it).
+    in_flight: VecDeque<(Option<u64>, RoundFlush)>,
+}
+
+/// A round's work that waits for its KV batch to be in the engine.
+struct RoundFlush {
+    /// The peers the round processed.
+    touched: BTreeSet<u64>,
+    /// What each peer that applied something left to do.
+    peers: Vec<crate::apply::PeerFlush>,
 }
 
 /// What one [`Poller::step`] leaves behind.
@@ -128,6 +140,7 @@ impl<E: Engine, T: Transport> Poller<E, T> {
             gauge_ticks: 0,
             stopped: false,
             batch,
+            in_flight: VecDeque::new(),
         }
     }
 
@@ -235,6 +248,7 @@ impl<E: Engine, T: Transport> Poller<E, T> {
     fn handle_msg(&mut self, msg: PollerMsg<E::Snapshot>) -> bool {
         match msg {
             PollerMsg::Store(StoreMsg::Stop) => return false,
+            PollerMsg::Store(StoreMsg::KvWritten { seq, .. }) => self.on_kv_written(seq),
             PollerMsg::Store(StoreMsg::Persisted(list)) => {
                 for p in list {
                     if let Some(peer) = self.peers.get_mut(&p.region_id) {
@@ -613,33 +627,60 @@ impl<E: Engine, T: Transport> Poller<E, T> {
         // replays it from the log.
         self.ctx.submit_log_writes();
         self.ctx.transport.flush();
-        let kv_start = Instant::now();
-        let flushed = self.ctx.flush_kv();
-        let kv_done = Instant::now();
-        crate::metrics::KV_WRITE.observe(crate::metrics::secs(kv_start, kv_done));
-        if let Err(e) = flushed {
-            // Acknowledging writes that are not in the engine would lose them. Apply checked
-            // every key against the engine's limits, so this is the disk, not a command.
-            crate::fatal::fatal(format_args!(
-                "store {}: writing applied data failed: {e}",
-                self.ctx.store_id
-            ));
+        let peers = touched
+            .iter()
+            .filter_map(|id| self.peers.get_mut(id)?.take_flush_record())
+            .collect();
+        let round = RoundFlush { touched, peers };
+        // The KV batch: written here, or handed to this poller's apply thread, in which
+        // case the round finishes when the thread reports it written (`KvWritten`).
+        let job = if self.ctx.kv_apply.is_some() {
+            self.ctx.hand_kv_to_applier()
+        } else {
+            self.ctx.write_kv_here();
+            None
+        };
+        if job.is_none() && self.in_flight.is_empty() {
+            self.finish_round(round);
+        } else {
+            // Rounds finish in order: one with nothing to write waits for those before it.
+            self.in_flight.push_back((job, round));
         }
-        for (cb, mut resp, trace) in self.ctx.callbacks.drain(..) {
-            if let Some(t) = trace {
-                resp.stages = t.on_applied(kv_done);
+    }
+
+    /// An apply thread wrote this poller's job `seq` (and every one before it): the rounds
+    /// up to it finish.
+    fn on_kv_written(&mut self, seq: u64) {
+        while let Some((job, _)) = self.in_flight.front() {
+            if job.is_some_and(|j| j > seq) {
+                break;
             }
-            cb(resp);
+            let (_, round) = self.in_flight.pop_front().expect("front exists");
+            self.finish_round(round);
         }
-        for id in &touched {
-            if let Some(peer) = self.peers.get_mut(id) {
-                peer.on_apply_results(&mut self.ctx);
+    }
+
+    /// What waits for a round's KV batch to be in the engine: the handlers of its admin
+    /// commands (split peers started, conf changes), log GC, reads that became safe, read
+    /// delegates, destroys; then what they produced is sent.
+    fn finish_round(&mut self, round: RoundFlush) {
+        let RoundFlush { touched, peers } = round;
+        let mut gcs = BTreeMap::new();
+        for mut record in peers {
+            if let Some(peer) = self.peers.get_mut(&record.region_id) {
+                if peer.meta.id == record.peer_id {
+                    peer.on_kv_written(&mut self.ctx, &mut record);
+                }
+            }
+            if let Some(end) = record.gc {
+                gcs.insert(record.region_id, end);
             }
         }
         self.create_split_peers();
         for id in &touched {
+            let gc = gcs.remove(id);
             if let Some(peer) = self.peers.get_mut(id) {
-                peer.on_apply_flushed(&mut self.ctx);
+                peer.on_apply_flushed(&mut self.ctx, gc);
                 // After the KV write: a leader whose first entry of its term is now in the
                 // engine may serve reads locally.
                 peer.update_read_delegate(&self.ctx.read_delegates);
@@ -667,6 +708,8 @@ impl<E: Engine, T: Transport> Poller<E, T> {
             }
             peer.reads.fail_all(|| Error::StoreStopped);
         }
+        // After the apply thread's jobs (flush_kv waits for them), so the engine never sees
+        // a region's batches out of order.
         let _ = self.ctx.flush_kv();
         for (cb, resp, _) in self.ctx.callbacks.drain(..) {
             cb(resp);

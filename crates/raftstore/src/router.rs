@@ -152,7 +152,7 @@ impl<S: Send + 'static> Router<S> {
     }
 
     /// Sends a store-level message: `Stop` to every poller, each `Persisted` notice to the
-    /// poller of its region.
+    /// poller of its region, `KvWritten` to the poller it names.
     pub fn send_store(&self, msg: StoreMsg) -> Result<()> {
         let n = self.pollers.len();
         match msg {
@@ -174,6 +174,13 @@ impl<S: Send + 'static> Router<S> {
             StoreMsg::Persisted(list) => self.pollers[0]
                 .tx
                 .send(PollerMsg::Store(StoreMsg::Persisted(list)))
+                .map_err(|_| Error::StoreStopped),
+            StoreMsg::KvWritten { poller, seq } => self
+                .pollers
+                .get(poller)
+                .ok_or(Error::StoreStopped)?
+                .tx
+                .send(PollerMsg::Store(StoreMsg::KvWritten { poller, seq }))
                 .map_err(|_| Error::StoreStopped),
             StoreMsg::Stop => {
                 let mut sent = false;
@@ -283,8 +290,12 @@ mod tests {
             })
             .collect();
         router.send_store(StoreMsg::Persisted(list)).unwrap();
+        router
+            .send_store(StoreMsg::KvWritten { poller: 2, seq: 7 })
+            .unwrap();
         router.send_store(StoreMsg::Stop).unwrap();
         let mut seen = 0;
+        let mut kv_written = 0;
         for (i, mb) in mailboxes.iter().enumerate() {
             let mut stopped = false;
             for m in mb.notices.try_iter() {
@@ -297,12 +308,17 @@ mod tests {
                         }
                     }
                     PollerMsg::Store(StoreMsg::Stop) => stopped = true,
+                    PollerMsg::Store(StoreMsg::KvWritten { poller, .. }) => {
+                        assert_eq!(poller, i, "KvWritten reached the wrong poller");
+                        kv_written += 1;
+                    }
                     PollerMsg::Peer(..) => panic!("unexpected peer message"),
                 }
             }
             assert!(stopped, "poller {i} was not told to stop");
         }
         assert_eq!(seen, 30);
+        assert_eq!(kv_written, 1, "KvWritten goes to the one poller it names");
         // Commands and raft messages go to the region's poller too.
         for region_id in 1..=9u64 {
             router.send(region_id, PeerMsg::Campaign).unwrap();

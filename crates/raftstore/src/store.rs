@@ -4,6 +4,8 @@
 //! Threads of one store:
 //! - `raft-poller-<store>-<i>`: `store_pool_size` pollers, each running the peers whose
 //!   region id hashes to it (messages, ticks, Ready, apply);
+//! - `raft-apply-<store>-<i>`: `apply_pool_size` apply threads (none on small machines),
+//!   writing the pollers' KV batches and answering the commands they hold;
 //! - `raft-log-writer`: raft-engine writes and fsyncs for all regions;
 //! - `region-worker`: snapshot generate / apply, region data destroy;
 //! - `raft-gc-worker`: log compaction after syncing the KV engine.
@@ -19,8 +21,10 @@ use std::thread::JoinHandle;
 use engine::Engine;
 use proto::raft_serverpb::PeerState;
 
+use crate::apply::writer::{spawn_applier, KvApplier, KvJob, KvProgress};
 use crate::clock::SharedClock;
 use crate::config::Config;
+use crate::context::KvApplyLink;
 use crate::context::PollContext;
 use crate::peer::Peer;
 use crate::poller::Poller;
@@ -69,6 +73,9 @@ pub struct StoreParts<E: Engine, T: Transport> {
     pub client_router: Router<E::Snapshot>,
     /// The pollers, by index.
     pub pollers: Vec<Poller<E, T>>,
+    /// Apply threads' writers and their queues (none: the pollers write their own KV
+    /// batches; see [`crate::apply::writer`]).
+    pub appliers: Vec<(KvApplier<E>, Receiver<KvJob<E>>)>,
     /// The log writer and its queue (rounds staged by the pollers).
     pub writer: LogWriter<E::Snapshot, T>,
     /// Queue of the log writer.
@@ -217,8 +224,22 @@ impl<E: Engine, T: Transport + Clone> StoreParts<E, T> {
         for (id, peer) in peers {
             shares[router.poller_index(id)].insert(id, peer);
         }
+        // Apply threads, if any: poller `i` hands its KV batches to thread `i % n`.
+        let mut appliers = Vec::new();
+        let mut apply_txs = Vec::new();
+        for _ in 0..cfg.appliers() {
+            let (tx, rx) = crossbeam_channel::unbounded();
+            appliers.push((KvApplier::new(engine.clone(), router.clone(), store_id), rx));
+            apply_txs.push(tx);
+        }
         let mut poller_list = Vec::with_capacity(pollers);
         for (index, (mailbox, peers)) in mailboxes.into_iter().zip(shares).enumerate() {
+            let kv_apply = (!apply_txs.is_empty()).then(|| KvApplyLink {
+                poller: index,
+                tx: apply_txs[index % apply_txs.len()].clone(),
+                progress: Arc::new(KvProgress::default()),
+                submitted: 0,
+            });
             let ctx = PollContext {
                 read_delegates: read_delegates.clone(),
                 read_flow: read_flow.clone(),
@@ -241,6 +262,7 @@ impl<E: Engine, T: Transport + Clone> StoreParts<E, T> {
                 write_tasks: Vec::new(),
                 need_sync: false,
                 callbacks: Vec::new(),
+                kv_apply,
             };
             poller_list.push(Poller::new(index, ctx, peers, mailbox).with_stats(stats.clone()));
         }
@@ -250,6 +272,7 @@ impl<E: Engine, T: Transport + Clone> StoreParts<E, T> {
             router,
             client_router,
             pollers: poller_list,
+            appliers,
             writer,
             writer_rx,
             region_runner,
@@ -290,6 +313,7 @@ impl<E: Engine> Store<E> {
             router,
             client_router,
             pollers,
+            appliers,
             writer,
             writer_rx,
             mut region_runner,
@@ -305,6 +329,12 @@ impl<E: Engine> Store<E> {
         } = parts;
         let mut threads = Vec::new();
         threads.push(write::spawn_writer(writer, writer_rx));
+        for (i, (applier, rx)) in appliers.into_iter().enumerate() {
+            threads.push(
+                spawn_applier(applier, rx, format!("raft-apply-{store_id}-{i}"))
+                    .map_err(|e| Error::Other(format!("spawning an apply thread: {e}")))?,
+            );
+        }
         threads.push(worker::spawn("region-worker", region_rx, move |t| {
             region_runner.handle(t)
         }));

@@ -131,6 +131,10 @@ fn store_config(tick: Duration) -> Config {
     cfg.max_leader_lease = cfg.default_leader_lease();
     // As in production: idle regions sleep (tick-driven, so on virtual time too).
     cfg.hibernate_regions = true;
+    // The pollers write their own KV batches: the simulator steps every part on one
+    // thread, and apply threads are not among the parts it steps. The follow-up of a
+    // written batch (`Poller::finish_round`) is the same code either way.
+    cfg.apply_pool_size = Some(0);
     cfg
 }
 

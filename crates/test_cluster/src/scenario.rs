@@ -39,6 +39,9 @@ pub struct GenericTest {
     pub split: bool,
     /// Add and remove random peers during the first iteration.
     pub confchange: bool,
+    /// Apply threads per store (`None`: the test configuration's, see
+    /// `raftstore::Config::for_tests`).
+    pub apply_pool_size: Option<usize>,
 }
 
 impl Default for GenericTest {
@@ -58,6 +61,7 @@ impl Default for GenericTest {
             stores: 5,
             split: false,
             confchange: false,
+            apply_pool_size: None,
         }
     }
 }
@@ -131,6 +135,9 @@ impl GenericTest {
         let mut cfg = raftstore::Config::for_tests();
         if self.max_raft_log > 0 {
             cfg.raft_log_gc_count_limit = self.max_raft_log;
+        }
+        if self.apply_pool_size.is_some() {
+            cfg.apply_pool_size = self.apply_pool_size;
         }
         if self.split {
             cfg.region_max_size = 300;

@@ -102,9 +102,22 @@ fn chaos_step(c: &Cluster, rng: &mut StdRng, log: &Mutex<Vec<String>>) {
 
 #[test]
 fn raw_ops_on_hot_keys_are_linearizable_under_partitions_and_restarts() {
+    linearizable_under_chaos(raftstore::Config::for_tests());
+}
+
+/// The same with apply threads writing the KV batches (see tests/apply_threads.rs): a read
+/// must not run ahead of what the engine holds.
+#[test]
+fn raw_ops_are_linearizable_with_apply_threads_under_partitions_and_restarts() {
+    let mut cfg = raftstore::Config::for_tests();
+    cfg.apply_pool_size = Some(1);
+    linearizable_under_chaos(cfg);
+}
+
+fn linearizable_under_chaos(cfg: raftstore::Config) {
     let _g = scenario_lock();
     let started = Instant::now();
-    let c = Arc::new(Cluster::new(3, raftstore::Config::for_tests()));
+    let c = Arc::new(Cluster::new(3, cfg));
     c.run();
     let rec = Arc::new(Recorder::new());
     let done = Arc::new(AtomicBool::new(false));

@@ -23,6 +23,8 @@ use crate::util::{check_key_in_region, err_resp};
 use crate::{Error, Result};
 use codec::keys;
 
+pub mod writer;
+
 /// What an admin command changed beyond the KV batch, handled once that batch is written
 /// by the handler beside the operation (`on_*_applied` in [`crate::operation`]): the
 /// store's region map, peers to start or destroy, messages to the scheduler and to removed
@@ -297,10 +299,38 @@ impl<E: Engine> Peer<E> {
         }
     }
 
-    /// Runs the handlers of the admin commands applied this round, after the round's KV
-    /// batch is written.
-    pub fn on_apply_results<T: Transport>(&mut self, ctx: &mut PollContext<E, T>) {
-        for r in std::mem::take(&mut self.apply_results) {
+    /// What this round's apply left to do once its KV batch is written, taken when the
+    /// round hands the batch over (a later round may apply more before it is written).
+    pub fn take_flush_record(&mut self) -> Option<PeerFlush> {
+        if !std::mem::take(&mut self.applied_this_round) {
+            return None;
+        }
+        Some(PeerFlush {
+            region_id: self.region_id(),
+            peer_id: self.meta.id,
+            applied: (
+                self.storage().applied_index(),
+                self.storage().applied_term(),
+            ),
+            results: std::mem::take(&mut self.apply_results),
+            gc: self.pending_gc.take(),
+        })
+    }
+
+    /// Whether writes this peer applied are still on their way to the engine.
+    pub fn kv_in_flight(&self) -> bool {
+        self.flushed.0 != self.storage().applied_index()
+    }
+
+    /// The KV batch of `record`'s round is written: the engine holds what it applied, and
+    /// the handlers of its admin commands run.
+    pub fn on_kv_written<T: Transport>(
+        &mut self,
+        ctx: &mut PollContext<E, T>,
+        record: &mut PeerFlush,
+    ) {
+        self.flushed = record.applied;
+        for r in std::mem::take(&mut record.results) {
             match r {
                 ApplyResult::Split(s) => self.on_split_applied(ctx, s),
                 ApplyResult::ChangePeer(c) => self.on_change_peer_applied(ctx, c),
@@ -308,10 +338,10 @@ impl<E: Engine> Peer<E> {
         }
     }
 
-    /// Work after the round's KV batch is written: log GC scheduling and ready reads.
-    pub fn on_apply_flushed<T: Transport>(&mut self, ctx: &mut PollContext<E, T>) {
-        self.applied_this_round = false;
-        if let Some(end_index) = self.pending_gc.take() {
+    /// Work after a round's KV batch is written: log GC scheduling (`gc`, from a
+    /// CompactLog that round applied) and ready reads.
+    pub fn on_apply_flushed<T: Transport>(&mut self, ctx: &mut PollContext<E, T>, gc: Option<u64>) {
+        if let Some(end_index) = gc {
             let _ = ctx.gc_scheduler.send(crate::worker::raftlog_gc::GcTask {
                 region_id: self.region_id(),
                 end_index,
@@ -319,4 +349,19 @@ impl<E: Engine> Peer<E> {
         }
         self.serve_ready_reads();
     }
+}
+
+/// One peer's share of a round's apply, kept until the round's KV batch is written.
+#[derive(Debug)]
+pub struct PeerFlush {
+    /// The region.
+    pub region_id: u64,
+    /// The peer that applied it (a region's peer may be replaced meanwhile).
+    pub peer_id: u64,
+    /// Applied index and term once the batch is written.
+    pub applied: (u64, u64),
+    /// Admin commands applied, handled once the batch is written.
+    pub results: Vec<ApplyResult>,
+    /// Log compaction to schedule once the batch is written (end index).
+    pub gc: Option<u64>,
 }

@@ -100,6 +100,7 @@ impl<E: Engine> Peer<E> {
             || self.applying_snapshot.is_some()
             || !self.apply_results.is_empty()
             || self.pending_gc.is_some()
+            || self.kv_in_flight()
             || self.pending_destroy
             || self.split_check_pending
         {

@@ -92,7 +92,8 @@ impl<E: Engine> Peer<E> {
             && self.storage().is_initialized()
             && !self.pending_destroy
             && self.raft_group.raft.lead_transferee.is_none()
-            && self.storage().applied_term() == self.term();
+            // The engine, not only apply, must hold the first entry of this term.
+            && self.flushed.1 == self.term();
         if !serving {
             if self.lease.delegate.take().is_some() {
                 delegates.remove(self.region_id());

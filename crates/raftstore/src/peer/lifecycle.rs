@@ -171,7 +171,10 @@ impl<E: Engine> Peer<E> {
 
     /// True once a pending destruction can run (nothing of this peer in flight).
     pub fn ready_to_destroy(&self) -> bool {
-        self.pending_destroy && self.unpersisted.is_empty() && self.applying_snapshot.is_none()
+        self.pending_destroy
+            && self.unpersisted.is_empty()
+            && self.applying_snapshot.is_none()
+            && !self.kv_in_flight()
     }
 
     /// Destroys this peer's state on the store. Call only after the round's KV batch is

@@ -85,6 +85,10 @@ pub struct Peer<E: Engine> {
     pub applied_this_round: bool,
     /// Log compaction to schedule once the apply batch is written (end index).
     pub pending_gc: Option<u64>,
+    /// The applied index and term whose writes are in the engine. Apply runs ahead of it
+    /// while an apply thread writes the batch (see [`crate::apply::writer`]); reads, the
+    /// read delegate, snapshots and destroys go by this, never by what is only staged.
+    pub flushed: (u64, u64),
     /// The peer was removed and must be destroyed once nothing of it is in flight.
     pub pending_destroy: bool,
     /// Bytes written since the last split check.
@@ -119,6 +123,7 @@ impl<E: Engine> Peer<E> {
     pub fn new(cfg: &Config, storage: PeerStorage<E>, meta: metapb::Peer) -> Result<Peer<E>> {
         let tag = format!("[region {} peer {}]", storage.region().id, meta.id);
         let applied = storage.applied_index();
+        let applied_term = storage.applied_term();
         let raft_cfg = raft::Config {
             id: meta.id,
             election_tick: cfg.raft_election_timeout_ticks,
@@ -167,6 +172,7 @@ impl<E: Engine> Peer<E> {
             raft_log_size_hint: 0,
             applied_this_round: false,
             pending_gc: None,
+            flushed: (applied, applied_term),
             pending_destroy: false,
             size_diff_hint: 0,
             written: std::cell::Cell::new((0, 0)),

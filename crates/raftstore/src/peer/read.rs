@@ -160,9 +160,9 @@ impl<E: Engine> Peer<E> {
         self.raft_group.read_index(ctx);
     }
 
-    /// Serves every read whose read index has been applied.
+    /// Serves every read whose read index has been applied and written to the engine.
     pub fn serve_ready_reads(&mut self) {
-        let applied = self.storage().applied_index();
+        let applied = self.flushed.0;
         let ready = self.reads.take_ready(applied);
         if ready.is_empty() {
             return;

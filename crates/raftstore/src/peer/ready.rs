@@ -60,7 +60,8 @@ impl<E: Engine> Peer<E> {
 
     /// True if `handle_ready` would do something now.
     pub fn has_actionable_ready(&self) -> bool {
-        let snapshot_blocked = self.raft_group.snap().is_some() && !self.unpersisted.is_empty();
+        let snapshot_blocked = self.raft_group.snap().is_some()
+            && (!self.unpersisted.is_empty() || self.kv_in_flight());
         self.applying_snapshot.is_none() && self.raft_group.has_ready() && !snapshot_blocked
     }
 
@@ -69,8 +70,10 @@ impl<E: Engine> Peer<E> {
         if self.applying_snapshot.is_some() || !self.raft_group.has_ready() {
             return;
         }
-        if self.raft_group.snap().is_some() && !self.unpersisted.is_empty() {
-            // A snapshot replaces the log; earlier log writes must land first.
+        if self.raft_group.snap().is_some() && (!self.unpersisted.is_empty() || self.kv_in_flight())
+        {
+            // A snapshot replaces the log and the data; earlier log writes, and batches an
+            // apply thread still writes, must land first.
             return;
         }
         let mut rd = self.raft_group.ready();
@@ -271,6 +274,7 @@ impl<E: Engine> Peer<E> {
         self.raft_group.on_persist_ready(number);
         self.raft_group.mut_store().on_persisted(last);
         self.raft_group.advance_apply_to(applying.index);
+        self.flushed = (applying.index, applying.term);
         self.raft_log_size_hint = 0;
         for m in applying.messages {
             let _ = ctx.send(m);

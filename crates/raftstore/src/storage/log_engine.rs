@@ -31,6 +31,17 @@ pub const DEFAULT_PURGE_THRESHOLD: u64 = 256 * 1024 * 1024;
 /// Smallest purge threshold accepted: a log file is at least 1 MiB.
 pub const MIN_PURGE_THRESHOLD: u64 = 4 * 1024 * 1024;
 
+/// The size of one log file for a purge threshold: an eighth of it (1-64 MiB), so a purge
+/// frees space in steps that small and the active file (never purged) stays a small part
+/// of what is kept.
+///
+/// The log may hold up to the threshold in its main (append) queue, since raft-engine
+/// purges only once that queue is over it, plus the files of its rewrite queue (where it
+/// copies a few old entries of quiet regions forward): at rest, one more file.
+pub fn file_size(purge_threshold: u64) -> u64 {
+    (purge_threshold.max(MIN_PURGE_THRESHOLD) / 8).clamp(1 << 20, 64 << 20)
+}
+
 /// Shared handle to the store's raft log.
 #[derive(Clone)]
 pub struct RaftLogEngine {
@@ -53,9 +64,7 @@ impl RaftLogEngine {
     /// [`super::log_fs`]).
     pub fn open_on(dir: &Path, purge_threshold: u64, fs: LogFileSystem) -> Result<RaftLogEngine> {
         let purge_threshold = purge_threshold.max(MIN_PURGE_THRESHOLD);
-        // Files of an eighth of the threshold: a purge frees space in steps that small,
-        // and the active file (never purged) stays a small part of what is kept.
-        let target_file_size = (purge_threshold / 8).clamp(1 << 20, 64 << 20);
+        let target_file_size = file_size(purge_threshold);
         let cfg = raft_engine::Config {
             dir: dir.to_string_lossy().into_owned(),
             target_file_size: ReadableSize(target_file_size),
