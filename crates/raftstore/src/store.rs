@@ -299,6 +299,7 @@ impl<E: Engine> Store<E> {
         transport: T,
         scheduler: Arc<dyn SchedulerClient>,
     ) -> Result<Store<E>> {
+        crate::metrics::register();
         let parts = StoreParts::build(
             cfg,
             engine,
