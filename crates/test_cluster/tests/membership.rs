@@ -174,3 +174,125 @@ fn data_left_by_an_interrupted_destroy_is_deleted_at_restart() {
     cluster.must_put(b"n2", b"after");
     cluster.must_get_equal(3, b"n2", b"after");
 }
+
+/// A peer can become leader with its own removal, proposed by the leader before it,
+/// committed but not yet applied: when it applies the removal it must step down. raft-rs
+/// leaves such a leader leading without a progress entry of its own, and the next write it
+/// persisted panicked its store's poller (seen once in the crash tests, where store 3 was
+/// elected while the leader that proposed its removal was down).
+#[test]
+fn a_leader_that_applies_its_own_removal_steps_down_and_is_destroyed() {
+    use proto::eraftpb::ConfChangeType;
+    use proto::raft_cmdpb::{
+        AdminCmdType, AdminRequest, ChangePeerRequest, CmdType, PutRequest, RaftCmdRequest,
+        RaftRequestHeader, Request,
+    };
+    use proto::raft_serverpb::PeerState;
+    use raft::eraftpb::MessageType;
+    use std::time::{Duration, Instant};
+    use test_cluster::transport::{IsolationFilter, MessageTypeFilter};
+
+    let _g = scenario_lock();
+    let cluster = Cluster::new(3, raftstore::Config::for_tests());
+    cluster.run();
+    cluster.must_transfer_leader(1, peer(1, 1));
+    cluster.must_put(b"k0", b"v0");
+    for s in 1..=3 {
+        cluster.must_get_equal(s, b"k0", b"v0");
+    }
+    // Store 2 hears nothing, and store 1 never hears that store 3 appended: the removal of
+    // peer 3 reaches store 3's log but cannot commit.
+    cluster.add_filter(IsolationFilter(2));
+    cluster.add_filter(MessageTypeFilter {
+        msg_type: MessageType::MsgAppendResponse,
+        to_store: Some(1),
+    });
+    let region = cluster.region_for_key(b"k0").expect("region 1");
+    let last_on_3 = cluster.raft_engine(3).last_index(1).unwrap_or(0);
+    let header = |store: u64| RaftRequestHeader {
+        region_id: 1,
+        peer: raftstore::util::find_peer(&region, store).copied(),
+        region_epoch: region.region_epoch,
+        ..Default::default()
+    };
+    cluster.router(1).expect("store 1 runs").send_command(
+        RaftCmdRequest {
+            header: Some(header(1)),
+            admin_request: Some(AdminRequest {
+                cmd_type: AdminCmdType::ChangePeer as i32,
+                change_peer: Some(ChangePeerRequest {
+                    change_type: ConfChangeType::RemoveNode as i32,
+                    peer: Some(peer(3, 3)),
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+        Box::new(|_| {}),
+    );
+    cluster.wait_until(
+        "the removal appended on store 3",
+        Duration::from_secs(5),
+        || cluster.raft_engine(3).last_index(1).unwrap_or(0) > last_on_3,
+    );
+    // The proposer goes down. Store 3 has the longer log, so only it can be elected, and it
+    // commits (with store 2) and applies its own removal as leader. Writes keep arriving at
+    // store 3 meanwhile, so when it applies the removal it still has writes on their way to
+    // its log: a peer still leading takes their persisted notice as its own progress.
+    cluster.stop_store(1);
+    cluster.clear_filters();
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let router3 = cluster.router(3).expect("store 3 runs");
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let mut i = 0u64;
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                router3.send_command(
+                    RaftCmdRequest {
+                        header: Some(header(3)),
+                        requests: vec![Request {
+                            cmd_type: CmdType::Put as i32,
+                            put: Some(PutRequest {
+                                cf: "default".into(),
+                                key: format!("w{i}").into_bytes(),
+                                value: b"v".to_vec(),
+                            }),
+                            ..Default::default()
+                        }],
+                        ..Default::default()
+                    },
+                    Box::new(|_| {}),
+                );
+                i += 1;
+                std::thread::sleep(Duration::from_micros(200));
+            }
+        });
+        let removed = |r: &proto::metapb::Region| !r.peers.iter().any(|p| p.id == 3);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !cluster
+            .region_state(3, 1)
+            .and_then(|s| s.region)
+            .is_some_and(|r| removed(&r))
+        {
+            assert!(
+                Instant::now() < deadline,
+                "store 3 never applied its own removal (seed {})",
+                cluster.seed
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+    });
+    // Store 3 destroys its peer, and the region goes on with stores 1 and 2.
+    cluster.start_store(1);
+    cluster.wait_until("store 3's peer destroyed", Duration::from_secs(10), || {
+        cluster
+            .region_state(3, 1)
+            .is_some_and(|s| s.state == PeerState::Tombstone as i32)
+    });
+    cluster.must_put(b"k2", b"v2");
+    cluster.must_get_equal(1, b"k2", b"v2");
+    cluster.must_get_equal(2, b"k2", b"v2");
+    cluster.must_get_none(3, b"k2");
+}

@@ -198,6 +198,14 @@ impl<E: Engine> Peer<E> {
         region.region_epoch = Some(epoch);
         write_region_state(&mut ctx.kv_wb, &region, PeerState::Normal);
         self.raft_group.apply_conf_change(cc)?;
+        if change == ConfChangeType::RemoveNode && peer.id == self.meta.id && self.is_leader() {
+            // A leader applying its own removal (the change was proposed by an earlier
+            // leader): raft-rs leaves it leading without a progress of its own, and its
+            // next persisted notice panics on that missing progress. Step down; the peer
+            // is destroyed once its writes land.
+            let term = self.term();
+            self.raft_group.raft.become_follower(term, raft::INVALID_ID);
+        }
         // The entries after this one must be checked against the new configuration, and
         // raft's next messages may go to an added peer.
         self.raft_group.mut_store().set_region(region.clone());
