@@ -21,7 +21,7 @@
 use std::time::Instant;
 
 /// Seeds each planted bug is given.
-const SEEDS: u64 = 20;
+const SEEDS: u64 = 10;
 
 fn seeds(default_first: u64) -> std::ops::Range<u64> {
     match sim::seed_from_env() {
