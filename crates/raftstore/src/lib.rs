@@ -3,7 +3,8 @@
 //! # What it owns
 //! Everything between "a command for region R arrived" and "it is durable, replicated,
 //! applied and answered": peers (one per region), the pollers that drive them
-//! (`store_pool_size` threads, each region on one of them), the log writer, apply, the admin operations that change regions (split, conf change, leader
+//! (`store_pool_size` threads, each region on one of them), the log writer, apply (on the
+//! pollers or on `apply_pool_size` apply threads), the admin operations that change regions (split, conf change, leader
 //! transfer, log compaction; one file each in [`operation`]), and the store's workers
 //! (region/snapshot, raft-log-gc, split-check, scheduler).
 //!
@@ -18,9 +19,11 @@
 //!                                   │                         every poller's rounds)
 //!      leader msgs flushed ◄────────┤ (before the KV write: replication and the fsync
 //!                                   │  overlap with it)
-//!      committed entries ──► apply into ONE KV batch per round ──► engine.write
-//!                                   │                                   │
+//!      committed entries ──► apply into ONE KV batch per round ──► engine.write (by the
+//!                                   │                   poller, or by an apply thread:
+//!                                   │                   `apply_pool_size`, [`apply::writer`])
 //!      callbacks fire after the KV write ◄──────────────────────────────┘
+//!      then the round's follow-up (split peers, conf changes, log GC, reads)
 //!      persisted notices ──► on_persist_ready ──► more commits ──► apply
 //! ```
 //! Numbered steps of a round are in [`poller`]; the order within one Ready is in
