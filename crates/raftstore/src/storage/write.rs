@@ -41,7 +41,7 @@ pub struct WriteMsg {
 }
 
 /// The writer's state: one [`LogWriter::write_round`] per batch of queued rounds. The
-/// writer thread ([`spawn`]) and a simulator both call it.
+/// writer thread ([`spawn_writer`]) and a simulator both call it.
 pub struct LogWriter<S, T> {
     raft_engine: RaftLogEngine,
     router: Router<S>,
