@@ -126,9 +126,20 @@ impl<E: Engine, T: Transport> PollContext<E, T> {
         self.engine.write(wb, false)
     }
 
+    /// Hands the round's KV batch and the commands waiting for it over: to the apply
+    /// thread, returning the job's number (none if the round staged nothing), or, without
+    /// one, writes it on this thread and answers the commands (none: nothing in flight).
+    pub fn hand_over_kv(&mut self) -> Option<u64> {
+        if self.kv_apply.is_some() {
+            return self.hand_kv_to_applier();
+        }
+        self.write_kv_here();
+        None
+    }
+
     /// Writes the round's KV batch on this thread and answers the commands waiting for it
     /// (no apply thread).
-    pub fn write_kv_here(&mut self) {
+    fn write_kv_here(&mut self) {
         let kv_start = Instant::now();
         let flushed = self.flush_kv();
         let kv_done = Instant::now();
@@ -145,12 +156,13 @@ impl<E: Engine, T: Transport> PollContext<E, T> {
     }
 
     /// Hands the round's KV batch and the commands waiting for it to the apply thread;
-    /// returns the job's number, or none if the round staged nothing.
-    pub fn hand_kv_to_applier(&mut self) -> Option<u64> {
+    /// returns the job's number, or none if the round staged nothing (or there is no apply
+    /// thread).
+    fn hand_kv_to_applier(&mut self) -> Option<u64> {
         if self.kv_wb.is_empty() && self.callbacks.is_empty() {
             return None;
         }
-        let link = self.kv_apply.as_mut().expect("an apply thread");
+        let link = self.kv_apply.as_mut()?;
         link.submitted += 1;
         let job = KvJob {
             poller: link.poller,

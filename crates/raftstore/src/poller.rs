@@ -634,12 +634,7 @@ impl<E: Engine, T: Transport> Poller<E, T> {
         let round = RoundFlush { touched, peers };
         // The KV batch: written here, or handed to this poller's apply thread, in which
         // case the round finishes when the thread reports it written (`KvWritten`).
-        let job = if self.ctx.kv_apply.is_some() {
-            self.ctx.hand_kv_to_applier()
-        } else {
-            self.ctx.write_kv_here();
-            None
-        };
+        let job = self.ctx.hand_over_kv();
         if job.is_none() && self.in_flight.is_empty() {
             self.finish_round(round);
         } else {
@@ -651,11 +646,11 @@ impl<E: Engine, T: Transport> Poller<E, T> {
     /// An apply thread wrote this poller's job `seq` (and every one before it): the rounds
     /// up to it finish.
     fn on_kv_written(&mut self, seq: u64) {
-        while let Some((job, _)) = self.in_flight.front() {
+        while let Some((job, round)) = self.in_flight.pop_front() {
             if job.is_some_and(|j| j > seq) {
+                self.in_flight.push_front((job, round));
                 break;
             }
-            let (_, round) = self.in_flight.pop_front().expect("front exists");
             self.finish_round(round);
         }
     }

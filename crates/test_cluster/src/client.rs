@@ -49,6 +49,17 @@ fn removed_with_proposal(e: &errorpb::Error) -> bool {
     e.message.contains("removed with the command pending")
 }
 
+fn delete_request(cf: &str, key: &[u8]) -> Request {
+    Request {
+        cmd_type: CmdType::Delete as i32,
+        delete: Some(DeleteRequest {
+            cf: cf.to_string(),
+            key: key.to_vec(),
+        }),
+        ..Default::default()
+    }
+}
+
 impl Cluster {
     /// The region holding `key`, as the stores know it (newest version wins).
     pub fn region_for_key(&self, key: &[u8]) -> Option<metapb::Region> {
@@ -357,15 +368,7 @@ impl Cluster {
 
     /// Deletes `key` from `cf`.
     pub fn must_delete_cf(&self, cf: &str, key: &[u8]) {
-        let req = Request {
-            cmd_type: CmdType::Delete as i32,
-            delete: Some(DeleteRequest {
-                cf: cf.to_string(),
-                key: key.to_vec(),
-            }),
-            ..Default::default()
-        };
-        self.request(key, vec![req], REQUEST_TIMEOUT);
+        self.request(key, vec![delete_request(cf, key)], REQUEST_TIMEOUT);
     }
 
     /// Deletes from CF default.
@@ -392,14 +395,7 @@ impl Cluster {
             }
             let requests = keys[i..j]
                 .iter()
-                .map(|k| Request {
-                    cmd_type: CmdType::Delete as i32,
-                    delete: Some(DeleteRequest {
-                        cf: CF_DEFAULT.to_string(),
-                        key: k.clone(),
-                    }),
-                    ..Default::default()
-                })
+                .map(|k| delete_request(CF_DEFAULT, k))
                 .collect();
             let cmd = RaftCmdRequest {
                 requests,
